@@ -1,0 +1,273 @@
+"""A Polyv ``refresh-cdn-cache`` simulator: a real HTTP server on loopback that enforces the
+documented contract (shared/polyv-api.md) and answers with Polyv's documented bodies, verbatim.
+
+It checks, in this order: POST to the path, form body, all parameters present, ``ptime`` within
+±3 minutes, ``sign``, ``action=push`` / ``fileType=zip``, ``videos`` JSON, at most 100 files,
+every vid known (``illeagal vid``), every bitrate existing (``bitrate does not exist``), and
+the per-user daily limit in the configured time zone (accepted files only are counted).
+
+Answers Polyv does not document (missing parameter, bad ``videos`` JSON, wrong ``action``) use
+the same envelope with a message of this simulator's own, marked ``[simulator]``.
+
+Run it by hand: ``python -m devstack.polyv_simulator --port 8900 --account USERID:SECRETKEY
+--video VID:1,2,3``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
+
+PATH = "/v2/video/refresh-cdn-cache"
+REQUIRED = ("userid", "ptime", "sign", "action", "fileType", "videos")
+
+PTIME_TOO_OLD = "ptime is too old"
+SIGN_NOT_RIGHT = "the sign is not right."
+ILLEGAL_VID = "illeagal vid"
+TOO_MANY_FILES = "can't submit more than 100 files"
+BITRATE_MISSING = "bitrate does not exist"
+DAILY_LIMIT = "can't submit more than 2000 files one day"
+
+
+def expected_sign(params: dict[str, str], secretkey: str) -> str:
+    """The signing rule, implemented independently of the product's own code on purpose."""
+    plain = "&".join(f"{k}={params[k]}" for k in sorted(params) if k != "sign" and params[k] != "")
+    return hashlib.sha1((plain + secretkey).encode("utf-8")).hexdigest().upper()
+
+
+def error(message: str) -> tuple[int, dict[str, Any]]:
+    return 400, {"code": 400, "status": "error", "message": message, "data": None}
+
+
+@dataclass(frozen=True)
+class Task:
+    task_id: str
+    userid: str
+    files: tuple[tuple[str, int], ...]
+    day: str
+
+
+@dataclass
+class Account:
+    secretkey: str
+
+
+@dataclass
+class SimulatorState:
+    accounts: dict[str, Account] = field(default_factory=dict)
+    videos: dict[str, frozenset[int]] = field(default_factory=dict)
+    tasks: list[Task] = field(default_factory=list)
+    used: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    answers: list[str] = field(default_factory=list)  # the message of every answer, in order
+
+
+class PolyvSimulator:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        daily_limit: int = 2000,
+        ptime_window_ms: int = 180_000,
+        timezone: str = "Asia/Shanghai",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.daily_limit = daily_limit
+        self.ptime_window_ms = ptime_window_ms
+        self.tz = ZoneInfo(timezone)
+        self.clock = clock
+        self.state = SimulatorState()
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    # -- set-up -------------------------------------------------------------------------------
+    def add_account(self, userid: str, secretkey: str) -> None:
+        with self._lock:
+            self.state.accounts[userid] = Account(secretkey)
+
+    def add_video(self, vid: str, br_indexes: Iterable[int] = (1, 2, 3)) -> None:
+        with self._lock:
+            self.state.videos[vid] = frozenset(br_indexes)
+
+    def reset(self, *, daily_limit: int | None = None) -> None:
+        """Forget tasks and counts (accounts and videos stay)."""
+        with self._lock:
+            self.state.tasks.clear()
+            self.state.used.clear()
+            self.state.answers.clear()
+            if daily_limit is not None:
+                self.daily_limit = daily_limit
+
+    # -- observation --------------------------------------------------------------------------
+    def today(self) -> str:
+        return datetime.fromtimestamp(self.clock(), UTC).astimezone(self.tz).date().isoformat()
+
+    def used(self, userid: str, day: str | None = None) -> int:
+        with self._lock:
+            return self.state.used.get((userid, day or self.today()), 0)
+
+    def accepted_files(self) -> list[tuple[str, int]]:
+        with self._lock:
+            return [f for task in self.state.tasks for f in task.files]
+
+    def tasks(self) -> list[Task]:
+        with self._lock:
+            return list(self.state.tasks)
+
+    def answers(self) -> list[str]:
+        with self._lock:
+            return list(self.state.answers)
+
+    # -- the API --------------------------------------------------------------------------------
+    def handle(self, method: str, path: str, content_type: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        status, answer = self._decide(method, path, content_type, body)
+        with self._lock:
+            self.state.answers.append(str(answer.get("message")))
+        return status, answer
+
+    def _decide(self, method: str, path: str, content_type: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        if urlsplit(path).path != PATH:
+            return 404, {"code": 404, "status": "error", "message": "[simulator] not found", "data": None}
+        if method != "POST":
+            return 405, {"code": 405, "status": "error", "message": "[simulator] use POST", "data": None}
+        if content_type.split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
+            return error("[simulator] body must be an application/x-www-form-urlencoded form")
+        try:
+            fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
+        except (UnicodeDecodeError, ValueError):
+            return error("[simulator] body is not a valid form")
+        params = {name: values[-1] for name, values in fields.items()}
+        missing = [name for name in REQUIRED if not params.get(name)]
+        if missing:
+            return error(f"[simulator] missing parameter: {', '.join(missing)}")
+        ptime = params["ptime"]
+        now_ms = int(self.clock() * 1000)
+        if not (ptime.isdigit() and len(ptime) == 13) or abs(now_ms - int(ptime)) > self.ptime_window_ms:
+            return error(PTIME_TOO_OLD)
+        with self._lock:
+            account = self.state.accounts.get(params["userid"])
+        if account is None or params["sign"] != expected_sign(params, account.secretkey):
+            return error(SIGN_NOT_RIGHT)
+        if params["action"] != "push" or params["fileType"] != "zip":
+            return error("[simulator] only action=push with fileType=zip is supported")
+        files = self._files(params["videos"])
+        if files is None:
+            return error("[simulator] videos must be a JSON array of {vid, brIndex}")
+        if len(files) > 100:
+            return error(TOO_MANY_FILES)
+        with self._lock:
+            if any(vid not in self.state.videos for vid, _ in files):
+                return error(ILLEGAL_VID)
+            if any(br not in self.state.videos[vid] for vid, br in files):
+                return error(BITRATE_MISSING)
+            key = (params["userid"], self.today())
+            if self.state.used[key] + len(files) > self.daily_limit:
+                return error(DAILY_LIMIT)
+            self.state.used[key] += len(files)
+            task = Task(uuid.uuid4().hex, params["userid"], tuple(files), key[1])
+            self.state.tasks.append(task)
+        return 200, {"code": 200, "status": "success", "message": "success", "data": {"taskId": task.task_id}}
+
+    @staticmethod
+    def _files(videos: str) -> list[tuple[str, int]] | None:
+        try:
+            items = json.loads(videos)
+        except ValueError:
+            return None
+        if not isinstance(items, list) or not items:
+            return None
+        files = []
+        for item in items:
+            if not isinstance(item, dict) or not isinstance(item.get("vid"), str):
+                return None
+            br = item.get("brIndex")
+            if isinstance(br, bool) or not isinstance(br, int):
+                return None
+            files.append((item["vid"], br))
+        return files
+
+    # -- the server -----------------------------------------------------------------------------
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        simulator = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                status, answer = simulator.handle(
+                    self.command, self.path, self.headers.get("Content-Type", ""), body
+                )
+                payload = json.dumps(answer, ensure_ascii=False).encode("utf-8")
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json;charset=UTF-8")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_POST = _serve
+            do_GET = _serve
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        return Handler
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}{PATH}"
+
+    def start(self) -> PolyvSimulator:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="polyv-simulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Polyv refresh-cdn-cache simulator on loopback")
+    parser.add_argument("--port", type=int, default=8900)
+    parser.add_argument("--daily-limit", type=int, default=2000)
+    parser.add_argument("--account", action="append", default=[], metavar="USERID:SECRETKEY")
+    parser.add_argument("--video", action="append", default=[], metavar="VID[:1,2,3]")
+    args = parser.parse_args(argv)
+    simulator = PolyvSimulator(port=args.port, daily_limit=args.daily_limit)
+    for account in args.account:
+        userid, _, secretkey = account.partition(":")
+        simulator.add_account(userid, secretkey)
+    for video in args.video:
+        vid, _, brs = video.partition(":")
+        simulator.add_video(vid, [int(b) for b in brs.split(",")] if brs else (1, 2, 3))
+    simulator.start()
+    print(f"Polyv simulator listening on {simulator.url}")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        simulator.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Lambda entry point: Powertools decorators, then route by event kind.
+
+Thin on purpose: it turns each event into file requests (``polyv_prewarm.events``), lets the
+service do the work, and turns the report into the answer the event source expects.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes import SQSEvent
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from polyv_prewarm import SERVICE, runtime
+from polyv_prewarm.events import (
+    EventKind,
+    InvalidMessage,
+    Parsed,
+    UnsupportedEvent,
+    classify,
+    parse_body,
+    parse_document,
+)
+from polyv_prewarm.model import Origin, Report
+from polyv_prewarm.ports import PrewarmError
+
+logger = Logger(service=SERVICE)
+tracer = Tracer(service=SERVICE)
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "PolyvPrewarm"))
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+class FilesHandedBack(PrewarmError):
+    """Raised for asynchronous invocations (S3, SNS, EventBridge) whose files are not all done,
+    so Lambda retries the event and, after that, sends it to the on-failure destination."""
+
+
+class InvalidEvent(PrewarmError):
+    """A direct invocation whose content cannot be read."""
+
+
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    kind = classify(event)
+    logger.append_keys(event_kind=kind.value)
+    if kind is EventKind.SQS:
+        return _sqs_batch(event, context)
+    if kind is EventKind.DIRECT:
+        return _direct(event, context)
+    return _notification(event, kind, context)
+
+
+def _sqs_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Dedup and chunking span the whole batch, so every message is read before any call; the
+    verdicts then go through Powertools' batch processor, which builds ``batchItemFailures``."""
+    options = runtime.current().settings.parse_options
+    parsed = Parsed()
+    malformed: dict[str, str] = {}
+    for record in SQSEvent(event).records:
+        message_id = str(record.raw_event.get("messageId", ""))
+        try:
+            parsed.extend(parse_body(record.raw_event.get("body"), Origin("sqs", message_id=message_id), options))
+        except InvalidMessage as exc:
+            malformed[message_id] = str(exc)
+            logger.warning("malformed message", extra={"message_id": message_id, "error": str(exc)})
+    report = _prewarm(parsed, context)
+    to_retry = report.messages_to_retry()
+
+    def verdict(record: SQSRecord) -> None:
+        if record.message_id in malformed:
+            raise InvalidMessage(malformed[record.message_id])
+        if record.message_id in to_retry:
+            raise FilesHandedBack("holds files that were not submitted (quota spent or Polyv unavailable)")
+
+    response = process_partial_response(event=event, record_handler=verdict, processor=processor, context=context)
+    metrics.add_metric(name="MessagesHandedBack", unit=MetricUnit.Count, value=len(response["batchItemFailures"]))
+    logger.info("batch done", extra={"summary": _log_summary(report), "malformed": len(malformed),
+                                     "handed_back": len(response["batchItemFailures"])})
+    return dict(response)
+
+
+def _notification(event: dict[str, Any], kind: EventKind, context: LambdaContext) -> dict[str, Any]:
+    try:
+        parsed = parse_document(event, Origin(kind.value), runtime.current().settings.parse_options)
+    except InvalidMessage as exc:
+        raise InvalidEvent(str(exc)) from None
+    report = _prewarm(parsed, context)
+    summary = _summary(report, parsed)
+    not_done = sum(r.fate.needs_retry for r in report.results)
+    if not_done:
+        logger.warning("files not done: failing the invocation so Lambda retries it", extra=_log_summary(report))
+        raise FilesHandedBack(f"{not_done} files were not submitted (quota spent or Polyv unavailable)")
+    logger.info("notification done", extra={"summary": _log_summary(report)})
+    return summary
+
+
+def _direct(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    dry_run = event.get("dryRun", False)
+    if not isinstance(dry_run, bool):
+        raise InvalidEvent("dryRun must be true or false")
+    try:
+        parsed = parse_document(event, Origin("direct"), runtime.current().settings.parse_options)
+    except InvalidMessage as exc:
+        raise InvalidEvent(str(exc)) from None
+    report = _prewarm(parsed, context, dry_run=dry_run)
+    logger.info("direct invocation done", extra={"summary": _log_summary(report)})
+    return _summary(report, parsed)
+
+
+@tracer.capture_method
+def _prewarm(parsed: Parsed, context: LambdaContext, *, dry_run: bool = False) -> Report:
+    for item in parsed.ignored:
+        logger.info("ignored", extra=item.to_summary())
+    report = runtime.current().service.prewarm(
+        parsed.requests, dry_run=dry_run, time_left_ms=context.get_remaining_time_in_millis
+    )
+    _record_metrics(report)
+    return report
+
+
+def _record_metrics(report: Report) -> None:
+    for fate, count in report.counts().items():
+        metrics.add_metric(name=f"Files_{fate}", unit=MetricUnit.Count, value=count)
+    metrics.add_metric(name="PolyvCalls", unit=MetricUnit.Count, value=len(report.calls))
+    if report.quota is not None:
+        metrics.add_metric(name="QuotaUsed", unit=MetricUnit.Count, value=report.quota.used)
+        metrics.add_metric(name="QuotaRemaining", unit=MetricUnit.Count, value=report.quota.remaining)
+
+
+def _summary(report: Report, parsed: Parsed) -> dict[str, Any]:
+    summary = report.to_summary()
+    summary["ignored"] = [item.to_summary() for item in parsed.ignored]
+    return summary
+
+
+def _log_summary(report: Report) -> dict[str, Any]:
+    """The summary without the per-file list, which can be 10,000 entries long."""
+    summary = report.to_summary()
+    summary.pop("files")
+    return summary
+
+
+__all__ = ["UnsupportedEvent", "lambda_handler"]

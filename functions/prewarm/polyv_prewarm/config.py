@@ -1,0 +1,133 @@
+"""Configuration from environment variables, validated in one place at start-up."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .events import DEFAULT_VID_KEY_PATTERN, ParseOptions
+from .model import BR_INDEXES
+from .ports import PrewarmError
+
+DEFAULT_API_URL = "https://api.polyv.net/v2/video/refresh-cdn-cache"
+
+
+class ConfigurationError(PrewarmError):
+    """An environment variable is missing or invalid; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    secret_id: str
+    quota_table: str
+    api_url: str
+    daily_limit: int
+    timezone: ZoneInfo
+    default_br_indexes: tuple[int, ...]
+    vid_key_pattern: re.Pattern[str]
+    secret_max_age: int
+    polyv_attempts: int = 3
+    polyv_backoff_base: float = 0.5
+    polyv_connect_timeout: float = 3.05
+    polyv_read_timeout: float = 10.0
+
+    @property
+    def parse_options(self) -> ParseOptions:
+        return ParseOptions(default_br_indexes=self.default_br_indexes, key_pattern=self.vid_key_pattern)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        return cls(
+            secret_id=_required(env, "POLYV_SECRET_ID"),
+            quota_table=_required(env, "QUOTA_TABLE"),
+            api_url=_api_url(env.get("POLYV_API_URL") or DEFAULT_API_URL),
+            daily_limit=_positive_int(env, "DAILY_FILE_LIMIT", 2000),
+            timezone=_timezone(env.get("QUOTA_TIMEZONE") or "Asia/Shanghai"),
+            default_br_indexes=_br_indexes(env.get("DEFAULT_BR_INDEXES") or "1,2,3"),
+            vid_key_pattern=_key_pattern(env.get("VID_KEY_PATTERN") or DEFAULT_VID_KEY_PATTERN),
+            secret_max_age=_positive_int(env, "SECRET_MAX_AGE_SECONDS", 300),
+            polyv_attempts=_positive_int(env, "POLYV_ATTEMPTS", 3),
+            polyv_backoff_base=_seconds(env, "POLYV_BACKOFF_BASE_SECONDS", 0.5),
+            polyv_connect_timeout=_seconds(env, "POLYV_CONNECT_TIMEOUT_SECONDS", 3.05),
+            polyv_read_timeout=_seconds(env, "POLYV_READ_TIMEOUT_SECONDS", 10.0),
+        )
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigurationError(f"{name} is required")
+    return value
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name) or str(default)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a positive integer, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigurationError(f"{name} must be a positive integer, got {raw!r}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name) or str(default)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not 0 <= value <= 900:
+        raise ConfigurationError(f"{name} must be between 0 and 900 seconds, got {raw!r}")
+    return value
+
+
+def _api_url(url: str) -> str:
+    """``https://`` always, except a loopback address (the local Polyv simulator)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme == "https" and host:
+        return url
+    if parts.scheme == "http" and _is_loopback(host):
+        return url
+    raise ConfigurationError(f"POLYV_API_URL must be an https:// URL (http:// only for loopback), got {url!r}")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _timezone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigurationError(f"QUOTA_TIMEZONE is not a known IANA time zone: {name!r}") from None
+
+
+def _br_indexes(raw: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        raise ConfigurationError(f"DEFAULT_BR_INDEXES must be a comma list of 1, 2, 3, got {raw!r}") from None
+    if not values or any(v not in BR_INDEXES for v in values):
+        raise ConfigurationError(f"DEFAULT_BR_INDEXES must be a comma list of 1, 2, 3, got {raw!r}")
+    return tuple(dict.fromkeys(values))
+
+
+def _key_pattern(raw: str) -> re.Pattern[str]:
+    try:
+        pattern = re.compile(raw)
+    except re.error as exc:
+        raise ConfigurationError(f"VID_KEY_PATTERN is not a valid regex: {exc}") from None
+    if "vid" not in pattern.groupindex:
+        raise ConfigurationError("VID_KEY_PATTERN must have a named group (?P<vid>...)")
+    return pattern

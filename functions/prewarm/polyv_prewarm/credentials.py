@@ -1,0 +1,62 @@
+"""The Polyv account credentials, read from AWS Secrets Manager through Powertools' parameters
+utility (cached for ``max_age`` seconds, refreshable on demand after a rotation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
+
+from .ports import PrewarmError
+
+
+class CredentialsError(PrewarmError):
+    """The secret could not be read or does not hold usable credentials. Never carries its value."""
+
+
+@dataclass(frozen=True, slots=True)
+class PolyvCredentials:
+    userid: str
+    secretkey: str = field(repr=False)  # repr=False: never shown by logging or tracebacks
+
+
+class CredentialsSource(Protocol):
+    def get(self, *, refresh: bool = False) -> PolyvCredentials: ...
+
+
+class SecretsManagerCredentials:
+    """Secret JSON ``{"userid": "...", "secretkey": "..."}`` in Secrets Manager."""
+
+    def __init__(self, secret_id: str, provider: SecretsProvider, max_age: int = 300) -> None:
+        self._secret_id = secret_id
+        self._provider = provider
+        self._max_age = max_age
+
+    def get(self, *, refresh: bool = False) -> PolyvCredentials:
+        try:
+            value: Any = self._provider.get(
+                self._secret_id, transform="json", max_age=self._max_age, force_fetch=refresh
+            )
+        except TransformParameterError:
+            # `from None`: the JSON error's context could quote part of the secret.
+            raise CredentialsError(
+                f"secret {self._secret_id!r} is not JSON; expected {{\"userid\": ..., \"secretkey\": ...}}"
+            ) from None
+        except GetParameterError as exc:
+            raise CredentialsError(
+                f"cannot read secret {self._secret_id!r}: {type(exc.__cause__ or exc).__name__}"
+            ) from None
+        return parse_credentials(value, self._secret_id)
+
+
+def parse_credentials(value: object, secret_id: str) -> PolyvCredentials:
+    if not isinstance(value, dict):
+        raise CredentialsError(f"secret {secret_id!r} must be a JSON object with userid and secretkey")
+    userid, secretkey = value.get("userid"), value.get("secretkey")
+    if not isinstance(userid, str) or not userid:
+        raise CredentialsError(f"secret {secret_id!r} has no string 'userid'")
+    if not isinstance(secretkey, str) or not secretkey:
+        raise CredentialsError(f"secret {secret_id!r} has no string 'secretkey'")
+    return PolyvCredentials(userid=userid, secretkey=secretkey)

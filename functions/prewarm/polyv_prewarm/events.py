@@ -1,0 +1,252 @@
+"""Every accepted event shape -> file requests with their origin.
+
+Accepted message shapes (an SQS body, or a whole event delivered directly):
+
+* the pipeline's JSON: ``{"vid", "brIndex"?}``, ``{"vids": [...], "brIndexes"?}``,
+  ``{"videos": [{"vid", "brIndex"?}]}``
+* an S3 event notification (``Records`` with ``eventSource: aws:s3``); ``s3:TestEvent`` is ignored
+* an SNS notification wrapping any of these (S3 -> SNS -> SQS, raw delivery off)
+* an EventBridge ``Object Created`` event from S3
+* a Polyv encode callback: ``vid=...&df=N[&type=encode&sign=...]`` or the same as JSON
+
+Untrusted input: every failure is an :class:`InvalidMessage` that says what is wrong, never a
+``KeyError``. Message contents are never echoed back (a callback may carry a ``sign``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+from urllib.parse import parse_qs, unquote_plus
+
+from .model import FileRequest, Origin
+from .ports import PrewarmError
+
+#: Finds the first vid-shaped token anywhere in an S3 key.
+DEFAULT_VID_KEY_PATTERN = r"(?<![0-9a-z])(?P<vid>[0-9a-z]{32}_[0-9a-z])(?![0-9a-z])"
+
+MAX_NESTING = 3  # SNS -> S3 notification is 2; anything deeper is not a shape we know
+
+
+class InvalidMessage(PrewarmError):
+    """A message (or directly invoked event) that cannot be read. Fails alone, never its batch."""
+
+
+@dataclass(frozen=True, slots=True)
+class ParseOptions:
+    default_br_indexes: tuple[int, ...] = (1, 2, 3)
+    key_pattern: re.Pattern[str] = field(default_factory=lambda: re.compile(DEFAULT_VID_KEY_PATTERN))
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """Something an event reported that is not a file to warm (an S3 test event, a deletion...)."""
+
+    origin: Origin
+    reason: str
+
+    def to_summary(self) -> dict[str, str]:
+        return {"reason": self.reason, **self.origin.log_keys()}
+
+
+@dataclass(slots=True)
+class Parsed:
+    requests: list[FileRequest] = field(default_factory=list)
+    ignored: list[Ignored] = field(default_factory=list)
+
+    def extend(self, other: Parsed) -> None:
+        self.requests += other.requests
+        self.ignored += other.ignored
+
+
+class UnsupportedEvent(PrewarmError):
+    """A Lambda event of no shape this function accepts."""
+
+
+class EventKind(StrEnum):
+    SQS = "sqs"  # the main path: partial batch response
+    S3 = "s3"  # S3 notification delivered directly to the function (asynchronous invocation)
+    SNS = "sns"  # SNS delivering directly to the function
+    EVENTBRIDGE = "eventbridge"  # an EventBridge rule targeting the function
+    DIRECT = "direct"  # a person invoking the function with a test event
+
+
+def classify(event: object) -> EventKind:
+    """Which kind of invocation this is; raises :class:`UnsupportedEvent` for anything else."""
+    if not isinstance(event, dict):
+        raise UnsupportedEvent(f"event must be a JSON object, got {type(event).__name__}")
+    records = event.get("Records")
+    if isinstance(records, list) and records and isinstance(records[0], dict):
+        source = records[0].get("eventSource") or records[0].get("EventSource")
+        kinds = {"aws:sqs": EventKind.SQS, "aws:s3": EventKind.S3, "aws:sns": EventKind.SNS}
+        if source in kinds:
+            return kinds[source]
+        raise UnsupportedEvent(f"records from {str(source)[:64]!r} are not supported (sqs, s3, sns are)")
+    if "detail-type" in event and "source" in event:
+        return EventKind.EVENTBRIDGE
+    if event.keys() & {"videos", "vids", "vid"}:
+        return EventKind.DIRECT
+    raise UnsupportedEvent(
+        "unknown event: expected an SQS batch, an S3 or SNS notification, an EventBridge event, "
+        'or a direct invocation like {"videos": [{"vid": ..., "brIndex": 1}]} or {"vids": [...]}'
+    )
+
+
+def parse_body(body: object, origin: Origin, options: ParseOptions) -> Parsed:
+    """An SQS message body: JSON of any accepted shape, or a callback query string."""
+    if not isinstance(body, str):
+        raise InvalidMessage(f"message body must be a string, got {type(body).__name__}")
+    text = body.strip()
+    if not text:
+        raise InvalidMessage("message body is empty")
+    if text[0] in "{[":
+        try:
+            document = json.loads(text)
+        except ValueError as exc:
+            raise InvalidMessage(f"message body is not valid JSON ({exc.msg} at char {exc.pos})") from None
+        return parse_document(document, origin, options)
+    if "=" in text:
+        return _callback(_query_string(text), origin, options)
+    raise InvalidMessage("message body is neither JSON nor a vid=...&df=... query string")
+
+
+def parse_document(document: object, origin: Origin, options: ParseOptions, depth: int = 0) -> Parsed:
+    """A decoded message or directly invoked event of any accepted shape."""
+    if depth > MAX_NESTING:
+        raise InvalidMessage("message nests envelopes too deeply")
+    if not isinstance(document, dict):
+        raise InvalidMessage(f"message must be a JSON object, got {type(document).__name__}")
+    if "Records" in document:
+        return _s3_notification(document, origin, options)
+    if document.get("Event") == "s3:TestEvent":
+        return Parsed(ignored=[Ignored(origin, "s3:TestEvent (sent when a bucket notification is configured)")])
+    if "detail-type" in document and "source" in document:
+        return _eventbridge(document, origin, options)
+    if document.get("Type") in ("Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation"):
+        return _sns_envelope(document, origin, options, depth)
+    if "videos" in document:
+        return _videos(document, origin, options)
+    if "vids" in document:
+        return _vids(document, origin, options)
+    if "vid" in document and "df" in document:
+        return _callback(document, origin, options)
+    if "vid" in document:
+        return _single(document, origin, options)
+    raise InvalidMessage(f"unknown message shape (keys: {', '.join(sorted(map(str, document))[:8]) or 'none'})")
+
+
+def _br_indexes(document: Mapping[str, Any], options: ParseOptions) -> Sequence[object]:
+    value = document.get("brIndexes")
+    if value is None:
+        return options.default_br_indexes
+    if not isinstance(value, list) or not value:
+        raise InvalidMessage("brIndexes must be a non-empty list of 1, 2 or 3")
+    return value
+
+
+def _videos(document: Mapping[str, Any], origin: Origin, options: ParseOptions) -> Parsed:
+    videos = document["videos"]
+    if not isinstance(videos, list):
+        raise InvalidMessage("videos must be a list of {vid, brIndex} objects")
+    parsed = Parsed()
+    for i, video in enumerate(videos):
+        if not isinstance(video, dict) or "vid" not in video:
+            raise InvalidMessage(f"videos[{i}] must be an object with a vid")
+        br = video.get("brIndex")
+        brs: Sequence[object] = options.default_br_indexes if br is None else (br,)
+        parsed.requests += [FileRequest(video["vid"], b, origin) for b in brs]
+    return parsed
+
+
+def _vids(document: Mapping[str, Any], origin: Origin, options: ParseOptions) -> Parsed:
+    vids = document["vids"]
+    if not isinstance(vids, list):
+        raise InvalidMessage("vids must be a list of vid strings")
+    brs = _br_indexes(document, options)
+    return Parsed(requests=[FileRequest(vid, br, origin) for vid in vids for br in brs])
+
+
+def _single(document: Mapping[str, Any], origin: Origin, options: ParseOptions) -> Parsed:
+    br = document.get("brIndex")
+    brs: Sequence[object] = _br_indexes(document, options) if br is None else (br,)
+    return Parsed(requests=[FileRequest(document["vid"], b, origin) for b in brs])
+
+
+def _query_string(text: str) -> dict[str, str]:
+    fields = parse_qs(text, keep_blank_values=True)
+    return {name: values[-1] for name, values in fields.items()}
+
+
+def _callback(fields: Mapping[str, Any], origin: Origin, options: ParseOptions) -> Parsed:
+    """Polyv's encode callback: ``df`` is the definition that just finished (1..3, like brIndex).
+    The callback's ``sign`` is not checked here: the relay that put it on the queue owns that."""
+    kind = fields.get("type")
+    if kind not in (None, "", "encode"):
+        return Parsed(ignored=[Ignored(origin, f"Polyv callback of type {str(kind)[:32]!r}, not 'encode'")])
+    if "vid" not in fields:
+        raise InvalidMessage("Polyv callback has no vid")
+    df = fields.get("df")
+    brs: Sequence[object] = options.default_br_indexes if df in (None, "") else (df,)
+    return Parsed(requests=[FileRequest(fields["vid"], b, origin) for b in brs])
+
+
+def _s3_notification(document: Mapping[str, Any], origin: Origin, options: ParseOptions) -> Parsed:
+    records = document["Records"]
+    if not isinstance(records, list):
+        raise InvalidMessage("Records must be a list")
+    parsed = Parsed()
+    for i, record in enumerate(records):
+        if not isinstance(record, dict) or record.get("eventSource") != "aws:s3":
+            raise InvalidMessage(f"Records[{i}] is not an S3 event record")
+        event_name = record.get("eventName")
+        key = _path(record, ("s3", "object", "key"), f"Records[{i}]")
+        parsed.extend(_object_created(event_name, key, origin, options, prefix="ObjectCreated:"))
+    return parsed
+
+
+def _eventbridge(document: Mapping[str, Any], origin: Origin, options: ParseOptions) -> Parsed:
+    if document.get("source") != "aws.s3":
+        raise InvalidMessage(f"EventBridge event from {str(document.get('source'))[:64]!r}, not aws.s3")
+    key = _path(document, ("detail", "object", "key"), "EventBridge event")
+    return _object_created(document.get("detail-type"), key, origin, options, prefix="Object Created")
+
+
+def _object_created(event_name: object, raw_key: str, origin: Origin, options: ParseOptions, *, prefix: str) -> Parsed:
+    key = unquote_plus(raw_key)  # S3 notifications URL-encode keys ("a b/c" arrives as "a+b%2Fc")
+    here = replace(origin, s3_key=key[:1024])
+    if not isinstance(event_name, str) or not event_name.startswith(prefix):
+        return Parsed(ignored=[Ignored(here, f"S3 event {str(event_name)[:64]!r} is not an object creation")])
+    match = options.key_pattern.search(key)
+    if match is None:
+        return Parsed(ignored=[Ignored(here, "no vid found in the S3 key (VID_KEY_PATTERN)")])
+    br = match.groupdict().get("br")
+    brs: Sequence[object] = options.default_br_indexes if br is None else (br,)
+    return Parsed(requests=[FileRequest(match.group("vid"), b, here) for b in brs])
+
+
+def _sns_envelope(document: Mapping[str, Any], origin: Origin, options: ParseOptions, depth: int) -> Parsed:
+    if document.get("Type") != "Notification":
+        return Parsed(ignored=[Ignored(origin, f"SNS {document.get('Type')} message")])
+    message = document.get("Message")
+    if not isinstance(message, str):
+        raise InvalidMessage("SNS notification has no Message string")
+    try:
+        inner = json.loads(message)
+    except ValueError:
+        raise InvalidMessage("SNS Message is not JSON (is raw message delivery on?)") from None
+    return parse_document(inner, origin, options, depth + 1)
+
+
+def _path(document: Mapping[str, Any], keys: Sequence[str], where: str) -> str:
+    value: Any = document
+    for key in keys:
+        if not isinstance(value, dict) or key not in value:
+            raise InvalidMessage(f"{where} has no {'.'.join(keys)}")
+        value = value[key]
+    if not isinstance(value, str) or not value:
+        raise InvalidMessage(f"{where}: {'.'.join(keys)} must be a non-empty string")
+    return value

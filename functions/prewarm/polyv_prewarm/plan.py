@@ -1,0 +1,94 @@
+"""Validate, deduplicate and chunk file requests. Pure functions: no I/O, no clock."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from .model import BR_INDEXES, Fate, FileRef, FileRequest, FileResult
+
+#: Polyv accepts at most this many files per call.
+MAX_FILES_PER_CALL = 100
+
+#: The documented vid shape: 32 chars [0-9a-z], "_", one char. The first 10 chars are the userid.
+VID_RE = re.compile(r"[0-9a-z]{32}_[0-9a-z]")
+
+
+class InvalidFile(ValueError):
+    """A requested file cannot be sent; the message is the reason shown to users."""
+
+
+def validate_vid(vid: object, userid: str) -> str:
+    if not isinstance(vid, str):
+        raise InvalidFile(f"vid must be a string, got {type(vid).__name__}")
+    if not VID_RE.fullmatch(vid):
+        raise InvalidFile("vid does not have the Polyv shape <32 chars [0-9a-z]>_<1 char>")
+    if not vid.startswith(userid):
+        raise InvalidFile("vid belongs to another Polyv account (its first 10 chars are not the userid)")
+    return vid
+
+
+def validate_br_index(br_index: object) -> int:
+    # bool is an int subclass: True must not pass as brIndex 1.
+    if isinstance(br_index, bool):
+        raise InvalidFile("brIndex must be 1, 2 or 3, got a boolean")
+    if isinstance(br_index, str) and br_index.strip().isdigit():
+        br_index = int(br_index.strip())
+    if not isinstance(br_index, int) or br_index not in BR_INDEXES:
+        raise InvalidFile(f"brIndex must be 1, 2 or 3, got {br_index!r}"[:120])
+    return br_index
+
+
+def validate(request: FileRequest, userid: str) -> FileRef:
+    return FileRef(validate_vid(request.vid, userid), validate_br_index(request.br_index))
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A unique file and the first request that asked for it."""
+
+    file: FileRef
+    request: FileRequest
+
+
+@dataclass(slots=True)
+class Plan:
+    """The files of one invocation, sorted into: already decided (rejected, duplicate) and to send."""
+
+    decided: list[FileResult] = field(default_factory=list)
+    unique: list[Claim] = field(default_factory=list)
+
+    def chunks(self, size: int = MAX_FILES_PER_CALL) -> list[list[Claim]]:
+        return chunk(self.unique, size)
+
+
+def chunk(items: Sequence[Claim], size: int = MAX_FILES_PER_CALL) -> list[list[Claim]]:
+    """Split into the minimum number of calls, ceil(n/size), none larger than ``size``."""
+    if not 1 <= size <= MAX_FILES_PER_CALL:
+        raise ValueError(f"chunk size must be 1..{MAX_FILES_PER_CALL}")
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def build_plan(requests: Iterable[FileRequest], userid: str) -> Plan:
+    """Validate every request and keep the first request for each unique (vid, brIndex).
+
+    Order is preserved, so files of one message stay together in as few calls as possible.
+    """
+    plan = Plan()
+    first_claim: dict[FileRef, Claim] = {}
+    for request in requests:
+        try:
+            file = validate(request, userid)
+        except InvalidFile as exc:
+            plan.decided.append(FileResult(request, Fate.REJECTED, reason=str(exc)))
+            continue
+        if file in first_claim:
+            plan.decided.append(
+                FileResult(request, Fate.DUPLICATE, file=file, reason="already requested in this invocation")
+            )
+            continue
+        claim = Claim(file, request)
+        first_claim[file] = claim
+        plan.unique.append(claim)
+    return plan

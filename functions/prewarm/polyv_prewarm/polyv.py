@@ -1,0 +1,224 @@
+"""HTTP client for Polyv's ``refresh-cdn-cache`` API (see shared/polyv-api.md)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from aws_lambda_powertools import Logger
+
+from . import SERVICE
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NewConnectionError
+from urllib3.util.retry import Retry
+
+from .credentials import CredentialsSource
+from .model import FileRef
+from .plan import MAX_FILES_PER_CALL
+from .ports import (
+    PolyvConfigurationError,
+    PolyvContractViolation,
+    PolyvFilesRefused,
+    PolyvQuotaSpent,
+    PolyvUnavailable,
+)
+from .signing import signed_form
+
+logger = Logger(service=SERVICE, child=True)
+
+# Polyv's error messages, verbatim (typos included).
+PTIME_TOO_OLD = "ptime is too old"
+SIGN_NOT_RIGHT = "the sign is not right."
+ILLEGAL_VID = "illeagal vid"
+BITRATE_MISSING = "bitrate does not exist"
+TOO_MANY_FILES = "can't submit more than 100 files"
+DAILY_LIMIT = "can't submit more than 2000 files one day"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int = 3  # signed attempts per call (each with a fresh ptime and sign)
+    backoff_base: float = 0.5  # seconds; full jitter: sleep U(0, min(cap, base * 2**n))
+    backoff_cap: float = 8.0
+    connect_retries: int = 2  # urllib3: re-sends before any byte reached Polyv
+    ptime_retries: int = 1  # re-signed retries after 'ptime is too old'
+    connect_timeout: float = 3.05
+    read_timeout: float = 10.0
+
+    def backoff(self, retry: int, rng: Callable[[], float] = random.random) -> float:
+        return rng() * min(self.backoff_cap, self.backoff_base * (2**retry))
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """True when the request certainly did not reach Polyv (it cannot have been accepted)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, NewConnectionError):
+            return True
+        reason = getattr(cause, "reason", None)
+        cause = reason if isinstance(reason, BaseException) else cause.__cause__ or cause.__context__
+    return False
+
+
+def build_session(policy: RetryPolicy) -> requests.Session:
+    """A session whose urllib3 ``Retry`` handles connection failures only.
+
+    Connect errors happen before the request is sent, so re-sending the same signed body a
+    moment later is safe. Everything after sending (5xx, bad bodies, ``ptime is too old``)
+    is retried by :meth:`PolyvClient.push` itself, because every attempt that reaches Polyv
+    needs a fresh ``ptime`` and therefore a fresh signature, which ``Retry`` cannot produce.
+    """
+    retry = Retry(
+        total=policy.connect_retries,
+        connect=policy.connect_retries,
+        read=0,
+        status=0,
+        other=0,
+        redirect=0,
+        backoff_factor=policy.backoff_base,
+        raise_on_status=False,
+    )
+    session = requests.Session()
+    session.mount("https://", HTTPAdapter(max_retries=retry))
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    return session
+
+
+class PolyvClient:
+    """Submits prewarm calls. Raises the errors of :mod:`polyv_prewarm.ports` on failure."""
+
+    def __init__(
+        self,
+        api_url: str,
+        credentials: CredentialsSource,
+        *,
+        policy: RetryPolicy | None = None,
+        session: requests.Session | None = None,
+        now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._url = api_url
+        self._credentials = credentials
+        self._policy = policy or RetryPolicy()
+        self._session = session or build_session(self._policy)
+        self._now_ms = now_ms
+        self._sleep = sleep
+
+    def userid(self) -> str:
+        return self._credentials.get().userid
+
+    def push(self, files: Sequence[FileRef]) -> str:
+        if not 1 <= len(files) <= MAX_FILES_PER_CALL:
+            raise ValueError(f"a call carries 1..{MAX_FILES_PER_CALL} files, not {len(files)}")
+        policy = self._policy
+        refreshed_secret = False
+        faults = 0  # transient faults so far; each retry after one backs off
+        ptime_retries = 0
+        attempt = 0
+        while True:
+            attempt += 1
+            fault = self._attempt(files, attempt, refresh_secret=refreshed_secret)
+            if isinstance(fault, str):
+                return fault  # the taskId
+            if fault is _SIGN_REJECTED:
+                if refreshed_secret:
+                    raise PolyvConfigurationError(
+                        "Polyv rejects the signature even with a freshly read secret: "
+                        "check the userid and secretkey in the Polyv secret"
+                    )
+                refreshed_secret = True  # the secret may have been rotated while we were warm
+                continue
+            if fault is _PTIME_REJECTED:
+                ptime_retries += 1
+                if ptime_retries > policy.ptime_retries:
+                    raise PolyvUnavailable(
+                        "Polyv keeps answering 'ptime is too old': is the clock right?", ambiguous=False
+                    )
+                continue  # a fresh ptime is all it needs: no back-off
+            faults += 1
+            if faults >= policy.attempts:
+                raise fault
+            self._sleep(policy.backoff(faults - 1))
+
+    def _attempt(
+        self, files: Sequence[FileRef], attempt: int, *, refresh_secret: bool
+    ) -> str | PolyvUnavailable:
+        """One signed POST. Returns the taskId, or the retryable fault; raises the final errors."""
+        policy = self._policy
+        creds = self._credentials.get(refresh=refresh_secret)
+        form = signed_form(userid=creds.userid, secretkey=creds.secretkey, files=files, ptime_ms=self._now_ms())
+        started = time.perf_counter()
+        try:
+            response = self._session.post(
+                self._url, data=form, timeout=(policy.connect_timeout, policy.read_timeout)
+            )
+        except requests.RequestException as exc:
+            if not _never_sent(exc):
+                # It may have been accepted: retrying would risk a second, uncounted submission.
+                raise PolyvUnavailable(
+                    f"no answer from Polyv after sending: {type(exc).__name__}", ambiguous=True
+                ) from None
+            logger.warning("Polyv unreachable", extra={"attempt": attempt, "error": type(exc).__name__})
+            return PolyvUnavailable(f"cannot connect to Polyv: {type(exc).__name__}", ambiguous=False)
+        answer = _json_answer(response)
+        message = str(answer.get("message", "")) if answer else None
+        logger.debug(
+            "Polyv answered",
+            extra={
+                "attempt": attempt,
+                "http_status": response.status_code,
+                "files": len(files),
+                "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+                "polyv_message": message,
+            },
+        )
+        if answer is None:
+            if response.status_code == 200:
+                raise PolyvUnavailable("Polyv answered 200 with a body that is not its JSON", ambiguous=True)
+            return PolyvUnavailable(f"Polyv answered HTTP {response.status_code}", ambiguous=False)
+        task_id = _task_id(answer)
+        if task_id is not None:
+            return task_id
+        if message == PTIME_TOO_OLD:
+            return _PTIME_REJECTED
+        if message == SIGN_NOT_RIGHT:
+            return _SIGN_REJECTED
+        if message in (ILLEGAL_VID, BITRATE_MISSING):
+            raise PolyvFilesRefused(message)
+        if message == DAILY_LIMIT:
+            raise PolyvQuotaSpent(message)
+        if message == TOO_MANY_FILES:
+            raise PolyvContractViolation(f"Polyv says {message!r} for a call of {len(files)} files")
+        if response.status_code >= 500 or response.status_code == 429:
+            return PolyvUnavailable(f"Polyv answered HTTP {response.status_code}", ambiguous=False)
+        # An error we do not know: do not guess, hand the work back for a later retry.
+        raise PolyvUnavailable(f"Polyv refused the call: {str(message)[:200]!r}", ambiguous=False)
+
+
+# Sentinels for the two answers that are retried at once, without back-off.
+_PTIME_REJECTED = PolyvUnavailable(PTIME_TOO_OLD, ambiguous=False)
+_SIGN_REJECTED = PolyvUnavailable(SIGN_NOT_RIGHT, ambiguous=False)
+
+
+def _json_answer(response: requests.Response) -> dict[str, Any] | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or "code" not in body:
+        return None
+    return body
+
+
+def _task_id(answer: dict[str, Any]) -> str | None:
+    if answer.get("code") != 200 or answer.get("status") != "success":
+        return None
+    data = answer.get("data")
+    task_id = data.get("taskId") if isinstance(data, dict) else None
+    return task_id if isinstance(task_id, str) and task_id else None

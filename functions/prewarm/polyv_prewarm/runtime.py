@@ -1,0 +1,67 @@
+"""Composition root: builds the service and its adapters from configuration, once per container.
+
+AWS endpoints come from the SDK's standard settings (``AWS_ENDPOINT_URL``, ``AWS_REGION``...),
+so the same code talks to AWS in Lambda and to moto's server locally.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import boto3
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
+from botocore.config import Config
+
+from .config import Settings
+from .credentials import SecretsManagerCredentials
+from .polyv import PolyvClient, RetryPolicy
+from .quota import DynamoQuotaStore
+from .service import PrewarmService
+
+# botocore's standard retry mode: backoff with jitter on throttling and transient errors.
+AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=2, read_timeout=5)
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    settings: Settings
+    service: PrewarmService
+
+
+def build_runtime(
+    env: Mapping[str, str], *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+) -> Runtime:
+    settings = Settings.from_env(env)
+    session = boto3.session.Session()
+    secrets = SecretsProvider(boto3_client=session.client("secretsmanager", config=AWS_CONFIG))
+    credentials = SecretsManagerCredentials(settings.secret_id, secrets, max_age=settings.secret_max_age)
+    policy = RetryPolicy(
+        attempts=settings.polyv_attempts,
+        backoff_base=settings.polyv_backoff_base,
+        connect_timeout=settings.polyv_connect_timeout,
+        read_timeout=settings.polyv_read_timeout,
+    )
+    polyv = PolyvClient(settings.api_url, credentials, policy=policy)
+    quota = DynamoQuotaStore(settings.quota_table, session.client("dynamodb", config=AWS_CONFIG))
+    service = PrewarmService(
+        polyv=polyv,
+        quota=quota,
+        daily_limit=settings.daily_limit,
+        timezone=settings.timezone,
+        clock=clock,
+        # one more call needs room for its attempts, each bounded by the connect + read timeouts
+        min_time_per_call_ms=int(
+            1000 * settings.polyv_attempts * (settings.polyv_connect_timeout + settings.polyv_read_timeout)
+        ),
+    )
+    return Runtime(settings=settings, service=service)
+
+
+@functools.cache
+def current() -> Runtime:
+    """The runtime of this process, built from ``os.environ`` on first use (warm containers reuse it)."""
+    return build_runtime(os.environ)
