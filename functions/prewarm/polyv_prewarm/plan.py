@@ -33,7 +33,7 @@ def validate_br_index(br_index: object) -> int:
     # bool is an int subclass: True must not pass as brIndex 1.
     if isinstance(br_index, bool):
         raise InvalidFile("brIndex must be 1, 2 or 3, got a boolean")
-    if isinstance(br_index, str) and br_index.strip().isdigit():
+    if isinstance(br_index, str) and br_index.strip() in ("1", "2", "3"):
         br_index = int(br_index.strip())
     if not isinstance(br_index, int) or br_index not in BR_INDEXES:
         raise InvalidFile(f"brIndex must be 1, 2 or 3, got {br_index!r}"[:120])

@@ -168,12 +168,13 @@ class PrewarmService:
             if granted < len(group):
                 quota_left = False
                 leave(group[granted:], Fate.OVER_QUOTA, OVER_QUOTA_REASON)
-            if granted:
-                self._send_reserved(day, group[:granted], report, record_call)
+            if granted and not self._send_reserved(day, group[:granted], report, record_call):
+                quota_left = False
 
     def _send_reserved(
         self, day: str, group: Sequence[Claim], report: Report, record_call: Callable[[CallRecord], int]
-    ) -> None:
+    ) -> bool:
+        """Send a chunk whose quota is reserved. False when Polyv says the day's quota is spent."""
         sender = _ChunkSender(self._polyv, record_call)
         leftover_fate, leftover_reason = Fate.RETRY, ""
         try:
@@ -182,7 +183,6 @@ class PrewarmService:
             logger.warning("Polyv says today's quota is spent: marking the day exhausted", extra={"day": day})
             self._mark_exhausted(day)
             leftover_fate, leftover_reason = Fate.OVER_QUOTA, OVER_QUOTA_REASON
-            report.stopped_because = OVER_QUOTA_REASON
         except PolyvConfigurationError as exc:
             logger.error("configuration error: stopping all Polyv calls", extra={"error": str(exc)})
             leftover_reason = report.stopped_because = f"configuration error: {exc}"
@@ -209,6 +209,7 @@ class PrewarmService:
                 )
         # Quota for files Polyv certainly did not take goes back; files in doubt stay counted.
         self._release(day, len(group) - len(sender.submitted) - sender.in_doubt)
+        return leftover_fate is not Fate.OVER_QUOTA
 
     def _release(self, day: str, count: int) -> None:
         try:

@@ -1,0 +1,201 @@
+import json
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from polyv_prewarm.events import (
+    EventKind,
+    InvalidMessage,
+    ParseOptions,
+    UnsupportedEvent,
+    classify,
+    parse_body,
+    parse_document,
+)
+from polyv_prewarm.model import Origin
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+OPTS = ParseOptions()
+ORIGIN = Origin("sqs", message_id="m-1")
+V1 = "e6b23c6f513fbe025b94efdd10d7ab47_e"
+V2 = "e6b23c6f51a1c2d3e4f5a6b7c8d9e0f1_e"
+
+
+def files(parsed):
+    return [(r.vid, r.br_index) for r in parsed.requests]
+
+
+def s3_notification(key, name="ObjectCreated:Put"):
+    return {"Records": [{"eventSource": "aws:s3", "eventName": name, "s3": {"object": {"key": key}}}]}
+
+
+def test_pipeline_single_with_and_without_br():
+    assert files(parse_body(json.dumps({"vid": V1, "brIndex": 2}), ORIGIN, OPTS)) == [(V1, 2)]
+    assert files(parse_body(json.dumps({"vid": V1}), ORIGIN, OPTS)) == [(V1, 1), (V1, 2), (V1, 3)]
+
+
+def test_pipeline_vids_with_br_indexes_and_defaults():
+    body = {"vids": [V1, V2], "brIndexes": [1, 3]}
+    assert files(parse_body(json.dumps(body), ORIGIN, OPTS)) == [(V1, 1), (V1, 3), (V2, 1), (V2, 3)]
+    narrow = ParseOptions(default_br_indexes=(2,))
+    assert files(parse_body(json.dumps({"vids": [V1]}), ORIGIN, narrow)) == [(V1, 2)]
+
+
+def test_api_shape_videos():
+    body = {"videos": [{"vid": V1, "brIndex": 1}, {"vid": V2, "brIndex": 3}]}
+    parsed = parse_body(json.dumps(body), ORIGIN, OPTS)
+    assert files(parsed) == [(V1, 1), (V2, 3)]
+    assert all(r.origin == ORIGIN for r in parsed.requests)
+
+
+def test_s3_notification_decodes_url_encoded_keys():
+    key = "courses/%E8%AF%BE%E7%A8%8B+1%2F" + V1 + ".zip"
+    parsed = parse_body(json.dumps(s3_notification(key)), ORIGIN, OPTS)
+    assert files(parsed) == [(V1, 1), (V1, 2), (V1, 3)]
+    assert parsed.requests[0].origin.s3_key == f"courses/课程 1/{V1}.zip"
+    assert parsed.requests[0].origin.message_id == "m-1"
+
+
+def test_key_pattern_with_br_group():
+    opts = ParseOptions(key_pattern=re.compile(r"(?P<vid>[0-9a-z]{32}_[0-9a-z])/(?P<br>\d)\.zip$"))
+    assert files(parse_body(json.dumps(s3_notification(f"out/{V1}/2.zip")), ORIGIN, opts)) == [(V1, "2")]
+
+
+def test_s3_test_event_and_deletions_are_ignored_not_failed():
+    test_event = {"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "b"}
+    parsed = parse_body(json.dumps(test_event), ORIGIN, OPTS)
+    assert parsed.requests == [] and "s3:TestEvent" in parsed.ignored[0].reason
+    deleted = parse_body(json.dumps(s3_notification(f"{V1}.zip", "ObjectRemoved:Delete")), ORIGIN, OPTS)
+    assert deleted.requests == [] and "not an object creation" in deleted.ignored[0].reason
+
+
+def test_s3_key_without_vid_is_ignored_with_reason():
+    parsed = parse_body(json.dumps(s3_notification("readme.txt")), ORIGIN, OPTS)
+    assert parsed.requests == [] and "no vid" in parsed.ignored[0].reason
+
+
+def test_sns_envelope_around_s3_notification():
+    envelope = {"Type": "Notification", "Message": json.dumps(s3_notification(f"a/{V2}.zip"))}
+    assert files(parse_body(json.dumps(envelope), ORIGIN, OPTS))[0] == (V2, 1)
+
+
+def test_sns_envelope_with_raw_text_is_a_clear_error():
+    with pytest.raises(InvalidMessage, match="raw message delivery"):
+        parse_body(json.dumps({"Type": "Notification", "Message": "vid"}), ORIGIN, OPTS)
+
+
+def test_eventbridge_object_created():
+    event = {"detail-type": "Object Created", "source": "aws.s3", "detail": {"object": {"key": f"{V1}.zip"}}}
+    assert len(parse_body(json.dumps(event), ORIGIN, OPTS).requests) == 3
+    other = {**event, "detail-type": "Object Deleted"}
+    assert parse_body(json.dumps(other), ORIGIN, OPTS).ignored
+
+
+def test_polyv_callback_query_string_and_json():
+    assert files(parse_body(f"vid={V1}&df=2&type=encode&sign=ABC", ORIGIN, OPTS)) == [(V1, "2")]
+    assert files(parse_body(json.dumps({"vid": V1, "df": 3, "type": "encode", "sign": "x"}), ORIGIN, OPTS)) == [
+        (V1, 3)
+    ]
+    assert parse_body(f"vid={V1}&type=pass", ORIGIN, OPTS).ignored
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "JSON object"),
+        ('"just a string"', "neither JSON"),
+        ("hello", "neither JSON"),
+        ('{"hello": 1}', "unknown message shape"),
+        ('{"vids": "abc"}', "vids must be a list"),
+        ('{"videos": {"vid": 1}}', "videos must be a list"),
+        ('{"videos": [1]}', r"videos\[0\]"),
+        ('{"vids": ["a"], "brIndexes": []}', "brIndexes"),
+        ('{"Records": "x"}', "Records must be a list"),
+        ('{"Records": [{"eventSource": "aws:s3"}]}', "s3.object.key"),
+        ('{"Records": [{"eventSource": "aws:sqs"}]}', "not an S3 event record"),
+        ('{"detail-type": "Object Created", "source": "aws.ec2"}', "not aws.s3"),
+        ("df=2", "no vid"),
+    ],
+)
+def test_malformed_messages_raise_typed_errors(body, error):
+    with pytest.raises(InvalidMessage, match=error):
+        parse_body(body, ORIGIN, OPTS)
+
+
+def test_nesting_is_bounded():
+    doc = {"vid": V1}
+    for _ in range(6):
+        doc = {"Type": "Notification", "Message": json.dumps(doc)}
+    with pytest.raises(InvalidMessage, match="too deeply"):
+        parse_document(doc, ORIGIN, OPTS)
+
+
+@pytest.mark.parametrize(
+    ("event", "kind"),
+    [
+        ({"Records": [{"eventSource": "aws:sqs"}]}, EventKind.SQS),
+        ({"Records": [{"eventSource": "aws:s3"}]}, EventKind.S3),
+        ({"Records": [{"EventSource": "aws:sns"}]}, EventKind.SNS),
+        ({"detail-type": "Object Created", "source": "aws.s3"}, EventKind.EVENTBRIDGE),
+        ({"videos": []}, EventKind.DIRECT),
+        ({"vids": []}, EventKind.DIRECT),
+    ],
+)
+def test_classify(event, kind):
+    assert classify(event) is kind
+
+
+@pytest.mark.parametrize("event", [None, [], "x", {}, {"Records": []}, {"Records": [{"eventSource": "aws:kinesis"}]},
+                                   {"foo": 1}])
+def test_unknown_events_get_a_typed_error(event):
+    with pytest.raises(UnsupportedEvent):
+        classify(event)
+
+
+@pytest.mark.parametrize("path", sorted(EVENTS.glob("*.json")), ids=lambda p: p.name)
+def test_every_sample_event_is_classified(path):
+    event = json.loads(path.read_text())
+    kind = classify(event)
+    assert kind.value in path.name.split("-")[0] or (kind is EventKind.DIRECT and path.name.startswith("direct"))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=20,
+)
+shaped = st.fixed_dictionaries(
+    {},
+    optional={
+        "vid": json_values, "vids": json_values, "videos": json_values, "brIndex": json_values,
+        "brIndexes": json_values, "df": json_values, "type": json_values, "Records": json_values,
+        "Event": json_values, "Type": json_values, "Message": json_values, "detail-type": json_values,
+        "source": json_values, "detail": json_values,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(), json_values.map(json.dumps), shaped.map(json.dumps)))
+def test_fuzzed_bodies_parse_or_raise_invalid_message(body):
+    try:
+        parsed = parse_body(body, ORIGIN, OPTS)
+    except InvalidMessage as exc:
+        assert str(exc)
+    else:
+        assert all(r.origin.message_id == "m-1" for r in parsed.requests)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(json_values, shaped))
+def test_fuzzed_events_classify_or_raise_unsupported(event):
+    try:
+        classify(event)
+    except UnsupportedEvent as exc:
+        assert str(exc)
