@@ -13,7 +13,6 @@ import io
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from .lambda_context import LocalLambdaContext
@@ -56,8 +55,9 @@ def log_records(buffer: io.StringIO) -> list[dict[str, Any]]:
     return records
 
 
-def describe(name: str, outcome: Any, error: BaseException | None, logs: list[dict[str, Any]],
-             new_tasks: list[Any]) -> list[str]:
+def describe(
+    name: str, outcome: Any, error: BaseException | None, logs: list[dict[str, Any]], new_tasks: list[Any]
+) -> list[str]:
     lines = [f"── {name}"]
     summary = next((r.get("summary") for r in logs if "summary" in r), None)
     if isinstance(outcome, dict) and "counts" in outcome:
@@ -76,7 +76,7 @@ def describe(name: str, outcome: Any, error: BaseException | None, logs: list[di
         failed = [f["itemIdentifier"] for f in outcome["batchItemFailures"]]
         lines.append(f"   batchItemFailures: {failed or 'none'}")
     if isinstance(outcome, dict) and outcome.get("dryRun"):
-        planned = {}
+        planned: dict[int, int] = {}
         for f in outcome["files"]:
             if f["fate"] == "planned":
                 planned.setdefault(f["call"], 0)
@@ -88,7 +88,9 @@ def describe(name: str, outcome: Any, error: BaseException | None, logs: list[di
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--verbose", action="store_true", help="also print the handler's JSON log lines")
     parser.add_argument("--daily-limit", type=int, default=2000)
     args = parser.parse_args(argv)
@@ -106,9 +108,11 @@ def main(argv: list[str] | None = None) -> int:
         buffer = capture_logs(app)
 
         print(f"Local stack: moto server {stack.aws_endpoint}, Polyv simulator {stack.polyv.url}")
-        print(f"Account {stack.userid}, daily limit {stack.daily_limit}; running {len(list(EVENTS.glob('*.json')))}"
-              " events from events/\n")
-        for path in sorted(EVENTS.glob("*.json")):
+        event_files = sorted(EVENTS.glob("*.json"))
+        print(
+            f"Account {stack.userid}, limit {stack.daily_limit}/day; {len(event_files)} events from events/\n"
+        )
+        for path in event_files:
             event = json.loads(path.read_text(encoding="utf-8"))
             before = len(stack.polyv.tasks())
             outcome: Any = None
@@ -123,9 +127,12 @@ def main(argv: list[str] | None = None) -> int:
                     print("   " + json.dumps(record, ensure_ascii=False))
             print("\n".join(describe(path.name, outcome, error, logs, stack.polyv.tasks()[before:])))
         day = stack.polyv.today()
-        print(f"\nQuota day {day} (Asia/Shanghai): DynamoDB counter {stack.quota_used(day)}, "
-              f"Polyv counted {stack.polyv.used(stack.userid, day)}, limit {stack.daily_limit}")
-        print(f"Polyv calls accepted: {len(stack.polyv.tasks())}; files prewarmed: {len(stack.polyv.accepted_files())}")
+        print(
+            f"\nQuota day {day} (Asia/Shanghai): DynamoDB counter {stack.quota_used(day)}, "
+            f"Polyv counted {stack.polyv.used(stack.userid, day)}, limit {stack.daily_limit}"
+        )
+        tasks = stack.polyv.tasks()
+        print(f"Polyv calls accepted: {len(tasks)}; files prewarmed: {sum(len(t.files) for t in tasks)}")
         refused = [a for a in stack.polyv.answers() if a != "success"]
         print(f"Polyv refusals (each isolated by bisection): {refused or 'none'}")
     finally:

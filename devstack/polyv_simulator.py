@@ -25,7 +25,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -232,10 +231,12 @@ class PolyvSimulator:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}{PATH}"
+        return f"http://{host!s}:{port}{PATH}"
 
     def start(self) -> PolyvSimulator:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="polyv-simulator", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="polyv-simulator", daemon=True
+        )
         self._thread.start()
         return self
 

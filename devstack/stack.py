@@ -141,6 +141,7 @@ class DevStack:
         if daily_limit is not None:
             self.daily_limit = daily_limit
         self.polyv.reset(daily_limit=self.daily_limit)
+        self.polyv.add_account(self.userid, self.secretkey)
         self.tables.clear()
         self.provision()
 
@@ -150,14 +151,19 @@ class DevStack:
         self.secretkey = secrets.token_urlsafe(18)
         self.polyv.add_account(self.userid, self.secretkey)
         self.client("secretsmanager").put_secret_value(
-            SecretId=SECRET_NAME, SecretString=json.dumps({"userid": self.userid, "secretkey": self.secretkey})
+            SecretId=SECRET_NAME,
+            SecretString=json.dumps({"userid": self.userid, "secretkey": self.secretkey}),
         )
         return self.secretkey
 
     def quota_used(self, day: str) -> int:
-        item = self.client("dynamodb").get_item(
-            TableName=self.tables["QuotaTable"],
-            Key={"pk": {"S": f"QUOTA#{day}"}, "sk": {"S": "COUNTER"}},
-            ConsistentRead=True,
-        ).get("Item")
+        item = (
+            self.client("dynamodb")
+            .get_item(
+                TableName=self.tables["QuotaTable"],
+                Key={"pk": {"S": f"QUOTA#{day}"}, "sk": {"S": "COUNTER"}},
+                ConsistentRead=True,
+            )
+            .get("Item")
+        )
         return int(item["used"]["N"]) if item else 0

@@ -66,7 +66,9 @@ def _sqs_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     for record in SQSEvent(event).records:
         message_id = str(record.raw_event.get("messageId", ""))
         try:
-            parsed.extend(parse_body(record.raw_event.get("body"), Origin("sqs", message_id=message_id), options))
+            parsed.extend(
+                parse_body(record.raw_event.get("body"), Origin("sqs", message_id=message_id), options)
+            )
         except InvalidMessage as exc:
             malformed[message_id] = str(exc)
             logger.warning("malformed message", extra={"message_id": message_id, "error": str(exc)})
@@ -79,10 +81,20 @@ def _sqs_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         if record.message_id in to_retry:
             raise FilesHandedBack("holds files that were not submitted (quota spent or Polyv unavailable)")
 
-    response = process_partial_response(event=event, record_handler=verdict, processor=processor, context=context)
-    metrics.add_metric(name="MessagesHandedBack", unit=MetricUnit.Count, value=len(response["batchItemFailures"]))
-    logger.info("batch done", extra={"summary": _log_summary(report), "malformed": len(malformed),
-                                     "handed_back": len(response["batchItemFailures"])})
+    response = process_partial_response(
+        event=event, record_handler=verdict, processor=processor, context=context
+    )
+    metrics.add_metric(
+        name="MessagesHandedBack", unit=MetricUnit.Count, value=len(response["batchItemFailures"])
+    )
+    logger.info(
+        "batch done",
+        extra={
+            "summary": _log_summary(report),
+            "malformed": len(malformed),
+            "handed_back": len(response["batchItemFailures"]),
+        },
+    )
     return dict(response)
 
 
@@ -95,7 +107,9 @@ def _notification(event: dict[str, Any], kind: EventKind, context: LambdaContext
     summary = _summary(report, parsed)
     not_done = sum(r.fate.needs_retry for r in report.results)
     if not_done:
-        logger.warning("files not done: failing the invocation so Lambda retries it", extra=_log_summary(report))
+        logger.warning(
+            "files not done: failing the invocation so Lambda retries it", extra=_log_summary(report)
+        )
         raise FilesHandedBack(f"{not_done} files were not submitted (quota spent or Polyv unavailable)")
     logger.info("notification done", extra={"summary": _log_summary(report)})
     return summary

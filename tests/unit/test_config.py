@@ -42,8 +42,9 @@ def test_invalid_values_name_the_variable(name, value):
         Settings.from_env({**BASE, name: value})
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:8900/v2/video/refresh-cdn-cache", "http://localhost:1/x",
-                                 "http://[::1]:8900/x"])
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8900/v2/video/refresh-cdn-cache", "http://localhost:1/x", "http://[::1]:8900/x"]
+)
 def test_plain_http_only_for_loopback(url):
     assert Settings.from_env({**BASE, "POLYV_API_URL": url}).api_url == url
 

@@ -3,7 +3,14 @@ import math
 import pytest
 
 from polyv_prewarm.model import Fate, FileRef, FileRequest, Origin
-from polyv_prewarm.plan import MAX_FILES_PER_CALL, InvalidFile, build_plan, chunk, validate_br_index, validate_vid
+from polyv_prewarm.plan import (
+    MAX_FILES_PER_CALL,
+    InvalidFile,
+    build_plan,
+    chunk,
+    validate_br_index,
+    validate_vid,
+)
 
 USERID = "e6b23c6f51"
 ORIGIN = Origin("direct")
@@ -76,8 +83,15 @@ def test_chunk_size_is_bounded_by_polyv_limit():
 from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-anything = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(),
-                     st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+anything = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
 
 
 @given(anything, anything)
@@ -85,4 +99,5 @@ def test_fuzzed_requests_are_accepted_or_rejected_with_reason(vid_value, br_valu
     plan = build_plan([FileRequest(vid_value, br_value, ORIGIN)], USERID)
     assert len(plan.unique) + len(plan.decided) == 1
     if plan.decided:
-        assert plan.decided[0].fate is Fate.REJECTED and plan.decided[0].reason
+        assert plan.decided[0].fate is Fate.REJECTED
+        assert plan.decided[0].reason

@@ -35,7 +35,8 @@ def test_quota_day_is_in_the_configured_time_zone():
     service, _, quota = make()
     report = service.prewarm(requests_for(3))
     assert quota.counts == {DAY: 3}
-    assert report.quota.day == DAY and report.quota.used == 3
+    assert report.quota.day == DAY
+    assert report.quota.used == 3
 
 
 @pytest.mark.parametrize("n", [1, 99, 100, 101, 250])
@@ -56,12 +57,15 @@ def test_sends_exactly_what_fits_and_reports_the_rest_over_quota():
     assert quota.counts[DAY] == 150
     # the next invocation of the same day sends nothing
     again = service.prewarm(requests_for(5, start=1000))
-    assert again.count(Fate.OVER_QUOTA) == 5 and len(polyv.calls) == 2
+    assert again.count(Fate.OVER_QUOTA) == 5
+    assert len(polyv.calls) == 2
 
 
 def test_duplicates_across_messages_are_sent_once_and_reported():
     service, polyv, _ = make()
-    reqs = requests_for(2, origin=Origin("sqs", message_id="a")) + requests_for(2, origin=Origin("sqs", message_id="b"))
+    reqs = requests_for(2, origin=Origin("sqs", message_id="a")) + requests_for(
+        2, origin=Origin("sqs", message_id="b")
+    )
     report = service.prewarm(reqs)
     assert sum(len(c) for c in polyv.accepted) == 2
     assert report.count(Fate.DUPLICATE) == 2
@@ -85,7 +89,8 @@ def test_mixed_refusals_each_get_polyvs_reason():
     report = service.prewarm(requests_for(8))
     reasons = {r.file.vid: r.reason for r in report.results if r.fate is Fate.REJECTED}
     assert reasons == {vid(2): "illeagal vid", vid(5): "bitrate does not exist"}
-    assert report.count(Fate.SUBMITTED) == 6 and quota.counts[DAY] == 6
+    assert report.count(Fate.SUBMITTED) == 6
+    assert quota.counts[DAY] == 6
 
 
 def test_polyv_unavailable_hands_back_and_releases_quota():
@@ -115,7 +120,8 @@ def test_polyv_quota_spent_marks_the_day_exhausted():
     service, _, quota = make(polyv=polyv, limit=2000)
     report = service.prewarm(requests_for(120))
     assert report.count(Fate.OVER_QUOTA) == 120
-    assert DAY in quota.exhausted and quota.counts[DAY] == 2000
+    assert DAY in quota.exhausted
+    assert quota.counts[DAY] == 2000
     assert len(polyv.calls) == 1
 
 
@@ -154,14 +160,16 @@ def test_deadline_stops_new_calls_and_hands_back_the_rest():
     budget = iter([60_000, 1_000])
     report = service.prewarm(requests_for(200), time_left_ms=lambda: next(budget))
     assert len(polyv.calls) == 1
-    assert report.count(Fate.SUBMITTED) == 100 and report.count(Fate.RETRY) == 100
+    assert report.count(Fate.SUBMITTED) == 100
+    assert report.count(Fate.RETRY) == 100
     assert "time" in report.stopped_because
 
 
 def test_dry_run_plans_without_calls_or_quota():
     service, polyv, quota = make()
     report = service.prewarm(requests_for(101), dry_run=True)
-    assert polyv.calls == [] and quota.counts == {}
+    assert polyv.calls == []
+    assert quota.counts == {}
     assert report.count(Fate.PLANNED) == 101
     assert sorted({r.call for r in report.results}) == [1, 2]
 

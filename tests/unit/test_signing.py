@@ -15,17 +15,27 @@ def test_vector_2_refresh_call():
         '[{"vid":"e6b23c6f513fbe025b94efdd10d7ab47_e","brIndex":1},'
         '{"vid":"e6b23c6f513fbe025b94efdd10d7ab47_e","brIndex":2}]'
     )
-    params = {"userid": "e6b23c6f51", "ptime": "1764201600000", "action": "push", "fileType": "zip",
-              "videos": videos}
+    params = {
+        "userid": "e6b23c6f51",
+        "ptime": "1764201600000",
+        "action": "push",
+        "fileType": "zip",
+        "videos": videos,
+    }
     assert sign(params, "Kx9fQ2mZ7pLr4tWv") == "D2C8F1BCAA11931CFDA331B619E98D4922FB1C4A"
 
 
 def test_signed_form_reproduces_vector_2_byte_for_byte():
-    form = signed_form(userid="e6b23c6f51", secretkey="Kx9fQ2mZ7pLr4tWv",
-                       files=[FileRef(VID, 1), FileRef(VID, 2)], ptime_ms=1764201600000)
+    form = signed_form(
+        userid="e6b23c6f51",
+        secretkey="Kx9fQ2mZ7pLr4tWv",
+        files=[FileRef(VID, 1), FileRef(VID, 2)],
+        ptime_ms=1764201600000,
+    )
     assert form["videos"] == f'[{{"vid":"{VID}","brIndex":1}},{{"vid":"{VID}","brIndex":2}}]'
     assert form["sign"] == "D2C8F1BCAA11931CFDA331B619E98D4922FB1C4A"
-    assert form["action"] == "push" and form["fileType"] == "zip"
+    assert form["action"] == "push"
+    assert form["fileType"] == "zip"
     assert "Kx9fQ2mZ7pLr4tWv" not in "".join(form.values())
 
 

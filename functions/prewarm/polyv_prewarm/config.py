@@ -94,7 +94,9 @@ def _api_url(url: str) -> str:
         return url
     if parts.scheme == "http" and _is_loopback(host):
         return url
-    raise ConfigurationError(f"POLYV_API_URL must be an https:// URL (http:// only for loopback), got {url!r}")
+    raise ConfigurationError(
+        f"POLYV_API_URL must be an https:// URL (http:// only for loopback), got {url!r}"
+    )
 
 
 def _is_loopback(host: str) -> bool:

@@ -42,7 +42,7 @@ class SecretsManagerCredentials:
         except TransformParameterError:
             # `from None`: the JSON error's context could quote part of the secret.
             raise CredentialsError(
-                f"secret {self._secret_id!r} is not JSON; expected {{\"userid\": ..., \"secretkey\": ...}}"
+                f'secret {self._secret_id!r} is not JSON; expected {{"userid": ..., "secretkey": ...}}'
             ) from None
         except GetParameterError as exc:
             raise CredentialsError(

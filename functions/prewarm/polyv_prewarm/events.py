@@ -106,8 +106,10 @@ def parse_body(body: object, origin: Origin, options: ParseOptions) -> Parsed:
     if text[0] in "{[":
         try:
             document = json.loads(text)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise InvalidMessage(f"message body is not valid JSON ({exc.msg} at char {exc.pos})") from None
+        except ValueError:  # e.g. integers too long to convert
+            raise InvalidMessage("message body is not usable JSON") from None
         return parse_document(document, origin, options)
     if "=" in text:
         return _callback(_query_string(text), origin, options)
@@ -123,7 +125,9 @@ def parse_document(document: object, origin: Origin, options: ParseOptions, dept
     if "Records" in document:
         return _s3_notification(document, origin, options)
     if document.get("Event") == "s3:TestEvent":
-        return Parsed(ignored=[Ignored(origin, "s3:TestEvent (sent when a bucket notification is configured)")])
+        return Parsed(
+            ignored=[Ignored(origin, "s3:TestEvent (sent when a bucket notification is configured)")]
+        )
     if "detail-type" in document and "source" in document:
         return _eventbridge(document, origin, options)
     if document.get("Type") in ("Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation"):
@@ -136,7 +140,9 @@ def parse_document(document: object, origin: Origin, options: ParseOptions, dept
         return _callback(document, origin, options)
     if "vid" in document:
         return _single(document, origin, options)
-    raise InvalidMessage(f"unknown message shape (keys: {', '.join(sorted(map(str, document))[:8]) or 'none'})")
+    raise InvalidMessage(
+        f"unknown message shape (keys: {', '.join(sorted(map(str, document))[:8]) or 'none'})"
+    )
 
 
 def _br_indexes(document: Mapping[str, Any], options: ParseOptions) -> Sequence[object]:
@@ -215,7 +221,9 @@ def _eventbridge(document: Mapping[str, Any], origin: Origin, options: ParseOpti
     return _object_created(document.get("detail-type"), key, origin, options, prefix="Object Created")
 
 
-def _object_created(event_name: object, raw_key: str, origin: Origin, options: ParseOptions, *, prefix: str) -> Parsed:
+def _object_created(
+    event_name: object, raw_key: str, origin: Origin, options: ParseOptions, *, prefix: str
+) -> Parsed:
     key = unquote_plus(raw_key)  # S3 notifications URL-encode keys ("a b/c" arrives as "a+b%2Fc")
     here = replace(origin, s3_key=key[:1024])
     if not isinstance(event_name, str) or not event_name.startswith(prefix):

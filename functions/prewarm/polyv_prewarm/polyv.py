@@ -10,12 +10,11 @@ from typing import Any
 
 import requests
 from aws_lambda_powertools import Logger
-
-from . import SERVICE
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 from urllib3.util.retry import Retry
 
+from . import SERVICE
 from .credentials import CredentialsSource
 from .model import FileRef
 from .plan import MAX_FILES_PER_CALL
@@ -50,7 +49,7 @@ class RetryPolicy:
     read_timeout: float = 10.0
 
     def backoff(self, retry: int, rng: Callable[[], float] = random.random) -> float:
-        return rng() * min(self.backoff_cap, self.backoff_base * (2**retry))
+        return float(rng() * min(self.backoff_cap, self.backoff_base * (2**retry)))
 
 
 def _never_sent(exc: requests.RequestException) -> bool:
@@ -152,7 +151,9 @@ class PolyvClient:
         """One signed POST. Returns the taskId, or the retryable fault; raises the final errors."""
         policy = self._policy
         creds = self._credentials.get(refresh=refresh_secret)
-        form = signed_form(userid=creds.userid, secretkey=creds.secretkey, files=files, ptime_ms=self._now_ms())
+        form = signed_form(
+            userid=creds.userid, secretkey=creds.secretkey, files=files, ptime_ms=self._now_ms()
+        )
         started = time.perf_counter()
         try:
             response = self._session.post(

@@ -56,7 +56,7 @@ class DynamoQuotaStore:
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                     raise QuotaStoreUnavailable(f"quota store: {_describe(exc)}") from None
-                item = exc.response.get("Item") or {}
+                item: dict[str, Any] = dict(exc.response.get("Item") or {})  # type: ignore[call-overload]
                 if "exhausted" in item:
                     return 0
                 used = int(item.get("used", {}).get("N", "0"))

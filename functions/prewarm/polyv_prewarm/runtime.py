@@ -7,6 +7,7 @@ so the same code talks to AWS in Lambda and to moto's server locally.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,6 +27,18 @@ from .service import PrewarmService
 AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=2, read_timeout=5)
 
 
+# botocore logs whole response bodies at DEBUG, GetSecretValue's (the secretkey) included, whenever
+# the root logger is at DEBUG (Lambda's application log level, a test harness...). Cap it at INFO.
+WIRE_LOGGERS = ("botocore", "boto3")
+
+
+def keep_secrets_out_of_wire_logs() -> None:
+    for name in WIRE_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.INFO:
+            logger.setLevel(logging.INFO)
+
+
 @dataclass(frozen=True, slots=True)
 class Runtime:
     settings: Settings
@@ -36,6 +49,7 @@ def build_runtime(
     env: Mapping[str, str], *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 ) -> Runtime:
     settings = Settings.from_env(env)
+    keep_secrets_out_of_wire_logs()
     session = boto3.session.Session()
     secrets = SecretsProvider(boto3_client=session.client("secretsmanager", config=AWS_CONFIG))
     credentials = SecretsManagerCredentials(settings.secret_id, secrets, max_age=settings.secret_max_age)

@@ -9,7 +9,6 @@ from zoneinfo import ZoneInfo
 from aws_lambda_powertools import Logger
 
 from . import SERVICE
-
 from .model import CallRecord, Fate, FileRef, FileRequest, FileResult, QuotaView, Report
 from .plan import Claim, build_plan
 from .ports import (
@@ -109,7 +108,9 @@ class PrewarmService:
 
         if dry_run:
             for call_no, group in enumerate(chunks, 1):
-                report.results += [FileResult(c.request, Fate.PLANNED, file=c.file, call=call_no) for c in group]
+                report.results += [
+                    FileResult(c.request, Fate.PLANNED, file=c.file, call=call_no) for c in group
+                ]
         else:
             self._send_all(day, chunks, report, time_left_ms)
 
@@ -121,13 +122,21 @@ class PrewarmService:
             if result.fate is Fate.REJECTED:
                 logger.warning(
                     "file rejected",
-                    extra={"vid": str(result.request.vid)[:64], "reason": result.reason,
-                           **result.request.origin.log_keys()},
+                    extra={
+                        "vid": str(result.request.vid)[:64],
+                        "reason": result.reason,
+                        **result.request.origin.log_keys(),
+                    },
                 )
         logger.info(
             "prewarm finished",
-            extra={"day": day, "dry_run": dry_run, "counts": report.counts(), "calls": len(report.calls),
-                   "stopped_because": report.stopped_because},
+            extra={
+                "day": day,
+                "dry_run": dry_run,
+                "counts": report.counts(),
+                "calls": len(report.calls),
+                "stopped_because": report.stopped_because,
+            },
         )
         return report
 
@@ -161,7 +170,9 @@ class PrewarmService:
             try:
                 granted = self._quota.reserve(day, len(group), self._limit)
             except QuotaStoreUnavailable as exc:
-                logger.error("quota store unavailable: sending nothing unaccounted", extra={"error": str(exc)})
+                logger.error(
+                    "quota store unavailable: sending nothing unaccounted", extra={"error": str(exc)}
+                )
                 report.stopped_because = "quota store unavailable"
                 leave(group, Fate.RETRY, report.stopped_because)
                 continue
@@ -201,7 +212,9 @@ class PrewarmService:
                 )
             elif claim.file in sender.rejected:
                 report.results.append(
-                    FileResult(claim.request, Fate.REJECTED, file=claim.file, reason=sender.rejected[claim.file])
+                    FileResult(
+                        claim.request, Fate.REJECTED, file=claim.file, reason=sender.rejected[claim.file]
+                    )
                 )
             else:
                 report.results.append(

@@ -25,9 +25,7 @@ def videos_json(files: Iterable[FileRef]) -> str:
     return json.dumps([f.to_api() for f in files], separators=(",", ":"), ensure_ascii=False)
 
 
-def signed_form(
-    *, userid: str, secretkey: str, files: Iterable[FileRef], ptime_ms: int
-) -> dict[str, str]:
+def signed_form(*, userid: str, secretkey: str, files: Iterable[FileRef], ptime_ms: int) -> dict[str, str]:
     """The complete form body of one ``refresh-cdn-cache`` push call."""
     form = {
         "userid": userid,

@@ -1,0 +1,102 @@
+"""The Polyv client over real HTTP against the simulator."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from devstack.polyv_simulator import PolyvSimulator
+from polyv_prewarm.credentials import PolyvCredentials
+from polyv_prewarm.model import FileRef
+from polyv_prewarm.polyv import PolyvClient, RetryPolicy
+from polyv_prewarm.ports import PolyvConfigurationError, PolyvFilesRefused, PolyvUnavailable
+
+pytestmark = pytest.mark.integration
+
+USERID = "e6b23c6f51"
+VID = "e6b23c6f513fbe025b94efdd10d7ab47_e"
+FAST = RetryPolicy(attempts=3, backoff_base=0.001, connect_retries=1, connect_timeout=0.5, read_timeout=2)
+
+
+class RotatingSecret:
+    """Returns a stale secret from its cache until asked to refresh."""
+
+    def __init__(self, cached: str, fresh: str) -> None:
+        self.cached, self.fresh, self.refreshes = cached, fresh, 0
+
+    def get(self, *, refresh: bool = False) -> PolyvCredentials:
+        if refresh:
+            self.refreshes += 1
+            self.cached = self.fresh
+        return PolyvCredentials(USERID, self.cached)
+
+
+@pytest.fixture(scope="module")
+def sim():
+    simulator = PolyvSimulator().start()
+    simulator.add_video(VID, (1, 2))
+    yield simulator
+    simulator.stop()
+
+
+def test_push_returns_task_id(sim):
+    sim.add_account(USERID, "right")
+    client = PolyvClient(sim.url, RotatingSecret("right", "right"), policy=FAST)
+    task_id = client.push([FileRef(VID, 1)])
+    assert task_id == sim.tasks()[-1].task_id
+
+
+def test_rotated_secret_is_refreshed_once(sim):
+    sim.add_account(USERID, "new")
+    secret = RotatingSecret("old", "new")
+    client = PolyvClient(sim.url, secret, policy=FAST)
+    assert client.push([FileRef(VID, 2)])
+    assert secret.refreshes == 1
+
+
+def test_wrong_secret_after_refresh_is_a_configuration_error(sim):
+    sim.add_account(USERID, "actual")
+    secret = RotatingSecret("wrong", "still-wrong")
+    with pytest.raises(PolyvConfigurationError) as info:
+        PolyvClient(sim.url, secret, policy=FAST).push([FileRef(VID, 1)])
+    assert secret.refreshes == 1
+    assert "still-wrong" not in str(info.value)
+
+
+def test_skewed_clock_is_retried_then_reported(sim):
+    sim.add_account(USERID, "k")
+    client = PolyvClient(sim.url, RotatingSecret("k", "k"), policy=FAST, now_ms=lambda: 1_000_000_000_000)
+    with pytest.raises(PolyvUnavailable, match="clock"):
+        client.push([FileRef(VID, 1)])
+    assert sim.answers()[-2:] == ["ptime is too old", "ptime is too old"]
+
+
+def test_refused_files(sim):
+    sim.add_account(USERID, "k")
+    client = PolyvClient(sim.url, RotatingSecret("k", "k"), policy=FAST)
+    with pytest.raises(PolyvFilesRefused, match="bitrate does not exist"):
+        client.push([FileRef(VID, 3)])
+
+
+def test_nothing_listening_is_unavailable_and_not_ambiguous():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = PolyvClient(
+        f"http://127.0.0.1:{port}/v2/video/refresh-cdn-cache",
+        RotatingSecret("k", "k"),
+        policy=FAST,
+        sleep=lambda _: None,
+    )
+    with pytest.raises(PolyvUnavailable) as info:
+        client.push([FileRef(VID, 1)])
+    assert info.value.ambiguous is False
+
+
+def test_more_than_100_files_is_refused_before_sending(sim):
+    client = PolyvClient(sim.url, RotatingSecret("k", "k"), policy=FAST)
+    before = len(sim.answers())
+    with pytest.raises(ValueError, match=r"1\.\.100"):
+        client.push([FileRef(VID, 1)] * 101)
+    assert len(sim.answers()) == before

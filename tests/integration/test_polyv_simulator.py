@@ -1,0 +1,101 @@
+"""The simulator enforces the documented contract (it is the oracle for the other tests)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import requests
+
+from devstack.polyv_simulator import PolyvSimulator, expected_sign
+
+pytestmark = pytest.mark.integration
+
+USERID, SECRET = "e6b23c6f51", "Kx9fQ2mZ7pLr4tWv"
+VID = "e6b23c6f513fbe025b94efdd10d7ab47_e"
+
+
+@pytest.fixture(scope="module")
+def sim():
+    simulator = PolyvSimulator(daily_limit=5).start()
+    simulator.add_account(USERID, SECRET)
+    simulator.add_video(VID, (1, 2))
+    yield simulator
+    simulator.stop()
+
+
+@pytest.fixture(autouse=True)
+def _clean(sim):
+    sim.reset(daily_limit=5)
+
+
+def form(videos, *, ptime=None, secret=SECRET, **overrides):
+    params = {
+        "userid": USERID,
+        "ptime": str(ptime or int(time.time() * 1000)),
+        "action": "push",
+        "fileType": "zip",
+        "videos": json.dumps(videos, separators=(",", ":")),
+    }
+    params.update(overrides)
+    params["sign"] = expected_sign(params, secret)
+    return params
+
+
+def post(sim, data, **kwargs):
+    response = requests.post(sim.url, data=data, timeout=5, **kwargs)
+    return response.json()
+
+
+def test_accepts_a_valid_call_and_counts_it(sim):
+    answer = post(sim, form([{"vid": VID, "brIndex": 1}, {"vid": VID, "brIndex": 2}]))
+    assert answer["code"] == 200
+    assert answer["status"] == "success"
+    assert answer["message"] == "success"
+    assert len(answer["data"]["taskId"]) == 32
+    assert sim.used(USERID) == 2
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            lambda: form([{"vid": VID, "brIndex": 1}], ptime=int(time.time() * 1000) - 181_000),
+            "ptime is too old",
+        ),
+        (
+            lambda: form([{"vid": VID, "brIndex": 1}], ptime=int(time.time() * 1000) + 181_000),
+            "ptime is too old",
+        ),
+        (lambda: form([{"vid": VID, "brIndex": 1}], secret="wrong"), "the sign is not right."),
+        (lambda: {**form([{"vid": VID, "brIndex": 1}]), "sign": "0" * 40}, "the sign is not right."),
+        (lambda: form([{"vid": VID, "brIndex": 1}] * 101), "can't submit more than 100 files"),
+        (lambda: form([{"vid": "e6b23c6f51ffffffffffffffffffffff_e", "brIndex": 1}]), "illeagal vid"),
+        (lambda: form([{"vid": VID, "brIndex": 3}]), "bitrate does not exist"),
+    ],
+)
+def test_documented_errors_verbatim(sim, data, message):
+    answer = post(sim, data())
+    assert answer == {"code": 400, "status": "error", "message": message, "data": None}
+    assert sim.used(USERID) == 0
+
+
+def test_daily_limit(sim):
+    assert post(sim, form([{"vid": VID, "brIndex": 1}] * 4))["code"] == 200
+    answer = post(sim, form([{"vid": VID, "brIndex": 1}] * 2))
+    assert answer["message"] == "can't submit more than 2000 files one day"
+    assert post(sim, form([{"vid": VID, "brIndex": 2}]))["code"] == 200  # exactly the limit
+    assert sim.used(USERID) == 5
+
+
+def test_rejects_json_body_and_missing_params(sim):
+    answer = requests.post(sim.url, json=form([{"vid": VID, "brIndex": 1}]), timeout=5).json()
+    assert "form" in answer["message"]
+    params = form([{"vid": VID, "brIndex": 1}])
+    del params["fileType"]
+    assert "missing parameter: fileType" in post(sim, params)["message"]
+
+
+def test_rejects_wrong_action(sim):
+    assert "action=push" in post(sim, form([{"vid": VID, "brIndex": 1}], action="refresh"))["message"]

@@ -1,0 +1,89 @@
+"""template.yaml: cfn-lint clean, and the properties the product relies on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cfnlint.decode import cfn_yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "template.yaml"
+
+
+@pytest.fixture(scope="module")
+def template():
+    return cfn_yaml.load(str(TEMPLATE))
+
+
+def resources(template, kind):
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def test_cfn_lint_reports_nothing():
+    cfn_lint = Path(sys.executable).parent / "cfn-lint"
+    result = subprocess.run([str(cfn_lint), str(TEMPLATE)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_function_runtime_handler_and_layer(template):
+    (fn,) = resources(template, "AWS::Serverless::Function").values()
+    props = {**template["Globals"]["Function"], **fn["Properties"]}
+    assert props["Runtime"] == "python3.13"
+    assert props["Architectures"] == ["arm64"]
+    assert props["CodeUri"] == "functions/prewarm/"
+    assert props["Handler"] == "app.lambda_handler"
+    assert (ROOT / "functions/prewarm/app.py").exists()
+    ((layer_id, layer),) = resources(template, "AWS::Serverless::LayerVersion").items()
+    assert layer["Metadata"]["BuildMethod"] == "python3.13"
+    assert (ROOT / layer["Properties"]["ContentUri"] / "requirements.txt").exists()
+    assert {"Ref": layer_id} in props["Layers"]
+
+
+def test_every_configuration_variable_is_declared(template):
+    (fn,) = resources(template, "AWS::Serverless::Function").values()
+    variables = fn["Properties"]["Environment"]["Variables"]
+    for name in (
+        "POLYV_SECRET_ID",
+        "QUOTA_TABLE",
+        "POLYV_API_URL",
+        "DAILY_FILE_LIMIT",
+        "QUOTA_TIMEZONE",
+        "DEFAULT_BR_INDEXES",
+        "VID_KEY_PATTERN",
+    ):
+        assert name in variables
+    assert variables["QUOTA_TABLE"] == {"Ref": "QuotaTable"}
+    assert "secretkey" not in json.dumps(variables).lower()
+
+
+def test_sqs_source_reports_batch_item_failures_with_long_enough_visibility(template):
+    (fn,) = resources(template, "AWS::Serverless::Function").values()
+    timeout = fn["Properties"].get("Timeout", template["Globals"]["Function"]["Timeout"])
+    (event,) = [e for e in fn["Properties"]["Events"].values() if e["Type"] == "SQS"]
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    queue_id = event["Properties"]["Queue"]["Fn::GetAtt"][0]
+    queue = template["Resources"][queue_id]["Properties"]
+    assert queue["VisibilityTimeout"] >= 6 * timeout
+    assert "deadLetterTargetArn" in queue["RedrivePolicy"]
+
+
+def test_data_at_rest_is_encrypted(template):
+    for queue in resources(template, "AWS::SQS::Queue").values():
+        assert queue["Properties"]["SqsManagedSseEnabled"] is True
+    (table,) = resources(template, "AWS::DynamoDB::Table").values()
+    assert table["Properties"]["SSESpecification"]["SSEEnabled"] is True
+    assert table["Properties"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["Properties"]["TimeToLiveSpecification"]["Enabled"] is True
+
+
+def test_least_privilege_no_wildcard_actions(template):
+    (fn,) = resources(template, "AWS::Serverless::Function").values()
+    for policy in fn["Properties"]["Policies"]:
+        for statement in policy["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            assert all("*" not in action for action in actions), actions
+            assert statement["Resource"] != "*"
