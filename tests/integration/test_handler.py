@@ -150,3 +150,9 @@ def test_s3_direct_event_over_quota_fails_the_invocation_for_retry(stack, invoke
     with pytest.raises(app.FilesHandedBack, match="2 files"):
         invoke(load_event("s3-object-created.json"))
     assert len(stack.polyv.accepted_files()) == 1
+
+
+def test_direct_sns_notification_around_s3(stack, invoke):
+    summary = invoke(load_event("sns-s3-notification.json"))
+    assert summary["counts"] == {"submitted": 3}
+    assert summary["files"][0]["s3_key"] == "courses/课程 1/e6b23c6f5112ab34cd56ef7890abcdef_e.zip"

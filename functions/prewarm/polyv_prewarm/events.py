@@ -123,7 +123,7 @@ def parse_document(document: object, origin: Origin, options: ParseOptions, dept
     if not isinstance(document, dict):
         raise InvalidMessage(f"message must be a JSON object, got {type(document).__name__}")
     if "Records" in document:
-        return _s3_notification(document, origin, options)
+        return _records(document, origin, options, depth)
     if document.get("Event") == "s3:TestEvent":
         return Parsed(
             ignored=[Ignored(origin, "s3:TestEvent (sent when a bucket notification is configured)")]
@@ -200,17 +200,24 @@ def _callback(fields: Mapping[str, Any], origin: Origin, options: ParseOptions) 
     return Parsed(requests=[FileRequest(fields["vid"], b, origin) for b in brs])
 
 
-def _s3_notification(document: Mapping[str, Any], origin: Origin, options: ParseOptions) -> Parsed:
+def _records(document: Mapping[str, Any], origin: Origin, options: ParseOptions, depth: int) -> Parsed:
+    """An S3 event notification, or SNS delivering to the function directly (``Sns.Message``)."""
     records = document["Records"]
     if not isinstance(records, list):
         raise InvalidMessage("Records must be a list")
     parsed = Parsed()
     for i, record in enumerate(records):
-        if not isinstance(record, dict) or record.get("eventSource") != "aws:s3":
-            raise InvalidMessage(f"Records[{i}] is not an S3 event record")
-        event_name = record.get("eventName")
-        key = _path(record, ("s3", "object", "key"), f"Records[{i}]")
-        parsed.extend(_object_created(event_name, key, origin, options, prefix="ObjectCreated:"))
+        if isinstance(record, dict) and record.get("eventSource") == "aws:s3":
+            key = _path(record, ("s3", "object", "key"), f"Records[{i}]")
+            event_name = record.get("eventName")
+            parsed.extend(_object_created(event_name, key, origin, options, prefix="ObjectCreated:"))
+        elif isinstance(record, dict) and record.get("EventSource") == "aws:sns":
+            sns = record.get("Sns")
+            if not isinstance(sns, dict):
+                raise InvalidMessage(f"Records[{i}] has no Sns object")
+            parsed.extend(_sns_envelope({"Type": "Notification", **sns}, origin, options, depth))
+        else:
+            raise InvalidMessage(f"Records[{i}] is not an S3 or SNS event record")
     return parsed
 
 

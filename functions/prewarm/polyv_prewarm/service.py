@@ -55,6 +55,15 @@ class _ChunkSender:
                 self.in_doubt += len(group)
             raise
         call_no = self._on_call(CallRecord(task_id=task_id, files=len(group)))
+        logger.info(
+            "Polyv accepted a call",
+            extra={
+                "task_id": task_id,
+                "files": len(group),
+                "message_ids": sorted({m for c in group if (m := c.request.origin.message_id)}),
+                "s3_keys": sorted({k for c in group if (k := c.request.origin.s3_key)})[:10],
+            },
+        )
         for claim in group:
             self.submitted[claim.file] = (task_id, call_no)
         return None
@@ -149,7 +158,6 @@ class PrewarmService:
     ) -> None:
         def record_call(call: CallRecord) -> int:
             report.calls.append(call)
-            logger.info("Polyv accepted a call", extra={"task_id": call.task_id, "files": call.files})
             return len(report.calls)
 
         def leave(claims: Sequence[Claim], fate: Fate, reason: str) -> None:
