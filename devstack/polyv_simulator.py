@@ -9,6 +9,11 @@ the per-user daily limit in the configured time zone (accepted files only are co
 Answers Polyv does not document (missing parameter, bad ``videos`` JSON, wrong ``action``) use
 the same envelope with a message of this simulator's own, marked ``[simulator]``.
 
+Fault injection (for tests of the client's error handling): :meth:`PolyvSimulator.inject`
+queues faults that the next requests meet, in order: HTTP 5xx answers, 200 answers whose body
+is not JSON, slow answers, connections reset without an answer, and any documented error;
+:meth:`PolyvSimulator.spend` uses up quota as another client of the same account would.
+
 Run it by hand: ``python -m devstack.polyv_simulator --port 8900 --account USERID:SECRETKEY
 --video VID:1,2,3``.
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import socket
 import threading
 import time
 import uuid
@@ -51,6 +57,28 @@ def error(message: str) -> tuple[int, dict[str, Any]]:
     return 400, {"code": 400, "status": "error", "message": message, "data": None}
 
 
+FAULT_KINDS = ("http_error", "non_json", "slow", "reset", "error")
+
+
+@dataclass
+class Fault:
+    """What the next ``count`` requests meet instead of (or on top of) the normal contract.
+
+    * ``http_error``: answer HTTP ``status`` (default 503) with an HTML body; nothing processed
+    * ``non_json``: answer HTTP 200 with an HTML body; processed first if ``process``
+    * ``slow``: wait ``delay`` seconds, then answer normally (processed first if ``process``)
+    * ``reset``: close the connection without answering; processed first if ``process``
+    * ``error``: answer the documented error ``message``; nothing processed
+    """
+
+    kind: str
+    count: int = 1
+    status: int = 503
+    delay: float = 0.0
+    process: bool = False
+    message: str = ""
+
+
 @dataclass(frozen=True)
 class Task:
     task_id: str
@@ -71,6 +99,7 @@ class SimulatorState:
     tasks: list[Task] = field(default_factory=list)
     used: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     answers: list[str] = field(default_factory=list)  # the message of every answer, in order
+    faults: list[Fault] = field(default_factory=list)
 
 
 class PolyvSimulator:
@@ -103,12 +132,35 @@ class PolyvSimulator:
         with self._lock:
             self.state.videos[vid] = frozenset(br_indexes)
 
+    def inject(self, kind: str, count: int = 1, **options: Any) -> None:
+        """Queue a fault for the next ``count`` requests (see :class:`Fault`)."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"fault kind must be one of {FAULT_KINDS}")
+        with self._lock:
+            self.state.faults.append(Fault(kind, count, **options))
+
+    def spend(self, userid: str, files: int, day: str | None = None) -> None:
+        """Use ``files`` of the account's quota, as another client of the same account would."""
+        with self._lock:
+            self.state.used[(userid, day or self.today())] += files
+
+    def _next_fault(self) -> Fault | None:
+        with self._lock:
+            if not self.state.faults:
+                return None
+            fault = self.state.faults[0]
+            fault.count -= 1
+            if fault.count <= 0:
+                self.state.faults.pop(0)
+            return fault
+
     def reset(self, *, daily_limit: int | None = None) -> None:
-        """Forget tasks and counts (accounts and videos stay)."""
+        """Forget tasks, counts and faults (accounts and videos stay)."""
         with self._lock:
             self.state.tasks.clear()
             self.state.used.clear()
             self.state.answers.clear()
+            self.state.faults.clear()
             if daily_limit is not None:
                 self.daily_limit = daily_limit
 
@@ -135,9 +187,12 @@ class PolyvSimulator:
     # -- the API --------------------------------------------------------------------------------
     def handle(self, method: str, path: str, content_type: str, body: bytes) -> tuple[int, dict[str, Any]]:
         status, answer = self._decide(method, path, content_type, body)
-        with self._lock:
-            self.state.answers.append(str(answer.get("message")))
+        self._record(str(answer.get("message")))
         return status, answer
+
+    def _record(self, answer: str) -> None:
+        with self._lock:
+            self.state.answers.append(answer)
 
     def _decide(self, method: str, path: str, content_type: str, body: bytes) -> tuple[int, dict[str, Any]]:
         if urlsplit(path).path != PATH:
@@ -210,15 +265,46 @@ class PolyvSimulator:
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                status, answer = simulator.handle(
-                    self.command, self.path, self.headers.get("Content-Type", ""), body
-                )
+                content_type = self.headers.get("Content-Type", "")
+                fault = simulator._next_fault() if self.command == "POST" else None
+                if fault is None:
+                    self._send(*simulator.handle(self.command, self.path, content_type, body))
+                    return
+                if fault.kind == "error":
+                    simulator._record(f"[fault] {fault.message}")
+                    self._send(*error(fault.message))
+                    return
+                if fault.kind == "http_error":
+                    simulator._record(f"[fault] HTTP {fault.status}")
+                    self._send_raw(fault.status, b"<html><body>Bad Gateway</body></html>", "text/html")
+                    return
+                # slow, reset, non_json: Polyv may still have done the work before the fault
+                if fault.process or fault.kind == "slow":
+                    status, answer = simulator.handle(self.command, self.path, content_type, body)
+                else:
+                    simulator._record(f"[fault] {fault.kind}")
+                if fault.kind == "slow":
+                    time.sleep(fault.delay)
+                    self._send(status, answer)
+                elif fault.kind == "reset":
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                else:
+                    self._send_raw(200, b"<html><body>upstream maintenance</body></html>", "text/html")
+
+            def _send(self, status: int, answer: dict[str, Any]) -> None:
                 payload = json.dumps(answer, ensure_ascii=False).encode("utf-8")
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json;charset=UTF-8")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                self._send_raw(status, payload, "application/json;charset=UTF-8")
+
+            def _send_raw(self, status: int, payload: bytes, content_type: str) -> None:
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", content_type)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up waiting (a read timeout): nothing to answer
 
             do_POST = _serve
             do_GET = _serve

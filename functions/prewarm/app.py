@@ -7,6 +7,7 @@ service do the work, and turns the report into the answer the event source expec
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -33,6 +34,8 @@ logger = Logger(service=SERVICE)
 tracer = Tracer(service=SERVICE)
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "PolyvPrewarm"))
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+# An invocation rejected before any work (an unknown event) has no metrics; that is expected.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 
 class FilesHandedBack(PrewarmError):
@@ -64,7 +67,10 @@ def _sqs_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     parsed = Parsed()
     malformed: dict[str, str] = {}
     for record in SQSEvent(event).records:
-        message_id = str(record.raw_event.get("messageId", ""))
+        message_id = record.raw_event.get("messageId") if isinstance(record.raw_event, dict) else None
+        if not isinstance(message_id, str) or not message_id:
+            # Lambda never sends this; without a messageId no record could be handed back alone.
+            raise InvalidEvent("an SQS record has no messageId")
         try:
             parsed.extend(
                 parse_body(record.raw_event.get("body"), Origin("sqs", message_id=message_id), options)

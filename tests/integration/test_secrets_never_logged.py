@@ -7,6 +7,7 @@ import json
 import pytest
 
 from polyv_prewarm import runtime
+from polyv_prewarm.events import UnsupportedEvent
 from tests.integration.conftest import load_event, sqs_event, vid
 
 pytestmark = pytest.mark.integration
@@ -23,6 +24,13 @@ def test_secret_absent_from_all_output_at_debug(stack, invoke, monkeypatch, caps
     try:
         outputs.append(invoke(load_event("sqs-pipeline-messages.json")))  # malformed + rejected files
         outputs.append(invoke({"vids": [vid(1)], "dryRun": True}))
+        stack.polyv.add_video(vid(3))
+        for fault in ("http_error", "non_json", "reset"):  # transient faults, each followed by success
+            stack.polyv.inject(fault)
+            outputs.append(invoke({"vids": [vid(3)], "brIndexes": [1], "dryRun": False}))
+        with pytest.raises(UnsupportedEvent) as unsupported:
+            invoke({"unknown": "shape"})
+        outputs.append(str(unsupported.value))
         stack.rotate_secret()  # warm container holds the old secret: sign rejected, refresh, retry
         stack.polyv.add_video(vid(2))
         outputs.append(invoke(sqs_event({"vid": vid(2), "brIndex": 1})))

@@ -27,7 +27,9 @@ def requests_for(n, br=1, origin=None, start=0):
 def make(limit=2000, polyv=None, quota=None):
     polyv = polyv or FakePolyv()
     quota = quota or InMemoryQuota()
-    service = PrewarmService(polyv=polyv, quota=quota, daily_limit=limit, timezone=TZ, clock=lambda: NOW)
+    service = PrewarmService(
+        polyv=polyv, quota=quota, daily_limit=limit, timezone=TZ, clock=lambda: NOW, sleep=lambda _: None
+    )
     return service, polyv, quota
 
 
@@ -107,11 +109,31 @@ def test_polyv_unavailable_hands_back_and_releases_quota():
 
 def test_ambiguous_failure_keeps_its_quota_counted():
     polyv = FakePolyv()
+    polyv.fail_with = [PolyvUnavailable("ReadTimeout", ambiguous=True)] * 2
+    service, _, quota = make(polyv=polyv)
+    report = service.prewarm(requests_for(40))
+    assert len(polyv.calls) == 2  # one re-send, after counting the 40 files again
+    assert report.count(Fate.RETRY) == 40
+    assert quota.counts[DAY] == 80  # both attempts may have been accepted: over-count, never under-count
+
+
+def test_ambiguous_failure_then_success_counts_both_attempts():
+    polyv = FakePolyv()
     polyv.fail_with = [PolyvUnavailable("ReadTimeout", ambiguous=True)]
     service, _, quota = make(polyv=polyv)
     report = service.prewarm(requests_for(40))
+    assert report.count(Fate.SUBMITTED) == 40
+    assert quota.counts[DAY] == 80
+
+
+def test_ambiguous_failure_is_not_resent_without_quota_for_it():
+    polyv = FakePolyv()
+    polyv.fail_with = [PolyvUnavailable("ReadTimeout", ambiguous=True)]
+    service, _, quota = make(polyv=polyv, limit=50)
+    report = service.prewarm(requests_for(40))
+    assert len(polyv.calls) == 1  # 40 more would not fit in 50
     assert report.count(Fate.RETRY) == 40
-    assert quota.counts[DAY] == 40  # may over-count, never under-count
+    assert quota.counts[DAY] == 40
 
 
 def test_polyv_quota_spent_marks_the_day_exhausted():
@@ -136,13 +158,13 @@ def test_configuration_error_stops_all_calls():
     assert quota.counts[DAY] == 0
 
 
-def test_contract_violation_is_reported_as_a_bug():
+def test_contract_violation_fails_loudly_after_releasing_its_quota():
     polyv = FakePolyv()
     polyv.fail_with = [PolyvContractViolation("too many")]
-    service, _, _ = make(polyv=polyv)
-    report = service.prewarm(requests_for(3))
-    assert report.stopped_because.startswith("bug:")
-    assert report.count(Fate.RETRY) == 3
+    service, _, quota = make(polyv=polyv)
+    with pytest.raises(PolyvContractViolation):
+        service.prewarm(requests_for(3))
+    assert quota.counts[DAY] == 0
 
 
 def test_quota_store_down_sends_nothing():

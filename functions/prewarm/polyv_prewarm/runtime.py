@@ -68,6 +68,7 @@ def build_runtime(
         timezone=settings.timezone,
         clock=clock,
         # one more call needs room for its attempts, each bounded by the connect + read timeouts
+        backoff=policy.backoff,
         min_time_per_call_ms=int(
             1000 * settings.polyv_attempts * (settings.polyv_connect_timeout + settings.polyv_read_timeout)
         ),

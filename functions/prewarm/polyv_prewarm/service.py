@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -29,15 +31,36 @@ OVER_QUOTA_REASON = "today's Polyv quota is spent"
 
 
 class _ChunkSender:
-    """Sends one reserved chunk; when Polyv refuses it because of some files, isolates them by
-    bisection: one bad file among n costs at most about 2*log2(n) extra calls."""
+    """Sends one reserved chunk.
 
-    def __init__(self, polyv: PolyvGateway, on_call: Callable[[CallRecord], int]) -> None:
+    * When Polyv refuses it because of some files, isolates them by bisection: one bad file
+      among n costs at most about 2*log2(n) extra calls.
+    * When a call's outcome is unknown (Polyv may have accepted it), re-sends it only after
+      counting its files again (``reserve_more``): the counter may over-count, never under-count.
+    """
+
+    def __init__(
+        self,
+        polyv: PolyvGateway,
+        on_call: Callable[[CallRecord], int],
+        *,
+        reserve_more: Callable[[int], bool],
+        may_retry: Callable[[int], bool],
+        retries: int,
+    ) -> None:
         self._polyv = polyv
         self._on_call = on_call
+        self._reserve_more = reserve_more
+        self._may_retry = may_retry
+        self._retries = retries
         self.submitted: dict[FileRef, tuple[str, int]] = {}  # file -> (taskId, call number)
         self.rejected: dict[FileRef, str] = {}
-        self.in_doubt = 0  # files of a call that may have been accepted (ambiguous failure)
+        self.in_doubt = 0  # file-attempts that may have been accepted (ambiguous failures)
+        self.extra_reserved = 0  # quota counted again for re-sending calls in doubt
+
+    def unused_quota(self, reserved: int) -> int:
+        """Of ``reserved`` (plus what was counted again), the files Polyv certainly did not take."""
+        return reserved + self.extra_reserved - len(self.submitted) - self.in_doubt
 
     def send(self, group: Sequence[Claim]) -> None:
         refusal = self._try(group)
@@ -46,14 +69,26 @@ class _ChunkSender:
 
     def _try(self, group: Sequence[Claim]) -> str | None:
         """Push ``group``; None on success, else Polyv's reason for refusing it."""
-        try:
-            task_id = self._polyv.push([c.file for c in group])
-        except PolyvFilesRefused as exc:
-            return exc.polyv_message
-        except PolyvUnavailable as exc:
-            if exc.ambiguous:
+        files = [c.file for c in group]
+        retry = 0
+        while True:
+            try:
+                task_id = self._polyv.push(files)
+                break
+            except PolyvFilesRefused as exc:
+                return exc.polyv_message
+            except PolyvUnavailable as exc:
+                if not exc.ambiguous:
+                    raise
                 self.in_doubt += len(group)
-            raise
+                if retry >= self._retries or not self._may_retry(retry) or not self._reserve_more(len(group)):
+                    raise
+                self.extra_reserved += len(group)
+                retry += 1
+                logger.warning(
+                    "Polyv call outcome unknown: counted its files again and re-sending",
+                    extra={"files": len(group), "error": str(exc), "retry": retry},
+                )
         call_no = self._on_call(CallRecord(task_id=task_id, files=len(group)))
         logger.info(
             "Polyv accepted a call",
@@ -95,6 +130,9 @@ class PrewarmService:
         timezone: ZoneInfo,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         min_time_per_call_ms: int = 15_000,
+        ambiguous_retries: int = 1,
+        backoff: Callable[[int], float] = lambda retry: random.uniform(0, min(8.0, 0.5 * 2**retry)),
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._polyv = polyv
         self._quota = quota
@@ -102,6 +140,9 @@ class PrewarmService:
         self._tz = timezone
         self._clock = clock
         self._min_time_per_call_ms = min_time_per_call_ms
+        self._ambiguous_retries = ambiguous_retries
+        self._backoff = backoff
+        self._sleep = sleep
 
     def prewarm(
         self,
@@ -171,7 +212,7 @@ class PrewarmService:
             if not quota_left:
                 leave(group, Fate.OVER_QUOTA, OVER_QUOTA_REASON)
                 continue
-            if time_left_ms is not None and time_left_ms() < self._min_time_per_call_ms:
+            if not self._time_for_a_call(time_left_ms):
                 report.stopped_because = "too little time left in this invocation for another call"
                 leave(group, Fate.RETRY, report.stopped_because)
                 continue
@@ -187,15 +228,47 @@ class PrewarmService:
             if granted < len(group):
                 quota_left = False
                 leave(group[granted:], Fate.OVER_QUOTA, OVER_QUOTA_REASON)
-            if granted and not self._send_reserved(day, group[:granted], report, record_call):
+            if granted and not self._send_reserved(day, group[:granted], report, record_call, time_left_ms):
                 quota_left = False
 
+    def _time_for_a_call(self, time_left_ms: Callable[[], int] | None) -> bool:
+        return time_left_ms is None or time_left_ms() >= self._min_time_per_call_ms
+
+    def _reserve_exactly(self, day: str, count: int) -> bool:
+        try:
+            granted = self._quota.reserve(day, count, self._limit)
+            if granted < count:
+                self._quota.release(day, granted)
+        except QuotaStoreUnavailable as exc:
+            logger.error("quota store unavailable: not re-sending", extra={"error": str(exc)})
+            return False
+        return granted == count
+
     def _send_reserved(
-        self, day: str, group: Sequence[Claim], report: Report, record_call: Callable[[CallRecord], int]
+        self,
+        day: str,
+        group: Sequence[Claim],
+        report: Report,
+        record_call: Callable[[CallRecord], int],
+        time_left_ms: Callable[[], int] | None,
     ) -> bool:
         """Send a chunk whose quota is reserved. False when Polyv says the day's quota is spent."""
-        sender = _ChunkSender(self._polyv, record_call)
+
+        def may_retry(retry: int) -> bool:
+            if not self._time_for_a_call(time_left_ms):
+                return False
+            self._sleep(self._backoff(retry))
+            return True
+
+        sender = _ChunkSender(
+            self._polyv,
+            record_call,
+            reserve_more=lambda count: self._reserve_exactly(day, count),
+            may_retry=may_retry,
+            retries=self._ambiguous_retries,
+        )
         leftover_fate, leftover_reason = Fate.RETRY, ""
+        bug: PolyvContractViolation | None = None
         try:
             sender.send(group)
         except PolyvQuotaSpent:
@@ -208,6 +281,7 @@ class PrewarmService:
         except PolyvContractViolation as exc:
             logger.critical("BUG: Polyv says a call broke its limits", extra={"error": str(exc)})
             leftover_reason = report.stopped_because = f"bug: {exc}"
+            bug = exc
         except PolyvUnavailable as exc:
             logger.warning("Polyv unavailable: handing work back", extra={"error": str(exc)})
             leftover_reason = report.stopped_because = f"Polyv unavailable: {exc}"
@@ -229,7 +303,9 @@ class PrewarmService:
                     FileResult(claim.request, leftover_fate, file=claim.file, reason=leftover_reason)
                 )
         # Quota for files Polyv certainly did not take goes back; files in doubt stay counted.
-        self._release(day, len(group) - len(sender.submitted) - sender.in_doubt)
+        self._release(day, sender.unused_quota(len(group)))
+        if bug is not None:
+            raise bug  # fail the invocation loudly: this is a defect, not a data or service error
         return leftover_fate is not Fate.OVER_QUOTA
 
     def _release(self, day: str, count: int) -> None:

@@ -1,0 +1,83 @@
+"""Fuzzed and oversized input at the handler: a typed error or a per-record failure, never a
+KeyError/TypeError/AttributeError, never a whole batch lost to one record."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from polyv_prewarm.ports import PrewarmError
+from tests.integration.conftest import sqs_event, vid
+
+pytestmark = pytest.mark.integration
+
+GOOD = {"vid": "e6b23c6f513fbe025b94efdd10d7ab47_e", "brIndex": 1}
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3)
+    ),
+    max_leaves=12,
+)
+bodies = st.one_of(
+    st.text(max_size=200),
+    json_values.map(json.dumps),
+    st.fixed_dictionaries(
+        {},
+        optional={k: json_values for k in ("vid", "vids", "videos", "brIndex", "brIndexes", "df", "Records")},
+    ).map(json.dumps),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(bodies, min_size=1, max_size=5))
+def test_fuzzed_sqs_batches_fail_only_their_own_records(stack, invoke, random_bodies):
+    stack.polyv.add_video(GOOD["vid"])
+    event = sqs_event(json.dumps(GOOD), *random_bodies)
+    response = invoke(event)
+    failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+    assert "msg-0" not in failed  # the good message is never dragged down
+    assert failed <= {f"msg-{i}" for i in range(1, len(random_bodies) + 1)}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(json_values)
+def test_fuzzed_events_return_or_raise_a_typed_error(stack, invoke, event):
+    try:
+        result = invoke(event)
+    except PrewarmError as exc:
+        error = str(exc)
+        assert error, "a typed error must say what is wrong"
+        return
+    assert isinstance(result, dict)
+
+
+def test_huge_message_is_processed_up_to_the_quota_and_handed_back(stack, invoke):
+    vids = [vid(i) for i in range(10_000)]
+    for v in vids:
+        stack.polyv.add_video(v, (1,))
+    response = invoke(sqs_event({"vids": vids, "brIndexes": [1]}, {"vid": vids[0], "brIndex": 1}))
+    assert response == {"batchItemFailures": [{"itemIdentifier": "msg-0"}]}  # 8,000 files wait
+    assert len(stack.polyv.tasks()) == 20
+    assert len(stack.polyv.accepted_files()) == 2000
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"Records": [{"eventSource": "aws:sqs", "body": "{}"}]},  # no messageId
+        {"Records": [{"eventSource": "aws:s3", "s3": {}}]},
+        {"Records": [{"EventSource": "aws:sns", "Sns": {"Message": "not json"}}]},
+        {"detail-type": "Object Created", "source": "aws.s3", "detail": None},
+        {"vids": None},
+        {"videos": [None]},
+        {"vids": [], "dryRun": 1},
+    ],
+)
+def test_broken_envelopes_get_typed_errors(stack, invoke, event):
+    with pytest.raises(PrewarmError):
+        invoke(event)
