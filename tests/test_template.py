@@ -80,6 +80,12 @@ def test_data_at_rest_is_encrypted(template):
     assert table["Properties"]["TimeToLiveSpecification"]["Enabled"] is True
 
 
+def test_secret_stays_out_of_outputs(template):
+    outputs = json.dumps(template.get("Outputs", {}))
+    assert "PolyvSecretName" not in outputs
+    assert "secret" not in outputs.lower()
+
+
 def test_least_privilege_no_wildcard_actions(template):
     (fn,) = resources(template, "AWS::Serverless::Function").values()
     for policy in fn["Properties"]["Policies"]:
