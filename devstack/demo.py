@@ -3,22 +3,32 @@
 Starts moto's server and the Polyv simulator, creates the template's resources, seeds a secret
 and a catalogue of videos, runs every file in events/ through the Lambda handler, and prints
 what happened to each event: files by fate, Polyv calls with their taskIds, and the quota.
+The daily limit is small (12 files by default) so the demo also shows files being deferred;
+then the clock moves to the next quota day and the scheduled drain submits them.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import io
 import json
 import os
 import sys
+from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from .lambda_context import LocalLambdaContext
 from .stack import ROOT, DevStack
 
 EVENTS = ROOT / "events"
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+# Run after the clock moves to the next quota day, in this order; every other file runs first.
+NEXT_DAY = ("scheduled-drain.json", "action-status.json", "action-quota.json")
 
 # The videos Polyv "has" in the demo: every vid in events/ of the demo account, except
 # e6b23c6f51ffffffffffffffffffffff_e (so Polyv answers "illeagal vid"), and one video that was
@@ -82,6 +92,17 @@ def describe(
                 planned.setdefault(f["call"], 0)
                 planned[f["call"]] += 1
         lines.append(f"   dry run: would make {len(planned)} call(s): {planned}")
+    if isinstance(outcome, dict) and "backlog" in outcome:
+        lines.append(
+            f"   quota {outcome['day']}: used {outcome['used']} of {outcome['limit']}, "
+            f"backlog {outcome['backlog']['files']} files (oldest {outcome['backlog']['oldestDeferredAt']})"
+        )
+    if isinstance(outcome, dict) and "deferred" in outcome and "vid" in outcome:
+        for day, by_br in outcome["days"].items():
+            states = ", ".join(f"brIndex {br}: {e['state']}" for br, e in by_br.items())
+            lines.append(f"   {outcome['vid']} on {day}: {states}")
+        if outcome["deferred"]:
+            lines.append(f"   still deferred: brIndex {', '.join(outcome['deferred'])}")
     if error is not None:
         lines.append(f"   invocation error: {type(error).__name__}: {error}")
     return lines
@@ -92,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--verbose", action="store_true", help="also print the handler's JSON log lines")
-    parser.add_argument("--daily-limit", type=int, default=2000)
+    parser.add_argument("--daily-limit", type=int, default=12, help="files per quota day (default 12)")
     args = parser.parse_args(argv)
 
     stack = DevStack(daily_limit=args.daily_limit).start()
@@ -105,14 +126,22 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
         sys.path.insert(0, str(ROOT / "functions" / "prewarm"))
         app = importlib.import_module("app")
+        from polyv_prewarm import runtime
+
+        # the function runs on the stack's clock, so the demo can move to the next quota day
+        runtime.current = functools.cache(lambda: runtime.build_runtime(os.environ, clock=stack.now))
         buffer = capture_logs(app)
 
         print(f"Local stack: moto server {stack.aws_endpoint}, Polyv simulator {stack.polyv.url}")
-        event_files = sorted(EVENTS.glob("*.json"))
+        event_files = [p for p in sorted(EVENTS.glob("*.json")) if p.name not in NEXT_DAY]
+        event_files += [EVENTS / "action-quota.json"] + [EVENTS / name for name in NEXT_DAY]
         print(
             f"Account {stack.userid}, limit {stack.daily_limit}/day; {len(event_files)} events from events/\n"
         )
-        for path in event_files:
+        for i, path in enumerate(event_files):
+            if i == len(event_files) - len(NEXT_DAY):
+                stack.day_offset += 1
+                print(f"\n── the next quota day begins: {stack.polyv.today()} (Asia/Shanghai)")
             event = json.loads(path.read_text(encoding="utf-8"))
             before = len(stack.polyv.tasks())
             outcome: Any = None
@@ -126,13 +155,18 @@ def main(argv: list[str] | None = None) -> int:
                 for record in logs:
                     print("   " + json.dumps(record, ensure_ascii=False))
             print("\n".join(describe(path.name, outcome, error, logs, stack.polyv.tasks()[before:])))
-        day = stack.polyv.today()
-        print(
-            f"\nQuota day {day} (Asia/Shanghai): DynamoDB counter {stack.quota_used(day)}, "
-            f"Polyv counted {stack.polyv.used(stack.userid, day)}, limit {stack.daily_limit}"
-        )
+        print()
+        for days_back in (1, 0):
+            day = (stack.now() - timedelta(days=days_back)).astimezone(SHANGHAI).date().isoformat()
+            print(
+                f"Quota day {day}: DynamoDB counter {stack.quota_used(day)}, "
+                f"Polyv counted {stack.polyv.used(stack.userid, day)}, limit {stack.daily_limit}"
+            )
         tasks = stack.polyv.tasks()
-        print(f"Polyv calls accepted: {len(tasks)}; files prewarmed: {sum(len(t.files) for t in tasks)}")
+        files = [f for t in tasks for f in t.files]
+        print(
+            f"Polyv calls accepted: {len(tasks)}; files prewarmed: {len(files)} ({len(set(files))} distinct)"
+        )
         refused = [a for a in stack.polyv.answers() if a != "success"]
         print(f"Polyv refusals (each isolated by bisection): {refused or 'none'}")
     finally:

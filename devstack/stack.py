@@ -6,14 +6,17 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import threading
 import urllib.request
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import boto3
 from cfnlint.decode import cfn_yaml
-from moto.server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import BaseWSGIServer, make_server
 
 from .polyv_simulator import PolyvSimulator
 
@@ -22,6 +25,36 @@ TEMPLATE = ROOT / "template.yaml"
 REGION = "us-east-1"
 USERID = "e6b23c6f51"  # the documented example account
 SECRET_NAME = "polyv-prewarm/local"
+
+
+class SerialMotoServer:
+    """moto's server, answering one request at a time.
+
+    moto's own ``ThreadedMotoServer`` serves requests on parallel threads, and moto does not lock
+    an item while it evaluates a conditional update, so two concurrent ``UpdateItem`` calls can
+    both pass a condition that only one of them should. DynamoDB applies each write to an item
+    atomically. Serving moto one request at a time restores that guarantee (more strictly than
+    needed), so the concurrency tests test this project's conditions, not moto's locking.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        app = DomainDispatcherApplication(create_backend_app)
+        self._server: BaseWSGIServer = make_server(
+            host, port, app, threaded=False, request_handler=MotoRequestHandler
+        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def get_host_and_port(self) -> tuple[str, int]:
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
 
 
 def template_resources(resource_type: str, template: Path = TEMPLATE) -> dict[str, dict[str, Any]]:
@@ -42,8 +75,9 @@ def create_table_from_template(client: Any, logical_id: str, props: dict[str, An
         "AttributeDefinitions": props["AttributeDefinitions"],
         "BillingMode": props.get("BillingMode", "PROVISIONED"),
     }
-    if "GlobalSecondaryIndexes" in props:
-        args["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    for indexes in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+        if indexes in props:
+            args[indexes] = props[indexes]
     client.create_table(**args)
     ttl = props.get("TimeToLiveSpecification")
     if ttl and ttl.get("Enabled"):
@@ -60,15 +94,22 @@ class DevStack:
     daily_limit: int = 2000
     userid: str = USERID
     secretkey: str = field(default_factory=lambda: secrets.token_urlsafe(18))
-    moto: ThreadedMotoServer | None = None
+    moto: SerialMotoServer | None = None
     polyv: PolyvSimulator | None = None
     tables: dict[str, str] = field(default_factory=dict)  # logical id -> table name
+    day_offset: int = 0  # a controllable clock: how many days ahead of real time the stack lives
+
+    def now(self) -> datetime:
+        """The stack's clock: real time moved ``day_offset`` days ahead (Polyv's and the function's)."""
+        return datetime.now(UTC) + timedelta(days=self.day_offset)
 
     def start(self) -> DevStack:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
-        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.moto = SerialMotoServer()
         self.moto.start()
-        self.polyv = PolyvSimulator(daily_limit=self.daily_limit).start()
+        self.polyv = PolyvSimulator(
+            daily_limit=self.daily_limit, clock=lambda: self.now().timestamp()
+        ).start()
         self.polyv.add_account(self.userid, self.secretkey)
         self.provision()
         return self
@@ -140,6 +181,7 @@ class DevStack:
             pass
         if daily_limit is not None:
             self.daily_limit = daily_limit
+        self.day_offset = 0
         self.polyv.reset(daily_limit=self.daily_limit)
         self.polyv.add_account(self.userid, self.secretkey)
         self.tables.clear()
@@ -157,13 +199,23 @@ class DevStack:
         return self.secretkey
 
     def quota_used(self, day: str) -> int:
-        item = (
-            self.client("dynamodb")
-            .get_item(
-                TableName=self.tables["QuotaTable"],
-                Key={"pk": {"S": f"QUOTA#{day}"}, "sk": {"S": "COUNTER"}},
-                ConsistentRead=True,
-            )
-            .get("Item")
+        """The day's count in the ledger, read directly (not through the product's code)."""
+        item = self.client("dynamodb").get_item(
+            TableName=self.tables["QuotaTable"],
+            Key={"pk": {"S": f"DAY#{day}"}, "sk": {"S": "LEDGER"}},
+            ConsistentRead=True,
         )
-        return int(item["used"]["N"]) if item else 0
+        return int(item["Item"]["used"]["N"]) if "Item" in item else 0
+
+    def backlog_keys(self) -> list[str]:
+        """``vid#brIndex`` of every deferred file, read directly."""
+        pages = (
+            self.client("dynamodb")
+            .get_paginator("query")
+            .paginate(
+                TableName=self.tables["QuotaTable"],
+                KeyConditionExpression="pk = :b",
+                ExpressionAttributeValues={":b": {"S": "BACKLOG"}},
+            )
+        )
+        return [item["sk"]["S"] for page in pages for item in page["Items"]]

@@ -7,6 +7,7 @@ service do the work, and turns the report into the answer the event source expec
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from typing import Any
 
@@ -28,6 +29,7 @@ from polyv_prewarm.events import (
     parse_document,
 )
 from polyv_prewarm.model import Origin, Report
+from polyv_prewarm.plan import VID_RE
 from polyv_prewarm.ports import PrewarmError
 
 logger = Logger(service=SERVICE)
@@ -36,6 +38,9 @@ metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Poly
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 # An invocation rejected before any work (an unknown event) has no metrics; that is expected.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
+
+
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class FilesHandedBack(PrewarmError):
@@ -57,6 +62,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return _sqs_batch(event, context)
     if kind is EventKind.DIRECT:
         return _direct(event, context)
+    if kind is EventKind.SCHEDULED:
+        return _drain(context)
+    if kind is EventKind.ACTION:
+        return _action(event, context)
     return _notification(event, kind, context)
 
 
@@ -85,7 +94,7 @@ def _sqs_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         if record.message_id in malformed:
             raise InvalidMessage(malformed[record.message_id])
         if record.message_id in to_retry:
-            raise FilesHandedBack("holds files that were not submitted (quota spent or Polyv unavailable)")
+            raise FilesHandedBack("holds files that were not submitted (Polyv or the ledger unavailable)")
 
     response = process_partial_response(
         event=event, record_handler=verdict, processor=processor, context=context
@@ -116,30 +125,60 @@ def _notification(event: dict[str, Any], kind: EventKind, context: LambdaContext
         logger.warning(
             "files not done: failing the invocation so Lambda retries it", extra=_log_summary(report)
         )
-        raise FilesHandedBack(f"{not_done} files were not submitted (quota spent or Polyv unavailable)")
+        raise FilesHandedBack(f"{not_done} files were not submitted (Polyv or the ledger unavailable)")
     logger.info("notification done", extra={"summary": _log_summary(report)})
     return summary
 
 
 def _direct(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    dry_run = event.get("dryRun", False)
-    if not isinstance(dry_run, bool):
-        raise InvalidEvent("dryRun must be true or false")
+    dry_run, force = _flag(event, "dryRun"), _flag(event, "force")
     try:
         parsed = parse_document(event, Origin("direct"), runtime.current().settings.parse_options)
     except InvalidMessage as exc:
         raise InvalidEvent(str(exc)) from None
-    report = _prewarm(parsed, context, dry_run=dry_run)
+    report = _prewarm(parsed, context, dry_run=dry_run, force=force)
     logger.info("direct invocation done", extra={"summary": _log_summary(report)})
     return _summary(report, parsed)
 
 
+def _flag(event: dict[str, Any], name: str) -> bool:
+    value = event.get(name, False)
+    if not isinstance(value, bool):
+        raise InvalidEvent(f"{name} must be true or false")
+    return value
+
+
+def _drain(context: LambdaContext) -> dict[str, Any]:
+    report = runtime.current().service.drain(time_left_ms=context.get_remaining_time_in_millis)
+    _record_metrics(report)
+    logger.info("drain done", extra={"summary": _log_summary(report)})
+    return report.to_summary()
+
+
+def _action(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    action = event.get("action")
+    service = runtime.current().service
+    if action == "drain":
+        return _drain(context)
+    if action == "quota":
+        day = event.get("day")
+        if day is not None and not (isinstance(day, str) and _DAY.fullmatch(day)):
+            raise InvalidEvent("day must be a YYYY-MM-DD string")
+        return service.quota(day)
+    if action == "status":
+        vid = event.get("vid")
+        if not isinstance(vid, str) or not VID_RE.fullmatch(vid):
+            raise InvalidEvent("status needs a vid of the Polyv shape")
+        return service.status(vid)
+    raise InvalidEvent(f"unknown action {str(action)[:32]!r}: expected drain, status or quota")
+
+
 @tracer.capture_method
-def _prewarm(parsed: Parsed, context: LambdaContext, *, dry_run: bool = False) -> Report:
+def _prewarm(parsed: Parsed, context: LambdaContext, *, dry_run: bool = False, force: bool = False) -> Report:
     for item in parsed.ignored:
         logger.info("ignored", extra=item.to_summary())
     report = runtime.current().service.prewarm(
-        parsed.requests, dry_run=dry_run, time_left_ms=context.get_remaining_time_in_millis
+        parsed.requests, dry_run=dry_run, force=force, time_left_ms=context.get_remaining_time_in_millis
     )
     _record_metrics(report)
     return report

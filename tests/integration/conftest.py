@@ -3,7 +3,9 @@ emptied before every test. Every AWS and Polyv call in these tests is real HTTP 
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,13 @@ def stack(_session_stack: DevStack, monkeypatch: pytest.MonkeyPatch) -> Iterator
     runtime.current.cache_clear()
     yield _session_stack
     runtime.current.cache_clear()
+
+
+def shift_days(stack: DevStack, monkeypatch: pytest.MonkeyPatch, days: int) -> None:
+    """Move the function's clock and Polyv's clock ``days`` quota days ahead (a controllable clock)."""
+    stack.day_offset = days
+    shifted = functools.cache(lambda: runtime.build_runtime(os.environ, clock=stack.now))
+    monkeypatch.setattr(runtime, "current", shifted)
 
 
 def set_limit(stack: DevStack, monkeypatch: pytest.MonkeyPatch, limit: int) -> None:

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from polyv_prewarm.ports import PrewarmError
-from tests.integration.conftest import sqs_event, vid
+from tests.integration.conftest import set_limit, sqs_event, vid
 
 pytestmark = pytest.mark.integration
 
@@ -56,14 +56,16 @@ def test_fuzzed_events_return_or_raise_a_typed_error(stack, invoke, event):
     assert isinstance(result, dict)
 
 
-def test_huge_message_is_processed_up_to_the_quota_and_handed_back(stack, invoke):
+def test_huge_message_is_processed_up_to_the_quota_and_the_rest_deferred(stack, invoke, monkeypatch):
+    set_limit(stack, monkeypatch, 300)
     vids = [vid(i) for i in range(10_000)]
     for v in vids:
         stack.polyv.add_video(v, (1,))
     response = invoke(sqs_event({"vids": vids, "brIndexes": [1]}, {"vid": vids[0], "brIndex": 1}))
-    assert response == {"batchItemFailures": [{"itemIdentifier": "msg-0"}]}  # 8,000 files wait
-    assert len(stack.polyv.tasks()) == 20
-    assert len(stack.polyv.accepted_files()) == 2000
+    assert response == {"batchItemFailures": []}
+    assert len(stack.polyv.tasks()) == 3
+    assert len(stack.polyv.accepted_files()) == 300
+    assert len(stack.backlog_keys()) == 9700
 
 
 @pytest.mark.parametrize(

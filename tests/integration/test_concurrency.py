@@ -1,4 +1,5 @@
-"""Concurrent invocations in separate processes share one quota and never exceed it."""
+"""Concurrent invocations in separate processes share one quota and never exceed it; what does
+not fit is deferred and prewarmed on the next quota days, every file exactly once."""
 
 from __future__ import annotations
 
@@ -6,35 +7,23 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import ROOT, set_limit, sqs_event, vid
+from devstack.lambda_context import LocalLambdaContext
+from tests.integration.conftest import ROOT, set_limit, shift_days, sqs_event, vid
 
 pytestmark = pytest.mark.integration
 
 WORKERS = 4
-FILES_PER_WORKER = 150  # 4 x 150 = 600 files asked for against a limit of 400
-LIMIT = 400
+FILES_PER_WORKER = 75  # 4 x 75 = 300 files asked for together: 3 x the limit
+LIMIT = 100
+OVERLAP = 15  # every worker also names the first 15 files of worker 0
 
 
-def test_concurrent_invocations_never_exceed_the_daily_limit(stack, monkeypatch, tmp_path: Path):
-    set_limit(stack, monkeypatch, LIMIT)
-    all_files = set()
-    paths = []
-    for w in range(WORKERS):
-        vids = [vid(w * 1000 + i) for i in range(FILES_PER_WORKER)]
-        for v in vids:
-            stack.polyv.add_video(v)
-            all_files.add((v, 1))
-        # 10 messages of 15 vids each, like a full SQS batch
-        bodies = [{"vids": vids[i : i + 15], "brIndexes": [1]} for i in range(0, FILES_PER_WORKER, 15)]
-        event = sqs_event(*bodies, ids=[f"w{w}-m{i}" for i in range(len(bodies))])
-        path = tmp_path / f"event-{w}.json"
-        path.write_text(json.dumps(event))
-        paths.append(path)
-
+def run_workers(paths: list[Path]) -> list[dict]:
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "functions" / "prewarm")]),
@@ -54,21 +43,49 @@ def test_concurrent_invocations_never_exceed_the_daily_limit(stack, monkeypatch,
     ]
     results = []
     for proc in procs:
-        out, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=180)
         assert proc.returncode == 0, err
         results.append(json.loads(out.strip().splitlines()[-1]))
+    return results
 
-    accepted = stack.polyv.accepted_files()
-    day = stack.polyv.today()
-    assert len(accepted) == LIMIT  # exactly the limit: nothing over it, and no quota wasted
-    assert len(set(accepted)) == LIMIT
-    assert stack.quota_used(day) == LIMIT == stack.polyv.used(stack.userid, day)
-    assert "can't submit more than 2000 files one day" not in stack.polyv.answers()
-    # nothing lost: every message with a file that was not submitted is handed back
-    handed_back = {f["itemIdentifier"] for r in results for f in r["batchItemFailures"]}
-    accepted_set = set(accepted)
+
+def test_three_times_the_quota_at_once_then_drained_exactly_once(stack, monkeypatch, tmp_path: Path):
+    set_limit(stack, monkeypatch, LIMIT)
+    wanted = set()
+    paths = []
     for w in range(WORKERS):
-        for m in range(10):
-            files = {(vid(w * 1000 + i), 1) for i in range(m * 15, m * 15 + 15)}
-            if not files <= accepted_set:
-                assert f"w{w}-m{m}" in handed_back
+        vids = [vid(w * 1000 + i) for i in range(FILES_PER_WORKER)] + [vid(i) for i in range(OVERLAP)]
+        for v in vids:
+            stack.polyv.add_video(v)
+            wanted.add((v, 1))
+        bodies = [{"vids": vids[i : i + 15], "brIndexes": [1]} for i in range(0, len(vids), 15)]
+        event = sqs_event(*bodies, ids=[f"w{w}-m{i}" for i in range(len(bodies))])
+        paths.append(tmp_path / f"event-{w}.json")
+        paths[-1].write_text(json.dumps(event))
+    assert len(wanted) == WORKERS * FILES_PER_WORKER
+
+    results = run_workers(paths)
+
+    day1 = stack.polyv.today()
+    accepted = stack.polyv.accepted_files()
+    assert len(accepted) == LIMIT  # exactly the limit on day one
+    assert len(set(accepted)) == LIMIT  # nothing twice
+    assert stack.quota_used(day1) == LIMIT == stack.polyv.used(stack.userid, day1)
+    assert "can't submit more than 2000 files one day" not in stack.polyv.answers()
+    assert all(r == {"batchItemFailures": []} for r in results)  # deferred, not bounced
+    backlog = set(stack.backlog_keys())
+    assert {f"{v}#{b}" for v, b in wanted} == backlog | {f"{v}#{b}" for v, b in accepted}
+    assert not backlog & {f"{v}#{b}" for v, b in accepted}
+
+    import app
+
+    for day in (1, 2):  # the scheduled drain of the next two quota days
+        shift_days(stack, monkeypatch, day)
+        summary = app.lambda_handler(
+            {"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}, LocalLambdaContext()
+        )
+        assert summary["counts"]["submitted"] == LIMIT
+    everything = Counter(stack.polyv.accepted_files())
+    assert set(everything) == wanted  # nothing lost
+    assert max(everything.values()) == 1  # nothing twice
+    assert stack.backlog_keys() == []

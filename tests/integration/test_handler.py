@@ -121,35 +121,33 @@ def test_quota_boundary_reached_exactly_never_exceeded(stack, invoke, monkeypatc
     for i in range(400):
         stack.polyv.add_video(vid(i))
     first = invoke({"vids": [vid(i) for i in range(300)], "brIndexes": [1]})
-    assert first["counts"] == {"submitted": 250, "over_quota": 50}
+    assert first["counts"] == {"submitted": 250, "deferred": 50}
     assert [t for t in map(lambda t: len(t.files), stack.polyv.tasks())] == [100, 100, 50]
     day = stack.polyv.today()
     assert stack.quota_used(day) == 250 == stack.polyv.used(stack.userid, day)
 
     second = invoke({"vids": [vid(i) for i in range(300, 310)], "brIndexes": [1]})
-    assert second["counts"] == {"over_quota": 10}
+    assert second["counts"] == {"deferred": 10}
     assert len(stack.polyv.tasks()) == 3
     assert stack.quota_used(day) == 250
 
 
-def test_over_quota_sqs_messages_are_handed_back(stack, invoke, monkeypatch):
+def test_over_quota_files_are_deferred_and_their_messages_succeed(stack, invoke, monkeypatch):
     set_limit(stack, monkeypatch, 5)
     for i in range(10):
         stack.polyv.add_video(vid(i))
     bodies = [{"vids": [vid(i)], "brIndexes": [1, 2]} for i in range(4)]  # 8 files, 5 fit
     response = invoke(sqs_event(*bodies))
-    failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
-    assert failed == {"msg-2", "msg-3"}  # msg-2 got one of its two files in; it is not done
+    assert response == {"batchItemFailures": []}
     assert len(stack.polyv.accepted_files()) == 5
+    assert sorted(stack.backlog_keys()) == sorted([f"{vid(2)}#2", f"{vid(3)}#1", f"{vid(3)}#2"])
 
 
-def test_s3_direct_event_over_quota_fails_the_invocation_for_retry(stack, invoke, monkeypatch):
-    import app
-
+def test_s3_direct_event_over_quota_is_deferred(stack, invoke, monkeypatch):
     set_limit(stack, monkeypatch, 1)
-    with pytest.raises(app.FilesHandedBack, match="2 files"):
-        invoke(load_event("s3-object-created.json"))
-    assert len(stack.polyv.accepted_files()) == 1
+    summary = invoke(load_event("s3-object-created.json"))
+    assert summary["counts"] == {"submitted": 1, "deferred": 2}
+    assert len(stack.backlog_keys()) == 2
 
 
 def test_direct_sns_notification_around_s3(stack, invoke):

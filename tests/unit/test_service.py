@@ -1,10 +1,10 @@
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from polyv_prewarm.model import Fate, FileRef, FileRequest, Origin
+from polyv_prewarm.model import EntryState, Fate, FileRef, FileRequest, Origin
 from polyv_prewarm.ports import (
     PolyvConfigurationError,
     PolyvContractViolation,
@@ -12,193 +12,332 @@ from polyv_prewarm.ports import (
     PolyvUnavailable,
 )
 from polyv_prewarm.service import PrewarmService
-from tests.fakes import FakePolyv, InMemoryQuota, vid
+from tests.fakes import FakePolyv, InMemoryBacklog, InMemoryLedger, vid
 
 TZ = ZoneInfo("Asia/Shanghai")
 # 2026-11-27 17:00 UTC is already 2026-11-28 in Shanghai.
-NOW = datetime(2026, 11, 27, 17, 0, tzinfo=UTC)
+START = datetime(2026, 11, 27, 17, 0, tzinfo=UTC)
 DAY = "2026-11-28"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs) -> None:
+        self.now += timedelta(**kwargs)
 
 
 def requests_for(n, br=1, origin=None, start=0):
     return [FileRequest(vid(start + i), br, origin or Origin("direct")) for i in range(n)]
 
 
-def make(limit=2000, polyv=None, quota=None):
-    polyv = polyv or FakePolyv()
-    quota = quota or InMemoryQuota()
-    service = PrewarmService(
-        polyv=polyv, quota=quota, daily_limit=limit, timezone=TZ, clock=lambda: NOW, sleep=lambda _: None
-    )
-    return service, polyv, quota
+class World:
+    def __init__(self, limit=2000, polyv=None):
+        self.polyv = polyv or FakePolyv()
+        self.ledger = InMemoryLedger()
+        self.backlog = InMemoryBacklog()
+        self.clock = Clock()
+        self.service = PrewarmService(
+            polyv=self.polyv,
+            ledger=self.ledger,
+            backlog=self.backlog,
+            daily_limit=limit,
+            timezone=TZ,
+            clock=self.clock,
+            sleep=lambda _: None,
+        )
 
 
-def test_quota_day_is_in_the_configured_time_zone():
-    service, _, quota = make()
-    report = service.prewarm(requests_for(3))
-    assert quota.counts == {DAY: 3}
+@pytest.fixture
+def world():
+    return World()
+
+
+def test_quota_day_is_in_the_configured_time_zone(world):
+    report = world.service.prewarm(requests_for(3))
+    assert world.ledger.used == {DAY: 3}
     assert report.quota.day == DAY
     assert report.quota.used == 3
 
 
 @pytest.mark.parametrize("n", [1, 99, 100, 101, 250])
-def test_calls_are_the_physical_minimum(n):
-    service, polyv, _ = make()
-    report = service.prewarm(requests_for(n))
-    assert len(polyv.calls) == math.ceil(n / 100)
+def test_calls_are_the_physical_minimum(world, n):
+    report = world.service.prewarm(requests_for(n))
+    assert len(world.polyv.calls) == math.ceil(n / 100)
     assert report.count(Fate.SUBMITTED) == n
-    assert {r.task_id for r in report.results} == {f"task-{i + 1}" for i in range(len(polyv.calls))}
+    assert {r.task_id for r in report.results} == {f"task-{i + 1}" for i in range(len(world.polyv.calls))}
 
 
-def test_sends_exactly_what_fits_and_reports_the_rest_over_quota():
-    service, polyv, quota = make(limit=150)
-    report = service.prewarm(requests_for(250))
-    assert [len(c) for c in polyv.accepted] == [100, 50]
+def test_sends_what_fits_and_defers_the_rest_durably():
+    w = World(limit=150)
+    report = w.service.prewarm(requests_for(250, origin=Origin("sqs", message_id="m1")))
+    assert [len(c) for c in w.polyv.accepted] == [100, 50]
     assert report.count(Fate.SUBMITTED) == 150
-    assert report.count(Fate.OVER_QUOTA) == 100
-    assert quota.counts[DAY] == 150
-    # the next invocation of the same day sends nothing
-    again = service.prewarm(requests_for(5, start=1000))
-    assert again.count(Fate.OVER_QUOTA) == 5
-    assert len(polyv.calls) == 2
+    assert report.count(Fate.DEFERRED) == 100
+    assert report.messages_to_retry() == set()  # deferred is done: the message succeeds
+    assert len(w.backlog.items) == 100
+    assert {d.origin for d in w.backlog.items.values()} == {"m1"}
+    assert w.ledger.used[DAY] == 150
 
 
-def test_duplicates_across_messages_are_sent_once_and_reported():
-    service, polyv, _ = make()
+def test_deferring_again_does_not_store_twice():
+    w = World(limit=1)
+    w.service.prewarm(requests_for(5))
+    first = dict(w.backlog.items)
+    w.clock.advance(minutes=5)
+    w.service.prewarm(requests_for(5))
+    assert w.backlog.items == first  # same four files, their first deferral time kept
+
+
+def test_same_file_on_the_same_day_is_sent_once(world):
+    world.service.prewarm(requests_for(3, origin=Origin("sqs", message_id="a")))
+    again = world.service.prewarm(requests_for(3, origin=Origin("sqs", message_id="a")))  # redelivery
+    assert again.count(Fate.DUPLICATE) == 3
+    assert "already submitted" in again.results[0].reason
+    assert len(world.polyv.accepted_files()) == 3
+    assert world.ledger.entries(DAY)[FileRef(vid(0), 1)].duplicates == 1
+
+
+def test_force_submits_again(world):
+    world.service.prewarm(requests_for(2))
+    forced = world.service.prewarm(requests_for(2), force=True)
+    assert forced.count(Fate.SUBMITTED) == 2
+    assert len(world.polyv.accepted_files()) == 4
+    assert world.ledger.used[DAY] == 4
+
+
+def test_next_quota_day_is_a_new_day(world):
+    world.service.prewarm(requests_for(2))
+    world.clock.advance(days=1)
+    assert world.service.prewarm(requests_for(2)).count(Fate.SUBMITTED) == 2
+
+
+def test_duplicates_across_messages_are_sent_once_and_reported(world):
     reqs = requests_for(2, origin=Origin("sqs", message_id="a")) + requests_for(
         2, origin=Origin("sqs", message_id="b")
     )
-    report = service.prewarm(reqs)
-    assert sum(len(c) for c in polyv.accepted) == 2
+    report = world.service.prewarm(reqs)
+    assert len(world.polyv.accepted_files()) == 2
     assert report.count(Fate.DUPLICATE) == 2
     assert report.messages_to_retry() == set()
 
 
 def test_one_bad_vid_among_100_is_isolated_by_bisection():
     bad = vid(37)
-    service, polyv, quota = make(polyv=FakePolyv(unknown={bad}))
-    report = service.prewarm(requests_for(100))
+    w = World(polyv=FakePolyv(unknown={bad}))
+    report = w.service.prewarm(requests_for(100))
     rejected = [r for r in report.results if r.fate is Fate.REJECTED]
     assert [(r.file.vid, r.reason) for r in rejected] == [(bad, "illeagal vid")]
     assert report.count(Fate.SUBMITTED) == 99
-    assert len(polyv.calls) - 1 <= 2 * math.ceil(math.log2(100))
-    assert quota.counts[DAY] == 99  # the refused file's quota went back
+    assert len(w.polyv.calls) - 1 <= 2 * math.ceil(math.log2(100))
+    assert w.ledger.used[DAY] == 99  # the refused file's quota went back
+    # a redelivery does not send the offender again
+    again = w.service.prewarm([FileRequest(bad, 1, Origin("direct"))])
+    assert again.count(Fate.DUPLICATE) == 1
+    assert "rejected by Polyv" in again.results[0].reason
 
 
 def test_mixed_refusals_each_get_polyvs_reason():
     missing = FileRef(vid(5), 1)
-    service, _, quota = make(polyv=FakePolyv(unknown={vid(2)}, missing={missing}))
-    report = service.prewarm(requests_for(8))
+    w = World(polyv=FakePolyv(unknown={vid(2)}, missing={missing}))
+    report = w.service.prewarm(requests_for(8))
     reasons = {r.file.vid: r.reason for r in report.results if r.fate is Fate.REJECTED}
     assert reasons == {vid(2): "illeagal vid", vid(5): "bitrate does not exist"}
     assert report.count(Fate.SUBMITTED) == 6
-    assert quota.counts[DAY] == 6
+    assert w.ledger.used[DAY] == 6
 
 
-def test_polyv_unavailable_hands_back_and_releases_quota():
-    polyv = FakePolyv()
-    polyv.fail_with = [PolyvUnavailable("HTTP 503", ambiguous=False)]
-    service, _, quota = make(polyv=polyv)
+def test_polyv_unavailable_hands_back_releases_and_allows_a_retry(world):
+    world.polyv.fail_with = [PolyvUnavailable("HTTP 503", ambiguous=False)]
     origin = Origin("sqs", message_id="m1")
-    report = service.prewarm(requests_for(150, origin=origin))
+    report = world.service.prewarm(requests_for(150, origin=origin))
     assert report.count(Fate.RETRY) == 150  # the first call failed; the second was not tried
-    assert len(polyv.calls) == 1
-    assert quota.counts[DAY] == 0
+    assert len(world.polyv.calls) == 1
+    assert world.ledger.used[DAY] == 0
     assert report.messages_to_retry() == {"m1"}
+    assert world.ledger.entries(DAY)[FileRef(vid(0), 1)].state is EntryState.HANDED_BACK
+    redelivered = world.service.prewarm(requests_for(150, origin=origin))
+    assert redelivered.count(Fate.SUBMITTED) == 150
 
 
-def test_ambiguous_failure_keeps_its_quota_counted():
-    polyv = FakePolyv()
-    polyv.fail_with = [PolyvUnavailable("ReadTimeout", ambiguous=True)] * 2
-    service, _, quota = make(polyv=polyv)
-    report = service.prewarm(requests_for(40))
-    assert len(polyv.calls) == 2  # one re-send, after counting the 40 files again
+def test_ambiguous_failure_keeps_its_quota_counted_and_is_claimable_again(world):
+    world.polyv.fail_with = [PolyvUnavailable("ReadTimeout", ambiguous=True)] * 2
+    report = world.service.prewarm(requests_for(40))
+    assert len(world.polyv.calls) == 2  # one re-send, after counting the 40 files again
     assert report.count(Fate.RETRY) == 40
-    assert quota.counts[DAY] == 80  # both attempts may have been accepted: over-count, never under-count
+    assert world.ledger.used[DAY] == 80  # both attempts may have been accepted: over-count
+    assert world.ledger.entries(DAY)[FileRef(vid(0), 1)].state is EntryState.IN_DOUBT
+    assert world.service.prewarm(requests_for(40)).count(Fate.SUBMITTED) == 40
+    assert world.ledger.used[DAY] == 120
 
 
-def test_ambiguous_failure_then_success_counts_both_attempts():
-    polyv = FakePolyv()
-    polyv.fail_with = [PolyvUnavailable("ReadTimeout", ambiguous=True)]
-    service, _, quota = make(polyv=polyv)
-    report = service.prewarm(requests_for(40))
+def test_ambiguous_failure_then_success_counts_both_attempts(world):
+    world.polyv.fail_with = [PolyvUnavailable("ReadTimeout", ambiguous=True)]
+    report = world.service.prewarm(requests_for(40))
     assert report.count(Fate.SUBMITTED) == 40
-    assert quota.counts[DAY] == 80
+    assert world.ledger.used[DAY] == 80
 
 
 def test_ambiguous_failure_is_not_resent_without_quota_for_it():
-    polyv = FakePolyv()
-    polyv.fail_with = [PolyvUnavailable("ReadTimeout", ambiguous=True)]
-    service, _, quota = make(polyv=polyv, limit=50)
-    report = service.prewarm(requests_for(40))
-    assert len(polyv.calls) == 1  # 40 more would not fit in 50
+    w = World(limit=50)
+    w.polyv.fail_with = [PolyvUnavailable("ReadTimeout", ambiguous=True)]
+    report = w.service.prewarm(requests_for(40))
+    assert len(w.polyv.calls) == 1  # 40 more would not fit in 50
     assert report.count(Fate.RETRY) == 40
-    assert quota.counts[DAY] == 40
+    assert w.ledger.used[DAY] == 40
 
 
-def test_polyv_quota_spent_marks_the_day_exhausted():
-    polyv = FakePolyv()
-    polyv.fail_with = [PolyvQuotaSpent("can't submit more than 2000 files one day")]
-    service, _, quota = make(polyv=polyv, limit=2000)
-    report = service.prewarm(requests_for(120))
-    assert report.count(Fate.OVER_QUOTA) == 120
-    assert DAY in quota.exhausted
-    assert quota.counts[DAY] == 2000
-    assert len(polyv.calls) == 1
+def test_stale_claims_of_a_dead_invocation_can_be_claimed_again(world):
+    world.ledger.claim(DAY, [(FileRef(vid(1), 1), "m0")], 2000, now=world.clock())  # died after claiming
+    fresh = world.service.prewarm(requests_for(1, start=1))
+    assert fresh.count(Fate.DUPLICATE) == 1
+    assert "another invocation" in fresh.results[0].reason
+    world.clock.advance(minutes=30)
+    assert world.service.prewarm(requests_for(1, start=1)).count(Fate.SUBMITTED) == 1
 
 
-def test_configuration_error_stops_all_calls():
-    polyv = FakePolyv()
-    polyv.fail_with = [PolyvConfigurationError("wrong secret")]
-    service, _, quota = make(polyv=polyv)
-    report = service.prewarm(requests_for(250))
-    assert len(polyv.calls) == 1
+def test_polyv_quota_spent_marks_the_day_exhausted_and_defers():
+    w = World()
+    w.polyv.fail_with = [PolyvQuotaSpent("can't submit more than 2000 files one day")]
+    report = w.service.prewarm(requests_for(120))
+    assert report.count(Fate.DEFERRED) == 120
+    assert DAY in w.ledger.exhausted
+    assert len(w.backlog.items) == 120
+    assert len(w.polyv.calls) == 1
+
+
+def test_configuration_error_stops_all_calls(world):
+    world.polyv.fail_with = [PolyvConfigurationError("wrong secret")]
+    report = world.service.prewarm(requests_for(250))
+    assert len(world.polyv.calls) == 1
     assert report.count(Fate.RETRY) == 250
     assert "configuration error" in report.stopped_because
-    assert quota.counts[DAY] == 0
+    assert world.ledger.used[DAY] == 0
 
 
-def test_contract_violation_fails_loudly_after_releasing_its_quota():
-    polyv = FakePolyv()
-    polyv.fail_with = [PolyvContractViolation("too many")]
-    service, _, quota = make(polyv=polyv)
+def test_contract_violation_fails_loudly_after_releasing_its_quota(world):
+    world.polyv.fail_with = [PolyvContractViolation("too many")]
     with pytest.raises(PolyvContractViolation):
-        service.prewarm(requests_for(3))
-    assert quota.counts[DAY] == 0
+        world.service.prewarm(requests_for(3))
+    assert world.ledger.used[DAY] == 0
 
 
-def test_quota_store_down_sends_nothing():
-    quota = InMemoryQuota()
-    quota.unavailable = True
-    service, polyv, _ = make(quota=quota)
-    report = service.prewarm(requests_for(10, origin=Origin("sqs", message_id="m")))
-    assert polyv.calls == []
+def test_ledger_down_sends_nothing(world):
+    world.ledger.unavailable = True
+    report = world.service.prewarm(requests_for(10, origin=Origin("sqs", message_id="m")))
+    assert world.polyv.calls == []
     assert report.count(Fate.RETRY) == 10
     assert report.quota is None
 
 
-def test_deadline_stops_new_calls_and_hands_back_the_rest():
-    service, polyv, _ = make()
+def test_backlog_down_hands_deferred_files_back():
+    w = World(limit=1)
+    w.backlog.unavailable = True
+    report = w.service.prewarm(requests_for(3, origin=Origin("sqs", message_id="m")))
+    assert report.count(Fate.SUBMITTED) == 1
+    assert report.count(Fate.RETRY) == 2
+    assert report.messages_to_retry() == {"m"}
+
+
+def test_deadline_stops_new_calls_and_hands_back_the_rest(world):
     budget = iter([60_000, 1_000])
-    report = service.prewarm(requests_for(200), time_left_ms=lambda: next(budget))
-    assert len(polyv.calls) == 1
+    report = world.service.prewarm(requests_for(200), time_left_ms=lambda: next(budget))
+    assert len(world.polyv.calls) == 1
     assert report.count(Fate.SUBMITTED) == 100
     assert report.count(Fate.RETRY) == 100
     assert "time" in report.stopped_because
 
 
-def test_dry_run_plans_without_calls_or_quota():
-    service, polyv, quota = make()
-    report = service.prewarm(requests_for(101), dry_run=True)
-    assert polyv.calls == []
-    assert quota.counts == {}
+def test_dry_run_plans_without_calls_or_quota(world):
+    world.service.prewarm(requests_for(1))
+    report = world.service.prewarm(requests_for(102), dry_run=True)
+    assert len(world.polyv.calls) == 1
+    assert world.ledger.used == {DAY: 1}
     assert report.count(Fate.PLANNED) == 101
-    assert sorted({r.call for r in report.results}) == [1, 2]
+    assert report.count(Fate.DUPLICATE) == 1
+    assert sorted({r.call for r in report.results if r.call}) == [1, 2]
 
 
 def test_every_request_gets_exactly_one_result():
-    service, _, _ = make(limit=120, polyv=FakePolyv(unknown={vid(3)}))
+    w = World(limit=120, polyv=FakePolyv(unknown={vid(3)}))
     reqs = requests_for(150) + requests_for(10) + [FileRequest("bad", 1, Origin("direct"))]
-    report = service.prewarm(reqs)
+    report = w.service.prewarm(reqs)
     assert len(report.results) == len(reqs)
     assert sorted(map(id, (r.request for r in report.results))) == sorted(map(id, reqs))
+
+
+# -- the drain ---------------------------------------------------------------------------------
+
+
+def test_drain_next_day_submits_oldest_first_as_many_as_fit():
+    w = World(limit=50)
+    w.service.prewarm(requests_for(80))  # 50 today, 30 deferred
+    w.clock.advance(minutes=1)
+    w.service.prewarm(requests_for(40, start=1000))  # 40 more deferred, later
+    assert len(w.backlog.items) == 70
+    w.clock.advance(days=1)
+    report = w.service.drain()
+    assert report.count(Fate.SUBMITTED) == 50
+    sent = w.polyv.accepted_files()[50:]
+    assert sent[:30] == [FileRef(vid(i), 1) for i in range(50, 80)]  # the older ones first
+    assert len(w.backlog.items) == 20
+    assert report.count(Fate.DEFERRED) > 0
+    w.clock.advance(days=1)
+    assert w.service.drain().count(Fate.SUBMITTED) == 20
+    assert w.backlog.items == {}
+    everything = w.polyv.accepted_files()
+    assert len(everything) == len(set(everything)) == 120
+
+
+def test_drain_removes_files_already_submitted_today_without_sending():
+    w = World(limit=2)
+    w.service.prewarm(requests_for(4))  # 2 deferred
+    w.clock.advance(days=1)
+    w.service.prewarm(requests_for(4)[2:])  # they arrive again on the new day first
+    calls = len(w.polyv.calls)
+    report = w.service.drain()
+    assert len(w.polyv.calls) == calls
+    assert report.count(Fate.DUPLICATE) == 2
+    assert w.backlog.items == {}
+
+
+def test_interrupted_drain_loses_nothing_and_sends_nothing_twice():
+    w = World(limit=2000)
+    w.service.prewarm(requests_for(2500))
+    w.clock.advance(days=1)
+    budget = iter([60_000] * 6 + [1_000] + [60_000] * 1000)  # two checks per slice: stop at the 4th
+    first = w.service.drain(time_left_ms=lambda: next(budget))
+    assert first.count(Fate.SUBMITTED) == 300
+    assert first.stopped_because
+    second = w.service.drain()
+    assert second.count(Fate.SUBMITTED) == 200
+    assert w.backlog.items == {}
+    everything = w.polyv.accepted_files()
+    assert len(everything) == len(set(everything)) == 2500
+
+
+def test_drain_during_an_outage_keeps_the_backlog(world):
+    w = World(limit=1)
+    w.service.prewarm(requests_for(3))
+    w.clock.advance(days=1)
+    w.polyv.fail_with = [PolyvUnavailable("HTTP 502", ambiguous=False)]
+    report = w.service.drain()
+    assert report.count(Fate.RETRY) == 1
+    assert len(w.backlog.items) == 2
+
+
+def test_status_and_quota_answer_from_the_ledger():
+    w = World(limit=2)
+    w.service.prewarm([FileRequest(vid(1), br, Origin("sqs", message_id="m9")) for br in (1, 2, 3)])
+    status = w.service.status(vid(1))
+    assert status["days"][DAY]["1"]["state"] == "submitted"
+    assert status["days"][DAY]["1"]["taskId"] == "task-1"
+    assert set(status["deferred"]) == {"3"}
+    quota = w.service.quota()
+    assert quota["used"] == 2
+    assert quota["remaining"] == 0
+    assert quota["backlog"]["files"] == 1

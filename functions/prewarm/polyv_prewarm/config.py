@@ -30,6 +30,7 @@ class Settings:
     default_br_indexes: tuple[int, ...]
     vid_key_pattern: re.Pattern[str]
     secret_max_age: int
+    retention_days: int = 35
     polyv_attempts: int = 3
     polyv_backoff_base: float = 0.5
     polyv_connect_timeout: float = 3.05
@@ -50,6 +51,7 @@ class Settings:
             default_br_indexes=_br_indexes(env.get("DEFAULT_BR_INDEXES") or "1,2,3"),
             vid_key_pattern=_key_pattern(env.get("VID_KEY_PATTERN") or DEFAULT_VID_KEY_PATTERN),
             secret_max_age=_positive_int(env, "SECRET_MAX_AGE_SECONDS", 300),
+            retention_days=_positive_int(env, "LEDGER_RETENTION_DAYS", 35),
             polyv_attempts=_positive_int(env, "POLYV_ATTEMPTS", 3),
             polyv_backoff_base=_seconds(env, "POLYV_BACKOFF_BASE_SECONDS", 0.5),
             polyv_connect_timeout=_seconds(env, "POLYV_CONNECT_TIMEOUT_SECONDS", 3.05),

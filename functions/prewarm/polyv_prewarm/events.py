@@ -73,6 +73,8 @@ class EventKind(StrEnum):
     SNS = "sns"  # SNS delivering directly to the function
     EVENTBRIDGE = "eventbridge"  # an EventBridge rule targeting the function
     DIRECT = "direct"  # a person invoking the function with a test event
+    SCHEDULED = "scheduled"  # an EventBridge schedule: drain the backlog
+    ACTION = "action"  # a person asking for {"action": "drain" | "status" | "quota"}
 
 
 def classify(event: object) -> EventKind:
@@ -86,13 +88,18 @@ def classify(event: object) -> EventKind:
         if source in kinds:
             return kinds[source]
         raise UnsupportedEvent(f"records from {str(source)[:64]!r} are not supported (sqs, s3, sns are)")
+    if event.get("detail-type") == "Scheduled Event":
+        return EventKind.SCHEDULED
     if "detail-type" in event and "source" in event:
         return EventKind.EVENTBRIDGE
+    if "action" in event:
+        return EventKind.ACTION
     if event.keys() & {"videos", "vids", "vid"}:
         return EventKind.DIRECT
     raise UnsupportedEvent(
         "unknown event: expected an SQS batch, an S3 or SNS notification, an EventBridge event, "
-        'or a direct invocation like {"videos": [{"vid": ..., "brIndex": 1}]} or {"vids": [...]}'
+        'a direct invocation like {"videos": [{"vid": ..., "brIndex": 1}]} or {"vids": [...]}, '
+        'or {"action": "drain" | "status" | "quota"}'
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -20,6 +21,16 @@ class FileRef:
     def to_api(self) -> dict[str, Any]:
         return {"vid": self.vid, "brIndex": self.br_index}
 
+    @property
+    def key(self) -> str:
+        """``vid#brIndex``: how the ledger and the backlog name a file."""
+        return f"{self.vid}#{self.br_index}"
+
+    @classmethod
+    def from_key(cls, key: str) -> FileRef:
+        vid, _, br = key.rpartition("#")
+        return cls(vid, int(br))
+
 
 @dataclass(frozen=True, slots=True)
 class Origin:
@@ -28,6 +39,10 @@ class Origin:
     source: str  # "sqs", "s3", "eventbridge", "direct", ...
     message_id: str | None = None  # SQS message id: the unit that is handed back for retry
     s3_key: str | None = None
+
+    def describe(self) -> str:
+        """One short string for the ledger: the message id, else the S3 key, else the source."""
+        return self.message_id or self.s3_key or self.source
 
     def log_keys(self) -> dict[str, str]:
         keys = {"source": self.source}
@@ -52,15 +67,15 @@ class Fate(StrEnum):
 
     SUBMITTED = "submitted"  # accepted by Polyv; has a taskId
     PLANNED = "planned"  # dry run: would have been submitted
-    DUPLICATE = "duplicate"  # same (vid, brIndex) as an earlier request of this invocation
+    DUPLICATE = "duplicate"  # already requested in this invocation, or already handled this quota day
     REJECTED = "rejected"  # invalid, or refused by Polyv for this file; has a reason; never retried
-    OVER_QUOTA = "over_quota"  # today's quota is spent; handed back / listed for later
+    DEFERRED = "deferred"  # today's quota is spent: stored in the backlog for the next quota day
     RETRY = "retry"  # not submitted because of a transient fault; handed back for retry
 
     @property
     def needs_retry(self) -> bool:
         """A file in this state is not done: the message that carried it must be handed back."""
-        return self in (Fate.OVER_QUOTA, Fate.RETRY)
+        return self is Fate.RETRY
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +103,59 @@ class FileResult:
         return out
 
 
+class EntryState(StrEnum):
+    """What the day ledger knows of one file on one quota day."""
+
+    CLAIMED = "claimed"  # an invocation is submitting it now (counted in the quota)
+    SUBMITTED = "submitted"  # Polyv accepted it (counted)
+    REJECTED = "rejected"  # Polyv refused it for a reason of its own (not counted)
+    IN_DOUBT = "in_doubt"  # a call's outcome is unknown (counted; may be claimed again, counted again)
+    HANDED_BACK = "handed_back"  # a transient fault: not sent (not counted; may be claimed again)
+
+
+#: A claim older than this was abandoned by an invocation that died (Lambda runs 15 min at most).
+STALE_CLAIM = timedelta(minutes=20)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    state: EntryState
+    at: str  # ISO-8601 UTC time of the last change; also the entry's version for re-claims
+    task_id: str | None = None
+    reason: str | None = None
+    origin: str | None = None
+    duplicates: int = 0
+
+    def reclaimable(self, now: datetime) -> bool:
+        """May another request claim this file again today (and count it again)?"""
+        if self.state in (EntryState.IN_DOUBT, EntryState.HANDED_BACK):
+            return True
+        return self.state is EntryState.CLAIMED and datetime.fromisoformat(self.at) < now - STALE_CLAIM
+
+    def describe(self) -> str:
+        if self.state is EntryState.SUBMITTED:
+            return f"already submitted this quota day (taskId {self.task_id})"
+        if self.state is EntryState.REJECTED:
+            return f"rejected by Polyv earlier this quota day: {self.reason}"
+        return f"being submitted by another invocation since {self.at}"
+
+    def to_summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"state": self.state.value, "at": self.at}
+        for name, value in (("taskId", self.task_id), ("reason", self.reason), ("origin", self.origin)):
+            if value:
+                out[name] = value
+        if self.duplicates:
+            out["duplicates"] = self.duplicates
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class DeferredFile:
+    file: FileRef
+    deferred_at: str
+    origin: str
+
+
 @dataclass(frozen=True, slots=True)
 class CallRecord:
     """One Polyv call that was accepted."""
@@ -101,10 +169,22 @@ class QuotaView:
     day: str
     used: int
     limit: int
+    exhausted: bool = False
 
     @property
     def remaining(self) -> int:
-        return max(0, self.limit - self.used)
+        return 0 if self.exhausted else max(0, self.limit - self.used)
+
+    def to_summary(self) -> dict[str, Any]:
+        summary: dict[str, Any] = {
+            "day": self.day,
+            "used": self.used,
+            "limit": self.limit,
+            "remaining": self.remaining,
+        }
+        if self.exhausted:
+            summary["exhausted"] = True
+        return summary
 
 
 @dataclass(slots=True)
@@ -139,12 +219,7 @@ class Report:
             "files": [r.to_summary() for r in self.results],
         }
         if self.quota is not None:
-            summary["quota"] = {
-                "day": self.quota.day,
-                "used": self.quota.used,
-                "limit": self.quota.limit,
-                "remaining": self.quota.remaining,
-            }
+            summary["quota"] = self.quota.to_summary()
         if self.stopped_because is not None:
             summary["stoppedBecause"] = self.stopped_because
         return summary

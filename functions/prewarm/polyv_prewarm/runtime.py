@@ -17,10 +17,11 @@ import boto3
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from botocore.config import Config
 
+from .backlog import DynamoBacklog
 from .config import Settings
 from .credentials import SecretsManagerCredentials
+from .ledger import DynamoDayLedger
 from .polyv import PolyvClient, RetryPolicy
-from .quota import DynamoQuotaStore
 from .service import PrewarmService
 
 # botocore's standard retry mode: backoff with jitter on throttling and transient errors.
@@ -59,14 +60,24 @@ def build_runtime(
         connect_timeout=settings.polyv_connect_timeout,
         read_timeout=settings.polyv_read_timeout,
     )
-    polyv = PolyvClient(settings.api_url, credentials, policy=policy)
-    quota = DynamoQuotaStore(settings.quota_table, session.client("dynamodb", config=AWS_CONFIG))
+    polyv = PolyvClient(
+        settings.api_url, credentials, policy=policy, now_ms=lambda: int(clock().timestamp() * 1000)
+    )
+    ledger = DynamoDayLedger(
+        settings.quota_table,
+        session.client("dynamodb", config=AWS_CONFIG),
+        timezone=settings.timezone,
+        retention_days=settings.retention_days,
+    )
+    backlog = DynamoBacklog(settings.quota_table, session.resource("dynamodb", config=AWS_CONFIG))
     service = PrewarmService(
         polyv=polyv,
-        quota=quota,
+        ledger=ledger,
+        backlog=backlog,
         daily_limit=settings.daily_limit,
         timezone=settings.timezone,
         clock=clock,
+        retention_days=settings.retention_days,
         # one more call needs room for its attempts, each bounded by the connect + read timeouts
         backoff=policy.backoff,
         min_time_per_call_ms=int(

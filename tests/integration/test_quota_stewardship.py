@@ -1,0 +1,135 @@
+"""Every file of the daily quota goes to a unique, existing file; nothing over it is lost."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from devstack.lambda_context import LocalLambdaContext
+from tests.integration.conftest import set_limit, shift_days, sqs_event, vid
+
+pytestmark = pytest.mark.integration
+
+SCHEDULED = {
+    "version": "0",
+    "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+    "detail-type": "Scheduled Event",
+    "source": "aws.events",
+    "account": "123456789012",
+    "time": "2026-11-27T16:05:00Z",
+    "region": "us-east-1",
+    "resources": ["arn:aws:events:us-east-1:123456789012:rule/daily-drain"],
+    "detail": {},
+}
+
+
+@pytest.fixture
+def videos(stack):
+    for i in range(120):
+        stack.polyv.add_video(vid(i))
+    return [vid(i) for i in range(120)]
+
+
+def test_the_same_message_delivered_twice_is_sent_once(stack, invoke, videos):
+    event = sqs_event({"vids": videos[:5], "brIndexes": [1, 2]}, ids=["m-1"])
+    assert invoke(event) == {"batchItemFailures": []}
+    assert invoke(event) == {"batchItemFailures": []}  # SQS at-least-once: redelivered
+    assert len(stack.polyv.accepted_files()) == 10
+    assert len(stack.polyv.tasks()) == 1
+
+
+def test_the_same_file_in_a_new_message_is_a_duplicate(stack, invoke, videos):
+    invoke(sqs_event({"vid": videos[0], "brIndex": 1}, ids=["m-1"]))
+    summary = invoke({"videos": [{"vid": videos[0], "brIndex": 1}, {"vid": videos[0], "brIndex": 2}]})
+    fates = {(f["brIndex"], f["fate"]) for f in summary["files"]}
+    assert fates == {(1, "duplicate"), (2, "submitted")}
+    dup = next(f for f in summary["files"] if f["fate"] == "duplicate")
+    assert stack.polyv.tasks()[0].task_id in dup["reason"]
+
+
+def test_force_prewarms_again(stack, invoke, videos):
+    invoke({"vids": videos[:2], "brIndexes": [1]})
+    summary = invoke({"vids": videos[:2], "brIndexes": [1], "force": True})
+    assert summary["counts"] == {"submitted": 2}
+    assert len(stack.polyv.accepted_files()) == 4
+
+
+def test_80_files_against_50_then_the_next_days_drain(stack, invoke, videos, monkeypatch):
+    set_limit(stack, monkeypatch, 50)
+    for v in videos:
+        stack.polyv.add_video(v)
+    bodies = [{"vids": videos[i : i + 8], "brIndexes": [1]} for i in range(0, 80, 8)]
+    assert invoke(sqs_event(*bodies)) == {"batchItemFailures": []}
+    day1 = stack.polyv.today()
+    assert stack.polyv.used(stack.userid, day1) == 50
+    assert len(stack.backlog_keys()) == 30
+
+    shift_days(stack, monkeypatch, 1)
+    summary = invoke(SCHEDULED)
+    assert summary["counts"] == {"submitted": 30}
+    assert stack.backlog_keys() == []
+    sent = Counter(stack.polyv.accepted_files())
+    assert set(sent) == {(v, 1) for v in videos[:80]}
+    assert max(sent.values()) == 1
+    assert stack.quota_used(stack.polyv.today()) == 30
+
+
+def test_a_drain_interrupted_by_an_outage_loses_nothing_and_sends_nothing_twice(
+    stack, invoke, videos, monkeypatch
+):
+    set_limit(stack, monkeypatch, 10)
+    invoke({"vids": videos[:100], "brIndexes": [1]})  # 10 today, 90 deferred
+    stack.polyv.daily_limit = 200
+    monkeypatch.setenv("DAILY_FILE_LIMIT", "200")
+    shift_days(stack, monkeypatch, 1)
+    stack.polyv.inject("http_error", count=3, status=503)  # the drain's first call fails all attempts
+    first = invoke({"action": "drain"})
+    assert first["counts"] == {"retry": 90}
+    assert len(stack.backlog_keys()) == 90
+    second = invoke({"action": "drain"})
+    assert second["counts"] == {"submitted": 90}
+    assert stack.backlog_keys() == []
+    sent = Counter(stack.polyv.accepted_files())
+    assert len(sent) == 100
+    assert max(sent.values()) == 1
+
+
+def test_status_and_quota_actions(stack, invoke, videos, monkeypatch):
+    set_limit(stack, monkeypatch, 2)
+    invoke(sqs_event({"vid": videos[0]}, ids=["m-7"]))  # brIndexes 1, 2 submitted; 3 deferred
+    status = invoke({"action": "status", "vid": videos[0]})
+    today = stack.polyv.today()
+    assert status["days"][today]["1"]["state"] == "submitted"
+    assert status["days"][today]["1"]["origin"] == "m-7"
+    assert status["days"][today]["2"]["taskId"] == stack.polyv.tasks()[0].task_id
+    assert status["deferred"]["3"]["origin"] == "m-7"
+    quota = invoke({"action": "quota"})
+    assert quota == {
+        "day": today,
+        "used": 2,
+        "limit": 2,
+        "remaining": 0,
+        "backlog": {"files": 1, "oldestDeferredAt": quota["backlog"]["oldestDeferredAt"]},
+    }
+    assert invoke({"action": "quota", "day": "2020-01-01"})["used"] == 0
+
+
+def test_unknown_action_is_a_typed_error(stack, invoke):
+    import app
+
+    with pytest.raises(app.InvalidEvent, match="unknown action"):
+        invoke({"action": "explode"})
+    with pytest.raises(app.InvalidEvent, match="vid"):
+        invoke({"action": "status", "vid": "nope"})
+
+
+def test_the_scheduled_drain_respects_the_deadline(stack, videos, monkeypatch):
+    import app
+
+    set_limit(stack, monkeypatch, 1)
+    app.lambda_handler({"vids": videos[:3], "brIndexes": [1]}, LocalLambdaContext())
+    shift_days(stack, monkeypatch, 1)
+    summary = app.lambda_handler(SCHEDULED, LocalLambdaContext(timeout_s=3))
+    assert summary["stoppedBecause"].startswith("too little time")
+    assert len(stack.backlog_keys()) == 2
