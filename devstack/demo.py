@@ -45,11 +45,11 @@ CATALOGUE: dict[str, tuple[int, ...]] = {
 }
 
 
-def capture_logs(app: Any) -> io.StringIO:
+def capture_logs(handler_module: Any) -> io.StringIO:
     """Send the handler's structured (JSON) log lines to a buffer the report reads."""
     buffer = io.StringIO()
-    for handler in app.logger.handlers:
-        handler.setStream(buffer)
+    for log_handler in handler_module.logger.handlers:
+        log_handler.setStream(buffer)
     return buffer
 
 
@@ -125,12 +125,13 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
         os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
         sys.path.insert(0, str(ROOT / "functions" / "prewarm"))
-        app = importlib.import_module("app")
+        app = importlib.import_module("app")  # the Lambda entry, as template.yaml names it
+        handler = importlib.import_module("polyv_prewarm.handler")
         from polyv_prewarm import runtime
 
         # the function runs on the stack's clock, so the demo can move to the next quota day
         runtime.current = functools.cache(lambda: runtime.build_runtime(os.environ, clock=stack.now))
-        buffer = capture_logs(app)
+        buffer = capture_logs(handler)
 
         print(f"Local stack: moto server {stack.aws_endpoint}, Polyv simulator {stack.polyv.url}")
         event_files = [p for p in sorted(EVENTS.glob("*.json")) if p.name not in NEXT_DAY]

@@ -83,3 +83,16 @@ def test_huge_message_is_processed_up_to_the_quota_and_the_rest_deferred(stack, 
 def test_broken_envelopes_get_typed_errors(stack, invoke, event):
     with pytest.raises(PrewarmError):
         invoke(event)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"Records": [{"eventSource": "aws:s3", "s3": {"object": "not a map"}}]},
+        {"Records": [{"eventSource": "aws:s3", "s3": {"object": {"key": 7}}}]},
+        {"Records": [{"eventSource": "aws:sqs", "messageId": 5, "body": "{}"}]},
+    ],
+)
+def test_odd_envelopes_do_not_break_log_correlation(stack, invoke, event):
+    with pytest.raises(PrewarmError):
+        invoke(event)

@@ -77,7 +77,7 @@ def test_three_times_the_quota_at_once_then_drained_exactly_once(stack, monkeypa
     assert {f"{v}#{b}" for v, b in wanted} == backlog | {f"{v}#{b}" for v, b in accepted}
     assert not backlog & {f"{v}#{b}" for v, b in accepted}
 
-    import app
+    from polyv_prewarm import handler as app
 
     for day in (1, 2):  # the scheduled drain of the next two quota days
         shift_days(stack, monkeypatch, day)

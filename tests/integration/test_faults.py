@@ -137,7 +137,7 @@ def test_quota_store_unavailable_sends_nothing(stack, invoke, videos, monkeypatc
 
 
 def test_deadline_hands_back_without_calling(stack, videos):
-    import app
+    from polyv_prewarm import handler as app
 
     response = app.lambda_handler(sqs_event({"vids": videos[:3]}), LocalLambdaContext(timeout_s=5))
     assert response == {"batchItemFailures": [{"itemIdentifier": "msg-0"}]}

@@ -108,7 +108,7 @@ def test_unknown_event_is_a_typed_error(stack, invoke):
 
 
 def test_invalid_direct_invocation_is_a_typed_error(stack, invoke):
-    import app
+    from polyv_prewarm import handler as app
 
     with pytest.raises(app.InvalidEvent, match="vids must be a list"):
         invoke({"vids": "e6b23c6f513fbe025b94efdd10d7ab47_e"})

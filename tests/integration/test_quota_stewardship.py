@@ -116,7 +116,7 @@ def test_status_and_quota_actions(stack, invoke, videos, monkeypatch):
 
 
 def test_unknown_action_is_a_typed_error(stack, invoke):
-    import app
+    from polyv_prewarm import handler as app
 
     with pytest.raises(app.InvalidEvent, match="unknown action"):
         invoke({"action": "explode"})
@@ -125,7 +125,7 @@ def test_unknown_action_is_a_typed_error(stack, invoke):
 
 
 def test_the_scheduled_drain_respects_the_deadline(stack, videos, monkeypatch):
-    import app
+    from polyv_prewarm import handler as app
 
     set_limit(stack, monkeypatch, 1)
     app.lambda_handler({"vids": videos[:3], "brIndexes": [1]}, LocalLambdaContext())

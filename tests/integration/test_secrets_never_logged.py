@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_secret_absent_from_all_output_at_debug(stack, invoke, monkeypatch, capsys, caplog):
-    import app
+    from polyv_prewarm import handler as app
 
     monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "DEBUG")
     app.logger.setLevel("DEBUG")

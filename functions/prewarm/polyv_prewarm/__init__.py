@@ -16,3 +16,5 @@ __version__ = "0.1.0"
 
 #: Powertools service name; child loggers must share it with the handler's logger.
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "polyv-prewarm")
+#: CloudWatch namespace of the function's metrics (template.yaml's alarms and dashboard use it).
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "PolyvPrewarm")

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 from urllib3.util.retry import Retry
 
-from . import SERVICE
+from . import NAMESPACE, SERVICE
 from .credentials import CredentialsSource
 from .model import FileRef
 from .plan import MAX_FILES_PER_CALL
@@ -28,6 +29,16 @@ from .ports import (
 from .signing import signed_form
 
 logger = Logger(service=SERVICE, child=True)
+tracer = Tracer(service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE)  # shares the handler's metric set, flushed by its decorator
+
+
+def _count_error(message: str) -> None:
+    """PolyvErrors, dimension ``message``: Polyv's own message, or the transport fault."""
+    with single_metric(name="PolyvErrors", unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
+        metric.add_dimension(name="service", value=SERVICE)
+        metric.add_dimension(name="message", value=message[:100] or "unknown")
+
 
 # Polyv's error messages, verbatim (typos included).
 PTIME_TOO_OLD = "ptime is too old"
@@ -112,6 +123,7 @@ class PolyvClient:
     def userid(self) -> str:
         return self._credentials.get().userid
 
+    @tracer.capture_method(capture_response=False)
     def push(self, files: Sequence[FileRef]) -> str:
         if not 1 <= len(files) <= MAX_FILES_PER_CALL:
             raise ValueError(f"a call carries 1..{MAX_FILES_PER_CALL} files, not {len(files)}")
@@ -160,6 +172,7 @@ class PolyvClient:
                 self._url, data=form, timeout=(policy.connect_timeout, policy.read_timeout)
             )
         except requests.RequestException as exc:
+            _count_error(type(exc).__name__)
             if not _never_sent(exc):
                 # It may have been accepted: retrying would risk a second, uncounted submission.
                 raise PolyvUnavailable(
@@ -167,15 +180,19 @@ class PolyvClient:
                 ) from None
             logger.warning("Polyv unreachable", extra={"attempt": attempt, "error": type(exc).__name__})
             return PolyvUnavailable(f"cannot connect to Polyv: {type(exc).__name__}", ambiguous=False)
+        latency_ms = (time.perf_counter() - started) * 1000
+        metrics.add_metric(name="PolyvLatency", unit=MetricUnit.Milliseconds, value=round(latency_ms, 1))
         answer = _json_answer(response)
         message = str(answer.get("message", "")) if answer else None
+        if message != "success":
+            _count_error(message or f"HTTP {response.status_code}")
         logger.debug(
             "Polyv answered",
             extra={
                 "attempt": attempt,
                 "http_status": response.status_code,
                 "files": len(files),
-                "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+                "latency_ms": round(latency_ms, 1),
                 "polyv_message": message,
             },
         )
