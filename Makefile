@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck cfn-lint check clean
+.PHONY: demo test local-stack lint typecheck cfn-lint check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+## Keep the local stack up for the CLI: writes .local-stack.env (Ctrl-C to stop).
+local-stack: $(STAMP)
+	$(PY) -m devstack.serve
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -28,7 +32,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy functions/prewarm devstack
 
-cfn-lint: $(STAMP)
+cfn-## Keep the local stack up for the CLI: writes .local-stack.env (Ctrl-C to stop).
+local-stack: $(STAMP)
+	$(PY) -m devstack.serve
+
+lint: $(STAMP)
 	$(VENV)/bin/cfn-lint template.yaml
 
 check: lint typecheck test

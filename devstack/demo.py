@@ -20,7 +20,8 @@ from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .lambda_context import LocalLambdaContext
+from polyv_prewarm.lambda_context import LocalLambdaContext
+
 from .stack import ROOT, DevStack
 
 EVENTS = ROOT / "events"

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from devstack.lambda_context import LocalLambdaContext
 from devstack.stack import DevStack
 from polyv_prewarm import runtime
+from polyv_prewarm.lambda_context import LocalLambdaContext
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"

@@ -14,7 +14,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from devstack.lambda_context import LocalLambdaContext
+from polyv_prewarm.lambda_context import LocalLambdaContext
 
 
 def main() -> None:

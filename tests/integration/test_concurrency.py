@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.lambda_context import LocalLambdaContext
+from polyv_prewarm.lambda_context import LocalLambdaContext
 from tests.integration.conftest import ROOT, set_limit, shift_days, sqs_event, vid
 
 pytestmark = pytest.mark.integration

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from devstack.lambda_context import LocalLambdaContext
 from polyv_prewarm import runtime
+from polyv_prewarm.lambda_context import LocalLambdaContext
 from polyv_prewarm.ports import PolyvContractViolation
 from tests.integration.conftest import set_limit, sqs_event, vid
 

@@ -17,10 +17,12 @@ pytestmark = pytest.mark.integration
 def log_stream():
     """The handler's JSON log lines (its StreamHandler was bound to stdout at import)."""
     buffer = io.StringIO()
-    previous = [h.setStream(buffer) for h in handler.logger.handlers]
+    previous = [h.stream for h in handler.logger.handlers]
+    for h in handler.logger.handlers:
+        h.stream = buffer
     yield buffer
     for h, stream in zip(handler.logger.handlers, previous, strict=True):
-        h.setStream(stream)
+        h.stream = stream
 
 
 def emitted(text: str) -> tuple[list[dict], list[dict]]:

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from devstack.lambda_context import LocalLambdaContext
+from polyv_prewarm.lambda_context import LocalLambdaContext
 from tests.integration.conftest import set_limit, shift_days, sqs_event, vid
 
 pytestmark = pytest.mark.integration

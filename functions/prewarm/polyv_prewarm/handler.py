@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -33,6 +33,7 @@ from polyv_prewarm.events import (
 from polyv_prewarm.model import Fate, Origin, Report
 from polyv_prewarm.plan import VID_RE
 from polyv_prewarm.ports import PrewarmError
+from polyv_prewarm.telemetry import count_by
 
 logger = Logger(service=SERVICE)
 tracer = Tracer(service=SERVICE)
@@ -236,11 +237,7 @@ def _record_metrics(report: Report) -> None:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=report.count(fate))
     reasons = Counter(rejection_reason(r.reason) for r in report.results if r.fate is Fate.REJECTED)
     for reason, count in reasons.items():
-        with single_metric(
-            name="FilesRejectedByReason", unit=MetricUnit.Count, value=count, namespace=NAMESPACE
-        ) as metric:
-            metric.add_dimension(name="service", value=SERVICE)
-            metric.add_dimension(name="reason", value=reason)
+        count_by("FilesRejectedByReason", count, "reason", reason)
     metrics.add_metric(name="PolyvCalls", unit=MetricUnit.Count, value=len(report.calls))
     if report.quota is not None:
         metrics.add_metric(name="QuotaUsed", unit=MetricUnit.Count, value=report.quota.used)

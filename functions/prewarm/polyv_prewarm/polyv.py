@@ -10,7 +10,7 @@ from typing import Any
 
 import requests
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 from urllib3.util.retry import Retry
@@ -27,6 +27,7 @@ from .ports import (
     PolyvUnavailable,
 )
 from .signing import signed_form
+from .telemetry import count_by
 
 logger = Logger(service=SERVICE, child=True)
 tracer = Tracer(service=SERVICE)
@@ -35,9 +36,7 @@ metrics = Metrics(namespace=NAMESPACE)  # shares the handler's metric set, flush
 
 def _count_error(message: str) -> None:
     """PolyvErrors, dimension ``message``: Polyv's own message, or the transport fault."""
-    with single_metric(name="PolyvErrors", unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
-        metric.add_dimension(name="service", value=SERVICE)
-        metric.add_dimension(name="message", value=message[:100] or "unknown")
+    count_by("PolyvErrors", 1, "message", message)
 
 
 # Polyv's error messages, verbatim (typos included).

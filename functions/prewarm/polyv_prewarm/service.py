@@ -16,6 +16,7 @@ from aws_lambda_powertools import Logger
 from . import SERVICE
 from .model import (
     CallRecord,
+    DeferredFile,
     EntryState,
     Fate,
     FileRef,
@@ -243,9 +244,16 @@ class PrewarmService:
         ]
 
     # -- the daily drain ------------------------------------------------------------------------
-    def drain(self, *, time_left_ms: TimeLeft = None, slice_size: int = 100) -> Report:
+    def drain(
+        self,
+        *,
+        time_left_ms: TimeLeft = None,
+        slice_size: int = 100,
+        on_slice: Callable[[Report], None] | None = None,
+    ) -> Report:
         """Submit deferred files oldest first, as many as today's quota allows. A file leaves the
-        backlog only once it was submitted or rejected (now or earlier today)."""
+        backlog only once it was submitted or rejected (now or earlier today). ``on_slice`` is
+        called after every slice (a progress bar)."""
         report = Report()
         day = self.today()
         while report.stopped_because is None:
@@ -284,6 +292,8 @@ class PrewarmService:
                 FileResult(c.request, Fate.DEFERRED, file=c.file, reason=STILL_DEFERRED_REASON)
                 for c in outcome.deferred
             ]
+            if on_slice is not None:
+                on_slice(report)
             if outcome.deferred or not done:
                 break  # no quota left, or nothing in this slice could move: try again next time
         self._finish(day, report, "drain finished")
@@ -294,6 +304,10 @@ class PrewarmService:
         view = self._ledger.usage(day or self.today(), self._limit)
         size, oldest = self._backlog.stats()
         return {**view.to_summary(), "backlog": {"files": size, "oldestDeferredAt": oldest}}
+
+    def deferred(self, limit: int) -> list[DeferredFile]:
+        """The oldest ``limit`` files waiting in the backlog."""
+        return self._backlog.oldest(limit)
 
     def status(self, vid: str) -> dict[str, Any]:
         today = datetime.fromisoformat(self.today()).date()

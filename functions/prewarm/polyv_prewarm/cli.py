@@ -1,0 +1,404 @@
+"""``polyv-prewarm``: the operator's command line, on the function's own code.
+
+Every subcommand goes through the same service (or, for ``invoke``, the same Lambda handler) as
+the deployed function, against real AWS (standard profile/region settings) or the local stack
+(standard endpoint settings, e.g. ``AWS_ENDPOINT_URL``).
+
+Exit codes: 0 done; 1 some work is not done (files handed back for retry); 2 bad usage, input or
+configuration; 3 a service (AWS, Polyv) is unavailable. Errors are one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+EXIT_OK, EXIT_NOT_DONE, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+
+ENVIRONMENT_OPTIONS = {
+    # option -> the environment variable it sets (the function's own configuration)
+    "secret_id": "POLYV_SECRET_ID",
+    "table": "QUOTA_TABLE",
+    "api_url": "POLYV_API_URL",
+    "daily_limit": "DAILY_FILE_LIMIT",
+    "timezone": "QUOTA_TIMEZONE",
+    "profile": "AWS_PROFILE",
+    "region": "AWS_REGION",
+}
+
+EPILOG = """\
+configuration: every option above falls back to the function's environment variable
+(POLYV_SECRET_ID, QUOTA_TABLE, POLYV_API_URL, DAILY_FILE_LIMIT, QUOTA_TIMEZONE, ...) and AWS's
+standard settings (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL for the local stack).
+
+exit codes: 0 done; 1 some files were handed back for retry; 2 bad usage, input or
+configuration; 3 AWS or Polyv unavailable.
+
+examples:
+  polyv-prewarm submit e6b23c6f513fbe025b94efdd10d7ab47_e --br 1,2 --dry-run
+  polyv-prewarm invoke events/sqs-pipeline-messages.json
+  polyv-prewarm quota --day 2026-11-27 --json
+  polyv-prewarm status e6b23c6f513fbe025b94efdd10d7ab47_e
+  polyv-prewarm backlog --limit 20
+  polyv-prewarm drain
+"""
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="polyv-prewarm",
+        description="Prewarm Polyv VOD CDN caches and inspect the daily quota, the ledger of file fates "
+        "and the deferred backlog, with the deployed function's own code.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts instead of tables")
+    parser.add_argument("-v", "--verbose", action="store_true", help="also print the function's log lines")
+    parser.add_argument(
+        "--secret-id", help="Secrets Manager secret with userid and secretkey (POLYV_SECRET_ID)"
+    )
+    parser.add_argument("--table", help="the DynamoDB table of the deployed stack (QUOTA_TABLE)")
+    parser.add_argument("--api-url", help="Polyv refresh-cdn-cache endpoint (POLYV_API_URL)")
+    parser.add_argument(
+        "--daily-limit", type=int, help="files per quota day (DAILY_FILE_LIMIT, default 2000)"
+    )
+    parser.add_argument("--timezone", help="zone in which the quota day resets (QUOTA_TIMEZONE)")
+    parser.add_argument("--profile", help="AWS profile (AWS_PROFILE)")
+    parser.add_argument("--region", help="AWS region (AWS_REGION)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    submit = commands.add_parser(
+        "submit", help="prewarm videos by hand", description="Prewarm the given videos' zip files now."
+    )
+    submit.add_argument("vids", nargs="+", metavar="VID", help="Polyv video ids")
+    submit.add_argument(
+        "--br",
+        default=None,
+        metavar="1,2,3",
+        help="bitrate indexes: 1 流畅, 2 高清, 3 超清 (default: DEFAULT_BR_INDEXES)",
+    )
+    submit.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show the planned calls (files per call) without sending or spending quota",
+    )
+    submit.add_argument("--force", action="store_true", help="send again files already submitted today")
+
+    invoke = commands.add_parser(
+        "invoke",
+        help="run the Lambda handler locally with an event file",
+        description="Run the function's handler in this process with an event (what `sam local invoke -e` "
+        "would do, without Docker) and print its answer: the summary or the batch response.",
+    )
+    invoke.add_argument("event", type=Path, metavar="EVENT.json", help="an event, e.g. a file from events/")
+
+    quota = commands.add_parser(
+        "quota",
+        help="the day's quota: used, remaining, backlog",
+        description="Files counted against a quota day, and the deferred backlog.",
+    )
+    quota.add_argument("--day", metavar="YYYY-MM-DD", help="quota day (default: today in QUOTA_TIMEZONE)")
+
+    status = commands.add_parser(
+        "status",
+        help="a video's file fates",
+        description="What happened to each bitrate of a video, per retained day.",
+    )
+    status.add_argument("vid", metavar="VID")
+
+    backlog = commands.add_parser(
+        "backlog",
+        help="the deferred files, oldest first",
+        description="Files waiting for a later quota day, oldest first.",
+    )
+    backlog.add_argument("--limit", type=int, default=50, help="how many to list (default 50)")
+
+    commands.add_parser(
+        "drain",
+        help="submit deferred files now, as today's quota allows",
+        description="Do what the daily schedule does: submit deferred files oldest first, "
+        "as many as today's quota allows, with a progress bar.",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for option, variable in ENVIRONMENT_OPTIONS.items():
+        value = getattr(args, option)
+        if value is not None:
+            os.environ[variable] = str(value)
+    # Outside Lambda: no EMF metrics on stdout, no X-Ray, and logs only when asked for.
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    try:
+        return _run(args)
+    except CliError as exc:
+        return _fail(str(exc), exc.code)
+    except KeyboardInterrupt:
+        return _fail("interrupted", EXIT_NOT_DONE)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"polyv-prewarm: error: {message}", file=sys.stderr)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
+    # Imported here, after the environment is set: Powertools reads it at import.
+    import logging
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from . import SERVICE, handler  # handler: its Logger is the one every module logs through
+    from .config import ConfigurationError
+    from .credentials import CredentialsError
+    from .events import UnsupportedEvent
+    from .ports import PolyvError, StoreUnavailable
+
+    # The function's JSON log lines go to stderr, so stdout holds only the command's answer.
+    service_logger = logging.getLogger(SERVICE)
+    assert service_logger is handler.logger._logger  # every module logs through this one
+    level = service_logger.level
+    streams = [h for h in service_logger.handlers if isinstance(h, logging.StreamHandler)]
+    previous = [h.stream for h in streams]
+    for log_handler in streams:
+        log_handler.stream = sys.stderr  # not setStream(): it flushes the old stream, maybe closed
+    service_logger.setLevel(logging.INFO if args.verbose else logging.ERROR)
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigurationError, UnsupportedEvent) as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    except (StoreUnavailable, CredentialsError, PolyvError, BotoCoreError, ClientError) as exc:
+        raise CliError(f"{type(exc).__name__}: {exc}", EXIT_UNAVAILABLE) from None
+    finally:
+        service_logger.setLevel(level)
+        for log_handler, stream in zip(streams, previous, strict=True):
+            log_handler.stream = stream
+
+
+def _service() -> Any:
+    from . import runtime
+
+    return runtime.current().service
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def _emit(args: argparse.Namespace, data: Any, render: Any) -> None:
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+    else:
+        render(_console(), data)
+
+
+# -- submit ---------------------------------------------------------------------------------------
+def cmd_submit(args: argparse.Namespace) -> int:
+    from . import runtime
+    from .model import FileRequest, Origin
+
+    settings = runtime.current().settings
+    brs: Sequence[object] = settings.default_br_indexes if args.br is None else args.br.split(",")
+    requests = [FileRequest(vid, br, Origin("cli")) for vid in args.vids for br in brs]
+    report = _service().prewarm(requests, dry_run=args.dry_run, force=args.force)
+    summary = report.to_summary()
+    _emit(args, summary, _render_report)
+    return EXIT_NOT_DONE if any(r.fate.needs_retry for r in report.results) else EXIT_OK
+
+
+def _render_report(console: Any, summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="dry run: planned calls" if summary["dryRun"] else "files")
+    for column in ("vid", "brIndex", "fate", "call", "taskId / reason"):
+        table.add_column(column)
+    for f in summary["files"]:
+        table.add_row(
+            str(f["vid"]),
+            str(f["brIndex"]),
+            f["fate"],
+            str(f.get("call", "")),
+            f.get("taskId") or f.get("reason", ""),
+        )
+    console.print(table)
+    if summary["dryRun"]:
+        calls: dict[int, int] = {}
+        for f in summary["files"]:
+            if f.get("call"):
+                calls[f["call"]] = calls.get(f["call"], 0) + 1
+        plan = ", ".join(f"call {n}: {count} files" for n, count in sorted(calls.items())) or "no call"
+        console.print(f"would make {len(calls)} call(s) — {plan}")
+    else:
+        console.print(
+            f"{len(summary['calls'])} Polyv call(s); "
+            + ", ".join(f"{n} {fate}" for fate, n in summary["counts"].items())
+        )
+    if "quota" in summary:
+        q = summary["quota"]
+        console.print(f"quota {q['day']}: {q['used']} of {q['limit']} used, {q['remaining']} remaining")
+
+
+# -- invoke ---------------------------------------------------------------------------------------
+def cmd_invoke(args: argparse.Namespace) -> int:
+    from .handler import FilesHandedBack, InvalidEvent, lambda_handler
+    from .lambda_context import LocalLambdaContext
+
+    try:
+        event = json.loads(args.event.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CliError(f"cannot read {args.event}: {exc.strerror}", EXIT_USAGE) from None
+    except ValueError as exc:
+        raise CliError(f"{args.event} is not JSON: {exc}", EXIT_USAGE) from None
+    try:
+        answer = lambda_handler(event, LocalLambdaContext())
+    except InvalidEvent as exc:
+        raise CliError(f"InvalidEvent: {exc}", EXIT_USAGE) from None
+    except FilesHandedBack as exc:
+        raise CliError(f"FilesHandedBack: {exc} (Lambda would retry this event)", EXIT_NOT_DONE) from None
+    print(json.dumps(answer, ensure_ascii=False, indent=None if args.json else 2))
+    return EXIT_NOT_DONE if answer.get("batchItemFailures") else EXIT_OK
+
+
+# -- quota, status, backlog -------------------------------------------------------------------------
+def cmd_quota(args: argparse.Namespace) -> int:
+    if args.day is not None:
+        from datetime import date
+
+        try:
+            date.fromisoformat(args.day)
+        except ValueError:
+            raise CliError(f"--day must be YYYY-MM-DD, got {args.day!r}", EXIT_USAGE) from None
+    _emit(args, _service().quota(args.day), _render_quota)
+    return EXIT_OK
+
+
+def _render_quota(console: Any, q: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"quota day {q['day']}", show_header=False)
+    table.add_row("used", f"{q['used']} of {q['limit']}")
+    table.add_row(
+        "remaining", str(q["remaining"]) + (" (Polyv says the day is spent)" if q.get("exhausted") else "")
+    )
+    table.add_row("deferred backlog", f"{q['backlog']['files']} files")
+    table.add_row("oldest deferral", str(q["backlog"]["oldestDeferredAt"] or "—"))
+    console.print(table)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .plan import VID_RE
+
+    if not VID_RE.fullmatch(args.vid):
+        raise CliError(f"{args.vid!r} is not a Polyv vid (32 chars [0-9a-z], '_', 1 char)", EXIT_USAGE)
+    _emit(args, _service().status(args.vid), _render_status)
+    return EXIT_OK
+
+
+def _render_status(console: Any, status: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"video {status['vid']}")
+    for column in ("day", "brIndex", "state", "at", "taskId / reason", "origin", "duplicates"):
+        table.add_column(column)
+    for day, by_br in status["days"].items():
+        for br, e in by_br.items():
+            table.add_row(
+                day,
+                br,
+                e["state"],
+                e["at"],
+                e.get("taskId") or e.get("reason", ""),
+                e.get("origin", ""),
+                str(e.get("duplicates", "")),
+            )
+    for br, d in status["deferred"].items():
+        table.add_row("(backlog)", br, "deferred", d["deferredAt"], "", d["origin"], "")
+    console.print(table if table.row_count else f"nothing known of {status['vid']} in the retained days")
+
+
+def cmd_backlog(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise CliError("--limit must be at least 1", EXIT_USAGE)
+    service = _service()
+    quota = service.quota()
+    files = [
+        {"vid": d.file.vid, "brIndex": d.file.br_index, "deferredAt": d.deferred_at, "origin": d.origin}
+        for d in service.deferred(args.limit)
+    ]
+    _emit(args, {"files": quota["backlog"]["files"], "oldest": files}, _render_backlog)
+    return EXIT_OK
+
+
+def _render_backlog(console: Any, data: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"deferred backlog: {data['files']} files (oldest first)")
+    for column in ("vid", "brIndex", "deferredAt", "origin"):
+        table.add_column(column)
+    for f in data["oldest"]:
+        table.add_row(f["vid"], str(f["brIndex"]), f["deferredAt"], f["origin"])
+    console.print(table)
+
+
+# -- drain ----------------------------------------------------------------------------------------
+def cmd_drain(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from .model import Fate
+
+    service = _service()
+    before = service.quota()
+    expected = min(before["backlog"]["files"], before["remaining"])
+    with Progress(transient=True, disable=args.json or expected == 0, console=_console()) as progress:
+        task = progress.add_task("draining the backlog", total=expected)
+
+        def advance(report: Any) -> None:
+            done = sum(1 for r in report.results if r.fate in (Fate.SUBMITTED, Fate.REJECTED, Fate.DUPLICATE))
+            progress.update(task, completed=done)
+
+        report = service.drain(on_slice=advance)
+    summary = report.to_summary()
+    summary["backlog"] = service.quota()["backlog"]
+    _emit(args, summary, _render_drain)
+    return EXIT_NOT_DONE if any(r.fate.needs_retry for r in report.results) else EXIT_OK
+
+
+def _render_drain(console: Any, summary: dict[str, Any]) -> None:
+    counts = ", ".join(f"{n} {fate}" for fate, n in summary["counts"].items()) or "nothing to drain"
+    console.print(f"drain: {counts}; {len(summary['calls'])} Polyv call(s)")
+    if summary.get("stoppedBecause"):
+        console.print(f"stopped: {summary['stoppedBecause']}")
+    console.print(f"backlog now: {summary['backlog']['files']} files")
+
+
+COMMANDS = {
+    "submit": cmd_submit,
+    "invoke": cmd_invoke,
+    "quota": cmd_quota,
+    "status": cmd_status,
+    "backlog": cmd_backlog,
+    "drain": cmd_drain,
+}
+
+
+def entry() -> NoReturn:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,158 @@
+"""The polyv-prewarm command line against the local stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from polyv_prewarm import cli, runtime
+from tests.integration.conftest import EVENTS, ROOT, set_limit, shift_days, vid
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def run(stack, capsys):
+    def _run(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        runtime.current.cache_clear()
+        saved = dict(os.environ)  # the CLI sets the environment from its options, as a process would
+        try:
+            code = cli.main(list(argv))
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            runtime.current.cache_clear()
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return _run
+
+
+@pytest.fixture
+def videos(stack):
+    for i in range(10):
+        stack.polyv.add_video(vid(i))
+    return [vid(i) for i in range(10)]
+
+
+def test_help_lists_every_subcommand():
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "polyv-prewarm"), "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0
+    for word in ("submit", "invoke", "quota", "status", "backlog", "drain", "exit codes", "AWS_ENDPOINT_URL"):
+        assert word in result.stdout
+    for command in ("submit", "invoke", "quota", "status", "backlog", "drain"):
+        sub = subprocess.run(
+            [sys.executable, "-m", "polyv_prewarm.cli", command, "--help"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=ROOT,
+        )
+        assert sub.returncode == 0
+        assert "usage: polyv-prewarm" in sub.stdout
+
+
+def test_submit_dry_run_shows_the_planned_calls(run, stack, videos):
+    code, out, _ = run("--json", "submit", *videos[:4], "--br", "1,2,3", "--dry-run")
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["counts"] == {"planned": 12}
+    assert {f["call"] for f in summary["files"]} == {1}
+    assert stack.polyv.tasks() == []
+    code, out, _ = run("submit", *videos[:4], "--dry-run")
+    assert "would make 1 call(s)" in out
+
+
+def test_submit_then_quota_status_and_force(run, stack, videos):
+    code, out, _ = run("--json", "submit", videos[0], "--br", "1,2")
+    assert code == 0
+    assert json.loads(out)["counts"] == {"submitted": 2}
+    code, out, _ = run("--json", "quota")
+    assert json.loads(out)["used"] == 2
+    code, out, _ = run("--json", "status", videos[0])
+    assert json.loads(out)["days"][stack.polyv.today()]["1"]["state"] == "submitted"
+    code, out, _ = run("status", videos[0])
+    assert "submitted" in out
+    code, out, _ = run("--json", "submit", videos[0], "--br", "1")
+    assert json.loads(out)["counts"] == {"duplicate": 1}
+    code, out, _ = run("--json", "submit", videos[0], "--br", "1", "--force")
+    assert json.loads(out)["counts"] == {"submitted": 1}
+
+
+def test_backlog_and_drain_with_a_progress_bar(run, stack, videos, monkeypatch):
+    set_limit(stack, monkeypatch, 3)
+    run("submit", *videos[:5], "--br", "1")
+    code, out, _ = run("--json", "backlog")
+    backlog = json.loads(out)
+    assert backlog["files"] == 2
+    assert [f["vid"] for f in backlog["oldest"]] == videos[3:5]
+    shift_days(stack, monkeypatch, 1)
+    code, out, _ = run("drain")
+    assert code == 0
+    assert "2 submitted" in out
+    assert "backlog now: 0 files" in out
+
+
+def test_invoke_runs_the_handler_with_an_event_file(run, stack):
+    code, out, _ = run("invoke", str(EVENTS / "direct-vids.json"))
+    assert code == 0
+    assert json.loads(out)["counts"] == {"submitted": 4}
+    code, out, _ = run("invoke", str(EVENTS / "sqs-pipeline-messages.json"))
+    assert code == 1  # the malformed message is handed back
+    assert json.loads(out)["batchItemFailures"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["status", "nope"], 2, "not a Polyv vid"),
+        (["quota", "--day", "yesterday"], 2, "YYYY-MM-DD"),
+        (["invoke", "/no/such/file.json"], 2, "cannot read"),
+        (["--table", "no-such-table", "quota"], 3, "StoreUnavailable"),
+        (["--api-url", "http://example.com/x", "quota"], 2, "POLYV_API_URL"),
+    ],
+)
+def test_errors_are_one_line_with_a_meaningful_exit_code(run, argv, code, message):
+    got, _, err = run(*argv)
+    assert got == code
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_invoke_of_an_unknown_event(run, tmp_path):
+    path = tmp_path / "odd.json"
+    path.write_text('{"hello": 1}')
+    code, _, err = run("invoke", str(path))
+    assert code == 2
+    assert "unknown event" in err
+
+
+def test_polyv_down_exits_1(run, stack, videos):
+    stack.polyv.inject("http_error", count=10)
+    code, out, _ = run("--json", "submit", videos[0], "--br", "1")
+    assert code == 1
+    assert json.loads(out)["counts"] == {"retry": 1}
+
+
+def test_console_script_against_the_local_stack(stack, videos):
+    env = {**os.environ, **stack.env()}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "polyv-prewarm"), "--json", "quota"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["limit"] == 2000
