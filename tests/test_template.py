@@ -93,3 +93,44 @@ def test_least_privilege_no_wildcard_actions(template):
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             assert all("*" not in action for action in actions), actions
             assert statement["Resource"] != "*"
+
+
+def test_alarms_notify_the_topic_and_watch_metrics_the_code_emits(template):
+    from polyv_prewarm import handler
+
+    emitted = set(handler.FATE_METRICS.values()) | {"QuotaUsedPercent", "BacklogOldestAgeHours"}
+    alarms = resources(template, "AWS::CloudWatch::Alarm")
+    assert len(alarms) >= 5
+    watched = set()
+    for alarm in alarms.values():
+        props = alarm["Properties"]
+        assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+        watched.add((props["Namespace"], props["MetricName"]))
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible") in watched
+    assert ("AWS/Lambda", "Errors") in watched
+    for namespace, name in watched:
+        if namespace == "PolyvPrewarm":
+            assert name in emitted
+    (topic,) = resources(template, "AWS::SNS::Topic").values()
+    assert topic["Properties"]["KmsMasterKeyId"]
+
+
+def test_dashboard_body_is_valid_json_with_the_operator_widgets(template):
+    import re
+
+    (dashboard,) = resources(template, "AWS::CloudWatch::Dashboard").values()
+    body, _ = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+    rendered = re.sub(r"\$\{[^}]+\}", "1", body)
+    widgets = json.loads(rendered)["widgets"]
+    titles = " | ".join(w["properties"]["title"] for w in widgets)
+    for words in ("Quota used", "Files by fate", "latency", "backlog"):
+        assert words in titles
+
+
+def test_the_drain_is_scheduled_in_the_quota_time_zone(template):
+    (fn,) = resources(template, "AWS::Serverless::Function").values()
+    (schedule,) = [e for e in fn["Properties"]["Events"].values() if e["Type"] == "ScheduleV2"]
+    props = schedule["Properties"]
+    assert props["ScheduleExpressionTimezone"] == {"Ref": "QuotaTimezone"}
+    assert props["ScheduleExpression"] == "cron(5 0 * * ? *)"
+    assert json.loads(props["Input"])["action"] == "drain"
