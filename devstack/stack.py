@@ -202,7 +202,7 @@ class DevStack:
         """The day's count in the ledger, read directly (not through the product's code)."""
         item = self.client("dynamodb").get_item(
             TableName=self.tables["QuotaTable"],
-            Key={"pk": {"S": f"DAY#{day}"}, "sk": {"S": "LEDGER"}},
+            Key={"pk": {"S": f"DAY#{day}"}, "sk": {"S": "QUOTA"}},
             ConsistentRead=True,
         )
         return int(item["Item"]["used"]["N"]) if "Item" in item else 0

@@ -47,11 +47,15 @@ class Runtime:
 
 
 def build_runtime(
-    env: Mapping[str, str], *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    env: Mapping[str, str],
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    session: boto3.session.Session | None = None,
 ) -> Runtime:
+    """``session``: the boto3 session for the AWS clients (a benchmark counts requests on it)."""
     settings = Settings.from_env(env)
     keep_secrets_out_of_wire_logs()
-    session = boto3.session.Session()
+    session = session or boto3.session.Session()
     secrets = SecretsProvider(boto3_client=session.client("secretsmanager", config=AWS_CONFIG))
     credentials = SecretsManagerCredentials(settings.secret_id, secrets, max_age=settings.secret_max_age)
     policy = RetryPolicy(
