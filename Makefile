@@ -9,7 +9,7 @@ SAM := SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 # sam build needs a python3.13 interpreter for the python3.13 runtime: pyenv's, or one on PATH.
 PY313 := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13 2>/dev/null))
 
-.PHONY: demo test local-stack lint typecheck cfn-lint check sam-validate sam-build clean
+.PHONY: demo test local-stack lint typecheck cfn-lint check sam-validate sam-build bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,14 @@ sam-validate: $(SAM_VENV)/.installed
 sam-build: $(SAM_VENV)/.installed
 	@if [ -z "$(PY313)" ]; then echo "sam-build: skipped, no python3.13 (see README: Deploy)"; \
 	else PATH="$(dir $(PY313)):$$PATH" $(SAM) build && du -sh .aws-sam/build/PrewarmFunction .aws-sam/build/DependenciesLayer; fi
+
+## The benchmark: one Markdown table, also written to bench/RESULTS.md (not part of make test).
+bench: $(STAMP) sam-build
+	$(PY) bench/run.py
+
+## The benchmark at small sizes, to prove it still works (CI).
+bench-quick: $(STAMP)
+	$(PY) bench/run.py --quick --out .bench-quick.md
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam

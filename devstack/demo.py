@@ -93,7 +93,7 @@ def describe(
                 planned.setdefault(f["call"], 0)
                 planned[f["call"]] += 1
         lines.append(f"   dry run: would make {len(planned)} call(s): {planned}")
-    if isinstance(outcome, dict) and "backlog" in outcome:
+    if isinstance(outcome, dict) and "backlog" in outcome and "day" in outcome:  # a quota answer
         lines.append(
             f"   quota {outcome['day']}: used {outcome['used']} of {outcome['limit']}, "
             f"backlog {outcome['backlog']['files']} files (oldest {outcome['backlog']['oldestDeferredAt']})"

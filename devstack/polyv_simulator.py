@@ -112,8 +112,10 @@ class PolyvSimulator:
         ptime_window_ms: int = 180_000,
         timezone: str = "Asia/Shanghai",
         clock: Callable[[], float] = time.time,
+        latency: float = 0.0,
     ) -> None:
         self.daily_limit = daily_limit
+        self.latency = latency  # seconds added to every answer: a modeled network round trip
         self.ptime_window_ms = ptime_window_ms
         self.tz = ZoneInfo(timezone)
         self.clock = clock
@@ -261,12 +263,17 @@ class PolyvSimulator:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in separate writes; with Nagle's algorithm on, the client's
+            # delayed ACK would hold every answer back ~40 ms on loopback.
+            disable_nagle_algorithm = True
 
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 content_type = self.headers.get("Content-Type", "")
                 fault = simulator._next_fault() if self.command == "POST" else None
+                if simulator.latency:
+                    time.sleep(simulator.latency)
                 if fault is None:
                     self._send(*simulator.handle(self.command, self.path, content_type, body))
                     return

@@ -67,6 +67,7 @@ class InMemoryLedger:
     def claim(self, day, files, limit, *, now, force=False) -> ClaimResult:
         self._check()
         result = ClaimResult()
+        at = now.isoformat()
         with self._lock:
             entries = self.files.setdefault(day, {})
             for file, origin in files:
@@ -77,7 +78,7 @@ class InMemoryLedger:
                     result.no_room.append(file)
                 else:
                     self.used[day] = self.used.get(day, 0) + 1
-                    entries[file] = LedgerEntry(EntryState.CLAIMED, now.isoformat(), origin=origin)
+                    entries[file] = LedgerEntry(EntryState.CLAIMED, at, origin=origin)
                     result.granted.append(file)
         return result
 

@@ -170,12 +170,12 @@ def _run(args: argparse.Namespace) -> int:
     # The function's JSON log lines go to stderr, so stdout holds only the command's answer.
     service_logger = logging.getLogger(SERVICE)
     assert service_logger is handler.logger._logger  # every module logs through this one
-    level = service_logger.level
     streams = [h for h in service_logger.handlers if isinstance(h, logging.StreamHandler)]
-    previous = [h.stream for h in streams]
+    previous = [(h.stream, h.level) for h in streams]
     for log_handler in streams:
         log_handler.stream = sys.stderr  # not setStream(): it flushes the old stream, maybe closed
-    service_logger.setLevel(logging.INFO if args.verbose else logging.ERROR)
+        # on the handler, not the logger: the modules' child loggers propagate their records here
+        log_handler.setLevel(logging.INFO if args.verbose else logging.ERROR)
     try:
         return COMMANDS[args.command](args)
     except (ConfigurationError, UnsupportedEvent) as exc:
@@ -183,9 +183,9 @@ def _run(args: argparse.Namespace) -> int:
     except (StoreUnavailable, CredentialsError, PolyvError, BotoCoreError, ClientError) as exc:
         raise CliError(f"{type(exc).__name__}: {exc}", EXIT_UNAVAILABLE) from None
     finally:
-        service_logger.setLevel(level)
-        for log_handler, stream in zip(streams, previous, strict=True):
+        for log_handler, (stream, level) in zip(streams, previous, strict=True):
             log_handler.stream = stream
+            log_handler.setLevel(level)
 
 
 def _service() -> Any:

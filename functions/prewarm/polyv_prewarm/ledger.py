@@ -20,8 +20,10 @@ item limit; eight shards hold about 20,000 files a day.
 
 from __future__ import annotations
 
+import functools
 import random
 import time
+import uuid
 import zlib
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -71,11 +73,16 @@ def parse_entry(raw: dict[str, Any]) -> LedgerEntry:
 
 
 def _entry_value(state: EntryState, now: datetime, **fields: str | None) -> dict[str, Any]:
-    value: dict[str, Any] = {"s": {"S": state.value}, "at": {"S": now.isoformat()}}
+    value: dict[str, Any] = {"s": {"S": state.value}, "at": {"S": _iso(now)}}
     for name, text in fields.items():
         if text:
             value[name] = {"S": text[:200]}
     return {"M": value}
+
+
+@functools.lru_cache(maxsize=8)
+def _iso(now: datetime) -> str:
+    return now.isoformat()  # one claim stamps up to 100 entries with the same instant
 
 
 def _plain(item: dict[str, Any]) -> dict[str, Any]:
@@ -131,10 +138,17 @@ class DynamoDayLedger:
             if not pending:
                 return result
             batch, rest = pending[:limit], pending[limit:]
+            token = uuid.uuid4().hex  # marks this attempt's entries
             try:
-                self._transact(self._claim_actions(day, batch, expected, origins, limit, now))
+                self._transact(self._claim_actions(day, batch, expected, origins, limit, now, token))
             except _Cancelled as cancelled:
                 counter, shards = cancelled.items[0], cancelled.items[1:]
+                if _claimed_by(token, shards):
+                    # This very attempt committed, but its answer was lost and the SDK sent it again
+                    # (DynamoDB's idempotency token makes that a no-op; moto has none): it is ours.
+                    result.granted += batch
+                    result.no_room += rest
+                    return result
                 if counter is not None and counter.get("exhausted"):
                     result.no_room += pending
                     return result
@@ -174,6 +188,7 @@ class DynamoDayLedger:
         origins: dict[FileRef, str],
         limit: int,
         now: datetime,
+        token: str,
     ) -> list[dict[str, Any]]:
         counter: dict[str, Any] = {
             "Update": {
@@ -198,7 +213,7 @@ class DynamoDayLedger:
             sets, conditions = [], ["attribute_exists(#f)"]
             for i, file in enumerate(files):
                 names[f"#k{i}"] = file.key
-                values[f":v{i}"] = _entry_value(EntryState.CLAIMED, now, o=origins.get(file))
+                values[f":v{i}"] = _entry_value(EntryState.CLAIMED, now, o=origins.get(file), c=token)
                 sets.append(f"#f.#k{i} = :v{i}")
                 version = expected.get(file)
                 if version is None:
@@ -441,6 +456,15 @@ class DynamoDayLedger:
             except BotoCoreError as exc:
                 raise StoreUnavailable(f"day ledger: {_describe(exc)}") from None
         raise StoreUnavailable("day ledger: transaction kept conflicting with concurrent ones")
+
+
+def _claimed_by(token: str, shards: Sequence[dict[str, Any] | None]) -> bool:
+    return any(
+        (item.get("f", {}).get(key) or {}).get("c") == token
+        for item in shards
+        if item is not None
+        for key in item.get("_asked", [])
+    )
 
 
 def _answered(shards: Sequence[dict[str, Any] | None]) -> dict[FileRef, LedgerEntry | None]:

@@ -27,7 +27,7 @@ from .ports import (
     PolyvUnavailable,
 )
 from .signing import signed_form
-from .telemetry import count_by
+from .telemetry import count_by, per_call_metrics_enabled
 
 logger = Logger(service=SERVICE, child=True)
 tracer = Tracer(service=SERVICE)
@@ -180,7 +180,8 @@ class PolyvClient:
             logger.warning("Polyv unreachable", extra={"attempt": attempt, "error": type(exc).__name__})
             return PolyvUnavailable(f"cannot connect to Polyv: {type(exc).__name__}", ambiguous=False)
         latency_ms = (time.perf_counter() - started) * 1000
-        metrics.add_metric(name="PolyvLatency", unit=MetricUnit.Milliseconds, value=round(latency_ms, 1))
+        if per_call_metrics_enabled():
+            metrics.add_metric(name="PolyvLatency", unit=MetricUnit.Milliseconds, value=round(latency_ms, 1))
         answer = _json_answer(response)
         message = str(answer.get("message", "")) if answer else None
         if message != "success":

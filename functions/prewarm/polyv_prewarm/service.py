@@ -175,10 +175,6 @@ class PrewarmService:
         self._sleep = sleep
         self._retention_days = retention_days
 
-    @property
-    def daily_limit(self) -> int:
-        return self._limit
-
     def today(self) -> str:
         return quota_day(self._clock(), self._tz)
 

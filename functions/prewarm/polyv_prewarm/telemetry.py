@@ -9,9 +9,17 @@ at once. (Powertools' ``single_metric`` does the same but prints even when
 from __future__ import annotations
 
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
 from . import NAMESPACE, SERVICE
+
+
+def per_call_metrics_enabled() -> bool:
+    """Whether to record a metric once per Polyv attempt. Powertools prints a metric's values as
+    soon as it holds 100 of them, even with ``POWERTOOLS_METRICS_DISABLED`` set: long CLI drains
+    would then print EMF documents into the command's output."""
+    return not is_metrics_disabled()
 
 
 def count_by(name: str, value: float, dimension: str, label: str) -> None:

@@ -1,0 +1,36 @@
+"""`make demo` keeps working: the whole job on a fresh local stack, in its own process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.integration.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_demo_runs_every_event_and_the_next_days_drain():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "functions" / "prewarm")])}
+    result = subprocess.run(
+        [sys.executable, "-m", "devstack.demo"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    for event in sorted(p.name for p in (ROOT / "events").glob("*.json")):
+        assert f"── {event}" in out
+    assert "invocation error" not in out
+    assert "the next quota day begins" in out
+    assert "deferred" in out
+    drain = out.split("── scheduled-drain.json")[1].split("──")[0]
+    assert "submitted" in drain
+    assert "Polyv call:" in drain
