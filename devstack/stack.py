@@ -177,7 +177,7 @@ class DevStack:
         """Empty every AWS resource and the simulator's counts; create the resources again."""
         assert self.polyv is not None
         request = urllib.request.Request(f"{self.aws_endpoint}/moto-api/reset", method="POST")
-        with urllib.request.urlopen(request, timeout=10):  # loopback only
+        with urllib.request.urlopen(request, timeout=300):  # loopback only; moto may hold a lot
             pass
         if daily_limit is not None:
             self.daily_limit = daily_limit
