@@ -335,7 +335,7 @@ class Bench:
         invocation = results["peak_rss_mb"] - results["imported_mb"]
         imports = results["imported_mb"] - results["bare_mb"]
         return Row(
-            f"peak memory of one invocation carrying {n:,} files (2,000 submitted, the rest deferred)",
+            f"peak memory of one invocation carrying {n:,} files (up to 2,000 submitted, the rest deferred)",
             f"{invocation:.0f} MB of RSS above the process before the invocation "
             f"({results['invocation_peak_mb']:.1f} MB of Python allocations by tracemalloc); "
             f"the imports add {imports:.0f} MB to the bare interpreter",

@@ -52,7 +52,8 @@ class FilesHandedBack(PrewarmError):
 
 
 class InvalidEvent(PrewarmError):
-    """A direct invocation whose content cannot be read."""
+    """An event of a known kind whose content cannot be read (a direct invocation, a notification
+    delivered directly, an SQS record without a messageId)."""
 
 
 @metrics.log_metrics
