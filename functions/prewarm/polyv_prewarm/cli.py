@@ -161,15 +161,14 @@ def _run(args: argparse.Namespace) -> int:
 
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from . import SERVICE, handler  # handler: its Logger is the one every module logs through
+    from . import SERVICE, handler  # noqa: F401  (importing it sets up the function's Logger)
     from .config import ConfigurationError
     from .credentials import CredentialsError
     from .events import UnsupportedEvent
     from .ports import PolyvError, StoreUnavailable
 
     # The function's JSON log lines go to stderr, so stdout holds only the command's answer.
-    service_logger = logging.getLogger(SERVICE)
-    assert service_logger is handler.logger._logger  # every module logs through this one
+    service_logger = logging.getLogger(SERVICE)  # Powertools names its logger after the service
     streams = [h for h in service_logger.handlers if isinstance(h, logging.StreamHandler)]
     previous = [(h.stream, h.level) for h in streams]
     for log_handler in streams:
