@@ -100,3 +100,14 @@ def test_more_than_100_files_is_refused_before_sending(sim):
     with pytest.raises(ValueError, match=r"1\.\.100"):
         client.push([FileRef(VID, 1)] * 101)
     assert len(sim.answers()) == before
+
+
+def test_the_secret_is_read_again_once_not_on_every_later_attempt(sim):
+    sim.add_account(USERID, "k")
+    secret = RotatingSecret("k", "k")
+    sim.inject("error", message="the sign is not right.")  # then a transient fault, then success
+    sim.inject("http_error", status=503)
+    client = PolyvClient(sim.url, secret, policy=FAST, sleep=lambda _: None)
+    assert client.push([FileRef(VID, 1)])
+    assert secret.refreshes == 1
+    assert sim.answers()[-3:] == ["[fault] the sign is not right.", "[fault] HTTP 503", "success"]

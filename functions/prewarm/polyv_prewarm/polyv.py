@@ -127,13 +127,14 @@ class PolyvClient:
         if not 1 <= len(files) <= MAX_FILES_PER_CALL:
             raise ValueError(f"a call carries 1..{MAX_FILES_PER_CALL} files, not {len(files)}")
         policy = self._policy
-        refreshed_secret = False
+        refreshed_secret = refresh_now = False
         faults = 0  # transient faults so far; each retry after one backs off
         ptime_retries = 0
         attempt = 0
         while True:
             attempt += 1
-            fault = self._attempt(files, attempt, refresh_secret=refreshed_secret)
+            fault = self._attempt(files, attempt, refresh_secret=refresh_now)
+            refresh_now = False  # once: later attempts use the (now fresh) cached secret
             if isinstance(fault, str):
                 return fault  # the taskId
             if fault is _SIGN_REJECTED:
@@ -142,7 +143,7 @@ class PolyvClient:
                         "Polyv rejects the signature even with a freshly read secret: "
                         "check the userid and secretkey in the Polyv secret"
                     )
-                refreshed_secret = True  # the secret may have been rotated while we were warm
+                refreshed_secret = refresh_now = True  # it may have been rotated while we were warm
                 continue
             if fault is _PTIME_REJECTED:
                 ptime_retries += 1
