@@ -18,15 +18,15 @@ NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 
 
 class ReplayingClient:
-    """Sends the first transaction twice, as an SDK retry after a lost answer would."""
+    """Sends the ``nth`` transaction twice, as an SDK retry after a lost answer would."""
 
-    def __init__(self, client):
+    def __init__(self, client, nth=1):
         self._client = client
-        self.replayed = False
+        self._countdown = nth
 
     def transact_write_items(self, **kwargs):
-        if not self.replayed:
-            self.replayed = True
+        self._countdown -= 1
+        if self._countdown == 0:
             self._client.transact_write_items(**kwargs)
         return self._client.transact_write_items(**kwargs)
 
@@ -56,6 +56,19 @@ def test_a_claim_whose_answer_was_lost_is_still_ours(stack, ledger):
     assert len(result.granted) == 10
     assert result.known == {}
     assert stack.quota_used(DAY) == 11
+
+
+def test_creating_the_day_whose_answer_was_lost_is_still_ours(stack):
+    # 1st transaction: the claim, refused because the day has no items; 2nd: creating them (replayed)
+    replaying = DynamoDayLedger(
+        stack.tables["QuotaTable"],
+        ReplayingClient(stack.client("dynamodb"), nth=2),
+        timezone=ZoneInfo("Asia/Shanghai"),
+    )
+    result = replaying.claim(DAY, files(10), 2000, now=NOW)
+    assert len(result.granted) == 10
+    assert result.known == {}
+    assert stack.quota_used(DAY) == 10
 
 
 def test_files_spread_over_the_shards_and_the_limit_holds(stack, ledger):

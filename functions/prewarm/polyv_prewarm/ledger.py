@@ -69,6 +69,7 @@ def parse_entry(raw: dict[str, Any]) -> LedgerEntry:
         reason=raw.get("r"),
         origin=raw.get("o"),
         duplicates=int(raw.get("d", 0)),
+        claim_token=raw.get("c"),
     )
 
 
@@ -134,27 +135,24 @@ class DynamoDayLedger:
             for file, current in self.entries(day).items():
                 if file in expected:
                     expected[file] = current.at
+        # Marks every entry this call writes. If a write committed but its answer was lost and the
+        # SDK sent it again (DynamoDB's idempotency token makes that a no-op; moto has none), the
+        # refusal shows our own entries: those files are ours, already counted.
+        token = uuid.uuid4().hex
         for _ in range(CLAIM_ATTEMPTS):
             if not pending:
                 return result
             batch, rest = pending[:limit], pending[limit:]
-            token = uuid.uuid4().hex  # marks this attempt's entries
             try:
                 self._transact(self._claim_actions(day, batch, expected, origins, limit, now, token))
             except _Cancelled as cancelled:
                 counter, shards = cancelled.items[0], cancelled.items[1:]
-                if _claimed_by(token, shards):
-                    # This very attempt committed, but its answer was lost and the SDK sent it again
-                    # (DynamoDB's idempotency token makes that a no-op; moto has none): it is ours.
-                    result.granted += batch
-                    result.no_room += rest
-                    return result
                 if counter is not None and counter.get("exhausted"):
                     result.no_room += pending
                     return result
                 if counter is not None and "used" not in counter:
                     # No such day yet: create its items with this claim, unless someone just did.
-                    if self._create_day(day, batch, origins, now):
+                    if self._create_day(day, batch, origins, now, token):
                         result.granted += batch
                         result.no_room += rest
                         return result
@@ -164,6 +162,9 @@ class DynamoDayLedger:
                 for file in pending:
                     if file in answered:  # its shard refused: we now know the file's current entry
                         entry = answered[file]
+                        if entry is not None and entry.claim_token == token:
+                            result.granted.append(file)
+                            continue
                         if entry is not None and not force and not entry.reclaimable(now):
                             result.known[file] = entry
                             continue
@@ -239,13 +240,15 @@ class DynamoDayLedger:
         return actions
 
     def _create_day(
-        self, day: str, batch: Sequence[FileRef], origins: dict[FileRef, str], now: datetime
+        self, day: str, batch: Sequence[FileRef], origins: dict[FileRef, str], now: datetime, token: str
     ) -> bool:
         """Create the day's items holding this first claim; False if they already exist."""
         expires = self._expires(day)
         by_shard: dict[int, dict[str, Any]] = {shard: {} for shard in range(SHARDS)}
         for file in batch:
-            by_shard[shard_of(file)][file.key] = _entry_value(EntryState.CLAIMED, now, o=origins.get(file))
+            by_shard[shard_of(file)][file.key] = _entry_value(
+                EntryState.CLAIMED, now, o=origins.get(file), c=token
+            )
         puts = [
             {
                 "Put": {
@@ -456,15 +459,6 @@ class DynamoDayLedger:
             except BotoCoreError as exc:
                 raise StoreUnavailable(f"day ledger: {_describe(exc)}") from None
         raise StoreUnavailable("day ledger: transaction kept conflicting with concurrent ones")
-
-
-def _claimed_by(token: str, shards: Sequence[dict[str, Any] | None]) -> bool:
-    return any(
-        (item.get("f", {}).get(key) or {}).get("c") == token
-        for item in shards
-        if item is not None
-        for key in item.get("_asked", [])
-    )
 
 
 def _answered(shards: Sequence[dict[str, Any] | None]) -> dict[FileRef, LedgerEntry | None]:

@@ -128,6 +128,7 @@ class LedgerEntry:
     reason: str | None = None
     origin: str | None = None
     duplicates: int = 0
+    claim_token: str | None = None  # which claim call wrote it (recognises our own lost answers)
 
     def reclaimable(self, now: datetime) -> bool:
         """May another request claim this file again today (and count it again)?"""
