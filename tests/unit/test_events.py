@@ -200,6 +200,27 @@ shaped = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 100_000,
+        '{"a":' * 100_000,
+        json.dumps({"Type": "Notification", "Message": "[" * 100_000}),
+    ],
+    ids=["brackets", "objects", "inside-sns"],
+)
+def test_deeply_nested_json_is_one_invalid_message_not_a_crash(body):
+    with pytest.raises(InvalidMessage, match="too deeply"):
+        parse_body(body, ORIGIN, OPTS)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(min_value=1, max_value=200_000), st.sampled_from(["[", '{"k":', '{"Records":[']))
+def test_fuzzed_nesting_depths_parse_or_raise_invalid_message(depth, opener):
+    with pytest.raises(InvalidMessage):
+        parse_body(opener * depth, ORIGIN, OPTS)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.one_of(st.text(), json_values.map(json.dumps), shaped.map(json.dumps)))
 def test_fuzzed_bodies_parse_or_raise_invalid_message(body):

@@ -117,6 +117,8 @@ def parse_body(body: object, origin: Origin, options: ParseOptions) -> Parsed:
             raise InvalidMessage(f"message body is not valid JSON ({exc.msg} at char {exc.pos})") from None
         except ValueError:  # e.g. integers too long to convert
             raise InvalidMessage("message body is not usable JSON") from None
+        except RecursionError:  # json's C decoder recurses once per nesting level
+            raise InvalidMessage("message body nests JSON too deeply") from None
         return parse_document(document, origin, options)
     if "=" in text:
         return _callback(_query_string(text), origin, options)
@@ -260,6 +262,8 @@ def _sns_envelope(document: Mapping[str, Any], origin: Origin, options: ParseOpt
         inner = json.loads(message)
     except ValueError:
         raise InvalidMessage("SNS Message is not JSON (is raw message delivery on?)") from None
+    except RecursionError:
+        raise InvalidMessage("SNS Message nests JSON too deeply") from None
     return parse_document(inner, origin, options, depth + 1)
 
 

@@ -92,6 +92,9 @@ def _sqs_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         except InvalidMessage as exc:
             malformed[message_id] = str(exc)
             logger.warning("malformed message", extra={"message_id": message_id, "error": str(exc)})
+        except Exception as exc:  # a defect in a parser must fail this message alone, not its batch
+            malformed[message_id] = f"message could not be read ({type(exc).__name__})"
+            logger.exception("message could not be read", extra={"message_id": message_id})
     report = _prewarm(parsed, context)
     to_retry = report.messages_to_retry()
 
