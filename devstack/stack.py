@@ -3,6 +3,7 @@ simulator, with AWS resources created from the definitions in ``template.yaml``.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import secrets
@@ -27,6 +28,62 @@ USERID = "e6b23c6f51"  # the documented example account
 SECRET_NAME = "polyv-prewarm/local"
 
 
+def journal_moto_transactions() -> None:
+    """Make moto's ``TransactWriteItems`` undo a cancelled transaction from a journal of the items
+    it touches, instead of deep-copying the whole table once per action (moto 5.x), whose cost
+    grows with everything stored and made a 51-action claim take seconds on a full day. What a
+    transaction does and when it is cancelled stay moto's own code; only the rollback changes.
+    A test-stack fix for moto's speed, so it is written here rather than taken from a library.
+    """
+    from moto.dynamodb import models
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
+    backend = models.DynamoDBBackend
+    if getattr(backend.transact_write_items, "journaled", False):
+        return
+    original = backend.transact_write_items
+
+    class _NoTableCopy:
+        """Stands in for the ``copy`` module inside moto's transaction: tables are not copied."""
+
+        @staticmethod
+        def deepcopy(value: Any) -> Any:
+            return value if isinstance(value, Table) else copy.deepcopy(value)
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        journal = []
+        for entry in transact_items:
+            _, op = next(iter(entry.items()))
+            table = self.tables.get(op.get("TableName"))
+            if table is None:
+                continue
+            key = op.get("Key") or op.get("Item") or {}
+            hash_value = DynamoType(key[table.hash_key_attr]) if table.hash_key_attr in key else None
+            range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr in key else None
+            if hash_value is None or (table.range_key_attr and range_value is None):
+                continue  # moto reports the malformed key itself
+            before = table.get_item(hash_value, range_value)
+            journal.append((table, hash_value, range_value, copy.deepcopy(before)))
+        setattr(models, "copy", _NoTableCopy)  # noqa: B010 (moto's module-level import)
+        try:
+            return original(self, transact_items)
+        except Exception:
+            for table, hash_value, range_value, before in reversed(journal):
+                rows = table.items[hash_value] if range_value is not None else table.items
+                slot = range_value if range_value is not None else hash_value
+                if before is None:
+                    rows.pop(slot, None)
+                else:
+                    rows[slot] = before
+            raise
+        finally:
+            setattr(models, "copy", copy)  # noqa: B010
+
+    transact_write_items.journaled = True  # type: ignore[attr-defined]
+    backend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
 class SerialMotoServer:
     """moto's server, answering one request at a time.
 
@@ -38,6 +95,7 @@ class SerialMotoServer:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        journal_moto_transactions()
         app = DomainDispatcherApplication(create_backend_app)
         self._server: BaseWSGIServer = make_server(
             host, port, app, threaded=False, request_handler=MotoRequestHandler
@@ -155,6 +213,15 @@ class DevStack:
 
     def client(self, service: str) -> Any:
         return boto3.client(  # type: ignore[call-overload]
+            service,
+            endpoint_url=self.aws_endpoint,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    def resource(self, service: str) -> Any:
+        return boto3.resource(  # type: ignore[call-overload]
             service,
             endpoint_url=self.aws_endpoint,
             region_name=REGION,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from polyv_prewarm.model import DeferredFile, EntryState, FileRef, LedgerEntry, QuotaView
@@ -29,7 +30,8 @@ class FakePolyv:
         self.missing = set(missing)
         self.calls: list[list[FileRef]] = []  # every call made, accepted or not
         self.accepted: list[list[FileRef]] = []
-        self.fail_with: list[Exception] = []  # raised by the next calls, in order
+        self.fail_with: list[BaseException] = []  # raised by the next calls, in order
+        self.on_push: Callable[[list[FileRef]], None] | None = None  # e.g. moves a clock: latency
 
     def userid(self) -> str:
         return USERID
@@ -37,6 +39,8 @@ class FakePolyv:
     def push(self, files: Sequence[FileRef]) -> str:
         assert 1 <= len(files) <= 100
         self.calls.append(list(files))
+        if self.on_push is not None:
+            self.on_push(list(files))
         if self.fail_with:
             raise self.fail_with.pop(0)
         if any(f.vid in self.unknown for f in files):
@@ -58,50 +62,72 @@ class InMemoryLedger:
         self.exhausted: set[str] = set()
         self.files: dict[str, dict[FileRef, LedgerEntry]] = {}
         self.unavailable = False
+        self.fail_settle = False  # the record write fails (the claims stay leased)
+        self.calls: list[str] = []  # the name of every method called, in order
         self._lock = threading.Lock()
 
-    def _check(self) -> None:
-        if self.unavailable:
+    def _check(self, name: str, *, failing: bool = False) -> None:
+        self.calls.append(name)
+        if self.unavailable or failing:
             raise StoreUnavailable("day ledger: ProvisionedThroughputExceededException")
 
-    def claim(self, day, files, limit, *, now, force=False) -> ClaimResult:
-        self._check()
+    def claim(self, day, files, limit, *, lease, now, forced=()) -> ClaimResult:
+        self._check("claim")
         result = ClaimResult()
         at = now.isoformat()
         with self._lock:
             entries = self.files.setdefault(day, {})
             for file, origin in files:
                 entry = entries.get(file)
-                if entry is not None and not force and not entry.reclaimable(now):
+                if entry is not None and entry.held(now):
+                    result.held[file] = entry
+                elif entry is not None and not entry.claimable(now, force=file in forced):
                     result.known[file] = entry
                 elif day in self.exhausted or self.used.get(day, 0) >= limit:
                     result.no_room.append(file)
                 else:
                     self.used[day] = self.used.get(day, 0) + 1
-                    entries[file] = LedgerEntry(EntryState.CLAIMED, at, origin=origin)
+                    entries[file] = LedgerEntry(
+                        EntryState.CLAIMED,
+                        at,
+                        origin=origin,
+                        owner=lease.owner,
+                        lease_until_ms=lease.until_ms,
+                    )
                     result.granted.append(file)
         return result
 
-    def settle(self, day: str, settlement: Settlement, *, now: datetime) -> None:
-        self._check()
+    def settle(self, day: str, settlement: Settlement, *, lease, now: datetime) -> None:
+        self._check("settle", failing=self.fail_settle)
         with self._lock:
             entries = self.files.setdefault(day, {})
             at = now.isoformat()
+
+            def put(file: FileRef, state: EntryState, **fields) -> None:
+                current = entries.get(file)
+                if current is not None and current.owner == lease.owner:  # only what we still own
+                    entries[file] = LedgerEntry(state, at, origin=current.origin, owner=lease.owner, **fields)
+
             for file, task in settlement.submitted.items():
-                entries[file] = LedgerEntry(EntryState.SUBMITTED, at, task_id=task)
+                put(file, EntryState.SUBMITTED, task_id=task)
             for file, reason in settlement.rejected.items():
-                entries[file] = LedgerEntry(EntryState.REJECTED, at, reason=reason)
+                put(file, EntryState.REJECTED, reason=reason)
             for file in settlement.in_doubt:
-                entries[file] = LedgerEntry(EntryState.IN_DOUBT, at)
+                put(file, EntryState.IN_DOUBT)
             for file, reason in settlement.handed_back.items():
-                entries[file] = LedgerEntry(EntryState.HANDED_BACK, at, reason=reason)
-            for file in settlement.duplicates:
-                e = entries[file]
-                entries[file] = LedgerEntry(e.state, e.at, e.task_id, e.reason, e.origin, e.duplicates + 1)
+                put(file, EntryState.HANDED_BACK, reason=reason)
             self.used[day] = self.used.get(day, 0) - settlement.release
 
+    def carry_over(self, day, submitted, origins, *, now) -> None:
+        self._check("carry_over")
+        with self._lock:
+            entries = self.files.setdefault(day, {})
+            self.used[day] = self.used.get(day, 0) + len(submitted)
+            for file, task in submitted.items():
+                entries[file] = LedgerEntry(EntryState.SUBMITTED, now.isoformat(), task_id=task)
+
     def reserve_extra(self, day: str, count: int, limit: int) -> bool:
-        self._check()
+        self._check("reserve_extra")
         with self._lock:
             if day in self.exhausted or self.used.get(day, 0) + count > limit:
                 return False
@@ -109,21 +135,22 @@ class InMemoryLedger:
             return True
 
     def mark_exhausted(self, day: str, limit: int) -> None:
-        self._check()
+        self._check("mark_exhausted")
         with self._lock:
             self.exhausted.add(day)
             self.used[day] = limit
 
     def usage(self, day: str, limit: int) -> QuotaView:
-        self._check()
+        self._check("usage")
         return QuotaView(day, self.used.get(day, 0), limit, exhausted=day in self.exhausted)
 
-    def entries(self, day: str) -> dict[FileRef, LedgerEntry]:
-        self._check()
-        return dict(self.files.get(day, {}))
+    def lookup(self, day: str, files) -> dict[FileRef, LedgerEntry]:
+        self._check("lookup")
+        entries = self.files.get(day, {})
+        return {f: entries[f] for f in files if f in entries}
 
     def history(self, vid: str, days: Sequence[str]) -> dict[str, dict[int, LedgerEntry]]:
-        self._check()
+        self._check("history")
         return {
             d: {f.br_index: e for f, e in self.files.get(d, {}).items() if f.vid == vid}
             for d in days
@@ -140,23 +167,52 @@ class InMemoryBacklog:
         if self.unavailable:
             raise StoreUnavailable("backlog: InternalServerError")
 
-    def defer(self, files, *, now) -> int:
+    def defer(self, files, *, now, force=False) -> int:
         self._check()
         new = 0
         for file, origin in files:
             if file not in self.items:
-                self.items[file] = DeferredFile(file, now.isoformat(), origin)
+                self.items[file] = DeferredFile(file, now.isoformat(), origin, force=force)
                 new += 1
         return new
 
-    def oldest(self, limit: int) -> list[DeferredFile]:
+    def _drainable(self) -> list[DeferredFile]:
+        return sorted(
+            (d for d in self.items.values() if not d.parked), key=lambda d: (d.deferred_at, d.file.key)
+        )
+
+    def oldest(self, limit: int, *, after=None) -> list[DeferredFile]:
         self._check()
-        return sorted(self.items.values(), key=lambda d: (d.deferred_at, d.file.key))[:limit]
+        ordered = self._drainable()
+        if after is not None:
+            ordered = [
+                d for d in ordered if (d.deferred_at, d.file.key) > (after.deferred_at, after.file.key)
+            ]
+        return ordered[:limit]
+
+    def parked(self, limit: int) -> list[DeferredFile]:
+        self._check()
+        return [d for d in self.items.values() if d.parked][:limit]
 
     def remove(self, files) -> None:
         self._check()
         for file in files:
             self.items.pop(file, None)
+
+    def record_failure(self, files, error, *, park_after) -> list[FileRef]:
+        self._check()
+        parked = []
+        for deferred in files:
+            current = self.items.get(deferred.file)
+            if current is None:
+                continue
+            failures = current.failures + 1
+            self.items[deferred.file] = replace(
+                current, failures=failures, last_error=error, parked=failures >= park_after
+            )
+            if failures >= park_after:
+                parked.append(deferred.file)
+        return parked
 
     def pending(self, files) -> dict[FileRef, DeferredFile]:
         self._check()

@@ -1,14 +1,18 @@
-"""The DynamoDB day ledger against moto's server: the corners the handler tests do not reach."""
+"""The DynamoDB day ledger against moto's server: leases, conditions, lost answers, and the size of
+what it writes (DynamoDB bills a write by the size of the item written)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import math
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from polyv_prewarm.ledger import SHARDS, DynamoDayLedger, shard_of
-from polyv_prewarm.model import EntryState, FileRef
+from polyv_prewarm.ledger import MAX_ACTIONS, DynamoDayLedger, balanced_parts
+from polyv_prewarm.model import EntryState, FileRef, Lease
+from polyv_prewarm.ports import Settlement
 from tests.integration.conftest import vid
 
 pytestmark = pytest.mark.integration
@@ -17,14 +21,21 @@ DAY = "2026-11-27"
 NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 
 
-class ReplayingClient:
-    """Sends the ``nth`` transaction twice, as an SDK retry after a lost answer would."""
+def lease(owner="inv-1", seconds=120):
+    return Lease.until(owner, NOW + timedelta(seconds=seconds))
 
-    def __init__(self, client, nth=1):
+
+class RecordingClient:
+    """Passes every call through; sends the ``replay``-th transaction twice, as an SDK retry after
+    a lost answer would; keeps every TransactWriteItems request it saw."""
+
+    def __init__(self, client, replay=0):
         self._client = client
-        self._countdown = nth
+        self._countdown = replay
+        self.transactions: list[list[dict]] = []
 
     def transact_write_items(self, **kwargs):
+        self.transactions.append(kwargs["TransactItems"])
         self._countdown -= 1
         if self._countdown == 0:
             self._client.transact_write_items(**kwargs)
@@ -34,53 +45,151 @@ class ReplayingClient:
         return getattr(self._client, name)
 
 
+def make_ledger(stack, client=None):
+    return DynamoDayLedger(
+        stack.tables["QuotaTable"], client or stack.client("dynamodb"), timezone=ZoneInfo("Asia/Shanghai")
+    )
+
+
 @pytest.fixture
 def ledger(stack):
-    return DynamoDayLedger(
-        stack.tables["QuotaTable"], stack.client("dynamodb"), timezone=ZoneInfo("Asia/Shanghai")
-    )
+    return make_ledger(stack)
 
 
 def files(n, start=0):
     return [(FileRef(vid(start + i), 1), f"m{i}") for i in range(n)]
 
 
-def test_a_claim_whose_answer_was_lost_is_still_ours(stack, ledger):
-    ledger.claim(DAY, files(1, start=500), 2000, now=NOW)  # the day exists
-    replaying = DynamoDayLedger(
-        stack.tables["QuotaTable"],
-        ReplayingClient(stack.client("dynamodb")),
-        timezone=ZoneInfo("Asia/Shanghai"),
-    )
-    result = replaying.claim(DAY, files(10), 2000, now=NOW)
+def test_balanced_parts_fit_a_transaction_with_the_counter():
+    assert [len(p) for p in balanced_parts([FileRef(vid(i), 1) for i in range(100)], 99)] == [50, 50]
+    assert [len(p) for p in balanced_parts([FileRef(vid(i), 1) for i in range(99)], 99)] == [99]
+    assert balanced_parts([], 99) == []
+
+
+def test_a_claim_whose_answer_was_lost_is_still_ours(stack):
+    make_ledger(stack).claim(DAY, files(1, start=500), 2000, lease=lease(), now=NOW)
+    replaying = make_ledger(stack, RecordingClient(stack.client("dynamodb"), replay=1))
+    result = replaying.claim(DAY, files(10), 2000, lease=lease("inv-2"), now=NOW)
     assert len(result.granted) == 10
     assert result.known == {}
+    assert result.held == {}
     assert stack.quota_used(DAY) == 11
 
 
-def test_creating_the_day_whose_answer_was_lost_is_still_ours(stack):
-    # 1st transaction: the claim, refused because the day has no items; 2nd: creating them (replayed)
-    replaying = DynamoDayLedger(
-        stack.tables["QuotaTable"],
-        ReplayingClient(stack.client("dynamodb"), nth=2),
-        timezone=ZoneInfo("Asia/Shanghai"),
-    )
-    result = replaying.claim(DAY, files(10), 2000, now=NOW)
+def test_the_days_first_claim_whose_answer_was_lost_is_still_ours(stack):
+    replaying = make_ledger(stack, RecordingClient(stack.client("dynamodb"), replay=1))
+    result = replaying.claim(DAY, files(10), 2000, lease=lease(), now=NOW)
     assert len(result.granted) == 10
-    assert result.known == {}
     assert stack.quota_used(DAY) == 10
 
 
-def test_files_spread_over_the_shards_and_the_limit_holds(stack, ledger):
-    result = ledger.claim(DAY, files(100), 60, now=NOW)
+def test_100_files_are_two_atomic_claims_and_the_limit_holds(stack):
+    client = RecordingClient(stack.client("dynamodb"))
+    ledger = make_ledger(stack, client)
+    result = ledger.claim(DAY, files(100), 60, lease=lease(), now=NOW)
     assert len(result.granted) == 60
     assert len(result.no_room) == 40
-    assert len({shard_of(f) for f in result.granted}) == SHARDS
     assert stack.quota_used(DAY) == 60
-    again = ledger.claim(DAY, files(100), 60, now=NOW)
+    assert all(len(t) <= MAX_ACTIONS for t in client.transactions)
+    again = make_ledger(stack).claim(DAY, files(100), 60, lease=lease("inv-2"), now=NOW)
     assert again.granted == []
-    assert len(again.known) == 60
+    assert len(again.held) == 60  # claimed by a live invocation: retry, never "duplicate"
     assert len(again.no_room) == 40
-    entries = ledger.entries(DAY)
-    assert {e.state for e in entries.values()} == {EntryState.CLAIMED}
-    assert len(entries) == 60
+    assert stack.quota_used(DAY) == 60  # the cancelled transactions changed nothing
+
+
+def test_live_claims_are_held_expired_ones_are_in_doubt_and_claimable(stack, ledger):
+    ledger.claim(DAY, files(3), 2000, lease=lease("dead", seconds=60), now=NOW)
+    held = ledger.claim(DAY, files(3), 2000, lease=lease("inv-2"), now=NOW + timedelta(seconds=59))
+    assert len(held.held) == 3
+    later = NOW + timedelta(seconds=61)
+    reclaimed = ledger.claim(
+        DAY, files(3), 2000, lease=Lease.until("inv-3", later + timedelta(minutes=2)), now=later
+    )
+    assert len(reclaimed.granted) == 3
+    assert stack.quota_used(DAY) == 6  # counted again: the dead one may have sent them
+
+
+def test_settled_files_are_known_and_force_claims_them_again(stack, ledger):
+    mine = lease()
+    claimed = ledger.claim(DAY, files(2), 2000, lease=mine, now=NOW)
+    ledger.settle(
+        DAY,
+        Settlement(submitted={claimed.granted[0]: "task-1"}, rejected={claimed.granted[1]: "illeagal vid"}),
+        lease=mine,
+        now=NOW,
+    )
+    again = ledger.claim(DAY, files(2), 2000, lease=lease("inv-2"), now=NOW)
+    assert {e.state for e in again.known.values()} == {EntryState.SUBMITTED, EntryState.REJECTED}
+    forced = ledger.claim(DAY, files(2), 2000, lease=lease("inv-3"), now=NOW, forced=[f for f, _ in files(2)])
+    assert len(forced.granted) == 2
+
+
+def test_a_record_leaves_alone_what_another_invocation_took_over(stack, ledger):
+    first = lease("slow", seconds=10)
+    ledger.claim(DAY, files(2), 2000, lease=first, now=NOW)
+    later = NOW + timedelta(seconds=11)
+    second = Lease.until("fast", later + timedelta(minutes=2))
+    ledger.claim(DAY, files(1), 2000, lease=second, now=later)  # file 0 taken over after expiry
+    ledger.settle(
+        DAY,
+        Settlement(handed_back={FileRef(vid(0), 1): "slow gave up", FileRef(vid(1), 1): "slow gave up"}),
+        lease=first,
+        now=later,
+    )
+    entries = ledger.lookup(DAY, [FileRef(vid(0), 1), FileRef(vid(1), 1)])
+    assert entries[FileRef(vid(0), 1)].state is EntryState.CLAIMED  # fast's claim stands
+    assert entries[FileRef(vid(0), 1)].owner == "fast"
+    assert entries[FileRef(vid(1), 1)].state is EntryState.HANDED_BACK
+
+
+def test_carry_over_counts_whatever_the_limit(stack, ledger):
+    ledger.claim(DAY, files(5), 5, lease=lease(), now=NOW)
+    ledger.carry_over(DAY, {FileRef(vid(9), 1): "t9"}, {}, now=NOW)
+    assert stack.quota_used(DAY) == 6
+    assert ledger.lookup(DAY, [FileRef(vid(9), 1)])[FileRef(vid(9), 1)].task_id == "t9"
+
+
+def _item_size(item: dict) -> int:
+    """DynamoDB's item size: attribute names plus values (UTF-8 strings, numbers ~ digits/2 + 1)."""
+    size = 0
+    for name, value in item.items():
+        size += len(name.encode())
+        if isinstance(value, str):
+            size += len(value.encode())
+        elif isinstance(value, (int, Decimal)):
+            size += math.ceil(len(str(value).lstrip("-").replace(".", "")) / 2) + 1
+        elif isinstance(value, bool):
+            size += 1
+        else:
+            raise AssertionError(f"unexpected attribute type {type(value)}")
+    return size
+
+
+def test_every_ledger_item_stays_one_write_unit_whatever_it_holds(stack, ledger):
+    """Each file has an item of its own, with capped texts: the write that claims or records the
+    day's 20,000th file costs what the first one did."""
+    table = stack.resource("dynamodb").Table(stack.tables["QuotaTable"])
+    long_origin = "s3/" + "k" * 1000
+    sizes = []
+    for start in (0, 19_900):
+        mine = lease(f"inv-{start:05d}")
+        batch = [(FileRef(vid(start + i), 1), long_origin) for i in range(100)]
+        claimed = ledger.claim(DAY, batch, 100_000, lease=mine, now=NOW)
+        ledger.settle(
+            DAY,
+            Settlement(
+                submitted={f: "b3ad461ef1df4afc9340427767968a4c" for f in claimed.granted[:50]},
+                rejected={f: "bitrate does not exist " * 20 for f in claimed.granted[50:]},
+            ),
+            lease=mine,
+            now=NOW,
+        )
+        sizes.append(
+            max(
+                _item_size(table.get_item(Key={"pk": f"DAY#{DAY}", "sk": f"FILE#{f.key}"})["Item"])
+                for f, _ in batch
+            )
+        )
+    assert max(sizes) <= 1024  # one write unit per file, whatever the day holds
+    assert sizes[0] == sizes[1]

@@ -4,7 +4,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from polyv_prewarm.model import EntryState, Fate, FileRef, FileRequest, Origin
+from polyv_prewarm.model import EntryState, Fate, FileRef, FileRequest, Lease, Origin
 from polyv_prewarm.ports import (
     PolyvConfigurationError,
     PolyvContractViolation,
@@ -50,6 +50,13 @@ class World:
             clock=self.clock,
             sleep=lambda _: None,
         )
+
+    def slow_polyv(self, *, seconds_per_call: float, deadline_in: float):
+        """Every Polyv call takes ``seconds_per_call`` on the clock; returns the invocation's
+        ``time_left_ms`` for a deadline ``deadline_in`` seconds from now."""
+        deadline = self.clock() + timedelta(seconds=deadline_in)
+        self.polyv.on_push = lambda files: self.clock.advance(seconds=seconds_per_call)
+        return lambda: int((deadline - self.clock()).total_seconds() * 1000)
 
 
 @pytest.fixture
@@ -99,7 +106,6 @@ def test_same_file_on_the_same_day_is_sent_once(world):
     assert again.count(Fate.DUPLICATE) == 3
     assert "already submitted" in again.results[0].reason
     assert len(world.polyv.accepted_files()) == 3
-    assert world.ledger.entries(DAY)[FileRef(vid(0), 1)].duplicates == 1
 
 
 def test_force_submits_again(world):
@@ -159,7 +165,7 @@ def test_polyv_unavailable_hands_back_releases_and_allows_a_retry(world):
     assert len(world.polyv.calls) == 1
     assert world.ledger.used[DAY] == 0
     assert report.messages_to_retry() == {"m1"}
-    assert world.ledger.entries(DAY)[FileRef(vid(0), 1)].state is EntryState.HANDED_BACK
+    assert world.ledger.files[DAY][FileRef(vid(0), 1)].state is EntryState.HANDED_BACK
     redelivered = world.service.prewarm(requests_for(150, origin=origin))
     assert redelivered.count(Fate.SUBMITTED) == 150
 
@@ -170,7 +176,7 @@ def test_ambiguous_failure_keeps_its_quota_counted_and_is_claimable_again(world)
     assert len(world.polyv.calls) == 2  # one re-send, after counting the 40 files again
     assert report.count(Fate.RETRY) == 40
     assert world.ledger.used[DAY] == 80  # both attempts may have been accepted: over-count
-    assert world.ledger.entries(DAY)[FileRef(vid(0), 1)].state is EntryState.IN_DOUBT
+    assert world.ledger.files[DAY][FileRef(vid(0), 1)].state is EntryState.IN_DOUBT
     assert world.service.prewarm(requests_for(40)).count(Fate.SUBMITTED) == 40
     assert world.ledger.used[DAY] == 120
 
@@ -191,13 +197,16 @@ def test_ambiguous_failure_is_not_resent_without_quota_for_it():
     assert w.ledger.used[DAY] == 40
 
 
-def test_stale_claims_of_a_dead_invocation_can_be_claimed_again(world):
-    world.ledger.claim(DAY, [(FileRef(vid(1), 1), "m0")], 2000, now=world.clock())  # died after claiming
-    fresh = world.service.prewarm(requests_for(1, start=1))
-    assert fresh.count(Fate.DUPLICATE) == 1
-    assert "another invocation" in fresh.results[0].reason
-    world.clock.advance(minutes=30)
+def test_a_live_claim_of_another_invocation_is_retry_and_an_expired_one_is_in_doubt(world):
+    lease = Lease.until("dead-invocation", world.clock() + timedelta(minutes=2))
+    world.ledger.claim(DAY, [(FileRef(vid(1), 1), "m0")], 2000, lease=lease, now=world.clock())  # then died
+    live = world.service.prewarm(requests_for(1, start=1, origin=Origin("sqs", message_id="m1")))
+    assert live.count(Fate.RETRY) == 1  # never "duplicate": Polyv may not have it
+    assert "another invocation" in live.results[0].reason
+    assert live.messages_to_retry() == {"m1"}
+    world.clock.advance(minutes=2, seconds=1)  # the lease ended with its invocation
     assert world.service.prewarm(requests_for(1, start=1)).count(Fate.SUBMITTED) == 1
+    assert world.ledger.used[DAY] == 2  # counted again: the dead one may have sent it
 
 
 def test_polyv_quota_spent_marks_the_day_exhausted_and_defers():
@@ -244,8 +253,8 @@ def test_backlog_down_hands_deferred_files_back():
 
 
 def test_deadline_stops_new_calls_and_hands_back_the_rest(world):
-    budget = iter([60_000, 1_000])
-    report = world.service.prewarm(requests_for(200), time_left_ms=lambda: next(budget))
+    time_left = world.slow_polyv(seconds_per_call=10, deadline_in=20)  # a call needs 15 s left
+    report = world.service.prewarm(requests_for(200), time_left_ms=time_left)
     assert len(world.polyv.calls) == 1
     assert report.count(Fate.SUBMITTED) == 100
     assert report.count(Fate.RETRY) == 100
@@ -309,10 +318,10 @@ def test_interrupted_drain_loses_nothing_and_sends_nothing_twice():
     w = World(limit=2000)
     w.service.prewarm(requests_for(2500))
     w.clock.advance(days=1)
-    budget = iter([60_000] * 6 + [1_000] + [60_000] * 1000)  # two checks per slice: stop at the 4th
-    first = w.service.drain(time_left_ms=lambda: next(budget))
-    assert first.count(Fate.SUBMITTED) == 300
+    first = w.service.drain(time_left_ms=w.slow_polyv(seconds_per_call=10, deadline_in=44))
+    assert first.count(Fate.SUBMITTED) == 300  # calls at 44, 34 and 24 s left; not at 14
     assert first.stopped_because
+    w.polyv.on_push = None
     second = w.service.drain()
     assert second.count(Fate.SUBMITTED) == 200
     assert w.backlog.items == {}

@@ -214,7 +214,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
     settings = runtime.current().settings
     brs: Sequence[object] = settings.default_br_indexes if args.br is None else args.br.split(",")
     requests = [FileRequest(vid, br, Origin("cli")) for vid in args.vids for br in brs]
-    report = _service().prewarm(requests, dry_run=args.dry_run, force=args.force)
+    report = _service().prewarm(
+        requests,
+        dry_run=args.dry_run,
+        force=args.force,
+        time_left_ms=_deadline().get_remaining_time_in_millis,
+    )
     summary = report.to_summary()
     _emit(args, summary, _render_report)
     return EXIT_NOT_DONE if any(r.fate.needs_retry for r in report.results) else EXIT_OK
@@ -250,6 +255,17 @@ def _render_report(console: Any, summary: dict[str, Any]) -> None:
     if "quota" in summary:
         q = summary["quota"]
         console.print(f"quota {q['day']}: {q['used']} of {q['limit']} used, {q['remaining']} remaining")
+
+
+#: A command's deadline, as Lambda gives one to an invocation: its claims are leased until then
+#: (plus a grace), so a command killed half way leaves claims that end, like a timed-out Lambda's.
+CLI_TIMEOUT_S = 900.0
+
+
+def _deadline() -> Any:
+    from .lambda_context import LocalLambdaContext
+
+    return LocalLambdaContext(timeout_s=CLI_TIMEOUT_S)
 
 
 # -- invoke ---------------------------------------------------------------------------------------
@@ -312,7 +328,7 @@ def _render_status(console: Any, status: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title=f"video {status['vid']}")
-    for column in ("day", "brIndex", "state", "at", "taskId / reason", "origin", "duplicates"):
+    for column in ("day", "brIndex", "state", "at", "taskId / reason", "origin", "lease / failures"):
         table.add_column(column)
     for day, by_br in status["days"].items():
         for br, e in by_br.items():
@@ -323,10 +339,12 @@ def _render_status(console: Any, status: dict[str, Any]) -> None:
                 e["at"],
                 e.get("taskId") or e.get("reason", ""),
                 e.get("origin", ""),
-                str(e.get("duplicates", "")),
+                e.get("leaseUntil", ""),
             )
     for br, d in status["deferred"].items():
-        table.add_row("(backlog)", br, "deferred", d["deferredAt"], "", d["origin"], "")
+        state = "parked" if d.get("parked") else "deferred"
+        failures = f"{d['failures']} drains failed" if d.get("failures") else ""
+        table.add_row("(backlog)", br, state, d["deferredAt"], d.get("lastError", ""), d["origin"], failures)
     console.print(table if table.row_count else f"nothing known of {status['vid']} in the retained days")
 
 
@@ -336,7 +354,7 @@ def cmd_backlog(args: argparse.Namespace) -> int:
     service = _service()
     quota = service.quota()
     files = [
-        {"vid": d.file.vid, "brIndex": d.file.br_index, "deferredAt": d.deferred_at, "origin": d.origin}
+        {"vid": d.file.vid, "brIndex": d.file.br_index, **d.to_summary()}
         for d in service.deferred(args.limit)
     ]
     _emit(args, {"files": quota["backlog"]["files"], "oldest": files}, _render_backlog)
@@ -346,11 +364,14 @@ def cmd_backlog(args: argparse.Namespace) -> int:
 def _render_backlog(console: Any, data: dict[str, Any]) -> None:
     from rich.table import Table
 
-    table = Table(title=f"deferred backlog: {data['files']} files (oldest first)")
-    for column in ("vid", "brIndex", "deferredAt", "origin"):
+    table = Table(title=f"deferred backlog: {data['files']} files (oldest first, then the parked ones)")
+    for column in ("vid", "brIndex", "deferredAt", "origin", "state"):
         table.add_column(column)
     for f in data["oldest"]:
-        table.add_row(f["vid"], str(f["brIndex"]), f["deferredAt"], f["origin"])
+        state = (
+            "parked: " + str(f.get("lastError")) if f.get("parked") else ("forced" if f.get("force") else "")
+        )
+        table.add_row(f["vid"], str(f["brIndex"]), f["deferredAt"], f["origin"], state)
     console.print(table)
 
 
@@ -370,7 +391,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
             done = sum(1 for r in report.results if r.fate in (Fate.SUBMITTED, Fate.REJECTED, Fate.DUPLICATE))
             progress.update(task, completed=done)
 
-        report = service.drain(on_slice=advance)
+        report = service.drain(on_slice=advance, time_left_ms=_deadline().get_remaining_time_in_millis)
     summary = report.to_summary()
     summary["backlog"] = service.quota()["backlog"]
     _emit(args, summary, _render_drain)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
 
@@ -107,49 +107,77 @@ class FileResult:
 
 
 class EntryState(StrEnum):
-    """What the day ledger knows of one file on one quota day."""
+    """What the day ledger knows of one file on one quota day (the README draws the transitions)."""
 
-    CLAIMED = "claimed"  # an invocation is submitting it now (counted in the quota)
+    CLAIMED = "claimed"  # an invocation holds it until its lease ends (counted in the quota)
     SUBMITTED = "submitted"  # Polyv accepted it (counted)
     REJECTED = "rejected"  # Polyv refused it for a reason of its own (not counted)
     IN_DOUBT = "in_doubt"  # a call's outcome is unknown (counted; may be claimed again, counted again)
-    HANDED_BACK = "handed_back"  # a transient fault: not sent (not counted; may be claimed again)
+    HANDED_BACK = "handed_back"  # not sent: a fault, or the invocation stopped (not counted)
 
 
-#: A claim older than this was abandoned by an invocation that died (Lambda runs 15 min at most).
-STALE_CLAIM = timedelta(minutes=20)
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Who holds a claim, and until when: the owning invocation's deadline (plus a grace for clock
+    skew). A claim whose lease has ended belongs to nobody: its outcome is unknown (in doubt)."""
+
+    owner: str  # one token per claim call
+    until_ms: int  # Unix epoch milliseconds
+
+    @classmethod
+    def until(cls, owner: str, instant: datetime) -> Lease:
+        return cls(owner, int(instant.timestamp() * 1000))
+
+
+def epoch_ms(instant: datetime) -> int:
+    return int(instant.timestamp() * 1000)
 
 
 @dataclass(frozen=True, slots=True)
 class LedgerEntry:
     state: EntryState
-    at: str  # ISO-8601 UTC time of the last change; also the entry's version for re-claims
+    at: str  # ISO-8601 UTC time of the last change
     task_id: str | None = None
     reason: str | None = None
     origin: str | None = None
-    duplicates: int = 0
-    claim_token: str | None = None  # which claim call wrote it (recognises our own lost answers)
+    owner: str | None = None  # the claim call that wrote it (recognises our own lost answers)
+    lease_until_ms: int | None = None  # while CLAIMED: when the owner's lease ends
 
-    def reclaimable(self, now: datetime) -> bool:
-        """May another request claim this file again today (and count it again)?"""
-        if self.state in (EntryState.IN_DOUBT, EntryState.HANDED_BACK):
-            return True
-        return self.state is EntryState.CLAIMED and datetime.fromisoformat(self.at) < now - STALE_CLAIM
+    def held(self, now: datetime) -> bool:
+        """Claimed by an invocation that may still be running: nobody else may touch it."""
+        return (
+            self.state is EntryState.CLAIMED
+            and self.lease_until_ms is not None
+            and self.lease_until_ms >= epoch_ms(now)
+        )
+
+    def settled(self) -> bool:
+        """Submitted or rejected: done for this quota day (only ``force`` sends it again)."""
+        return self.state in (EntryState.SUBMITTED, EntryState.REJECTED)
+
+    def claimable(self, now: datetime, *, force: bool = False) -> bool:
+        """May a request claim this file now (and count it again)? A claim whose lease ended is in
+        doubt: claimable, and counted again (the counter over-counts, never under-counts)."""
+        if self.held(now):
+            return False
+        return force or not self.settled()
 
     def describe(self) -> str:
         if self.state is EntryState.SUBMITTED:
             return f"already submitted this quota day (taskId {self.task_id})"
         if self.state is EntryState.REJECTED:
             return f"rejected by Polyv earlier this quota day: {self.reason}"
-        return f"being submitted by another invocation since {self.at}"
+        if self.state is EntryState.CLAIMED:
+            return f"being submitted by another invocation (claimed at {self.at}): try again later"
+        return f"{self.state.value} since {self.at}"
 
     def to_summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"state": self.state.value, "at": self.at}
         for name, value in (("taskId", self.task_id), ("reason", self.reason), ("origin", self.origin)):
             if value:
                 out[name] = value
-        if self.duplicates:
-            out["duplicates"] = self.duplicates
+        if self.state is EntryState.CLAIMED and self.lease_until_ms is not None:
+            out["leaseUntil"] = datetime.fromtimestamp(self.lease_until_ms / 1000, UTC).isoformat()
         return out
 
 
@@ -158,6 +186,21 @@ class DeferredFile:
     file: FileRef
     deferred_at: str
     origin: str
+    force: bool = False  # deferred from a forced request: the drain sends it even if sent that day
+    failures: int = 0  # drains in which Polyv refused its call with an error this package does not know
+    last_error: str | None = None
+    parked: bool = False  # failed too many drains: kept, shown, but no longer drained
+
+    def to_summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"deferredAt": self.deferred_at, "origin": self.origin}
+        if self.force:
+            out["force"] = True
+        if self.failures:
+            out["failures"] = self.failures
+            out["lastError"] = self.last_error
+        if self.parked:
+            out["parked"] = True
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from urllib3.exceptions import NewConnectionError
 from urllib3.util.retry import Retry
 
 from . import NAMESPACE, SERVICE
-from .credentials import CredentialsSource
+from .credentials import CredentialsError, CredentialsSource
 from .model import FileRef
 from .plan import MAX_FILES_PER_CALL
 from .ports import (
@@ -162,7 +162,10 @@ class PolyvClient:
     ) -> str | PolyvUnavailable:
         """One signed POST. Returns the taskId, or the retryable fault; raises the final errors."""
         policy = self._policy
-        creds = self._credentials.get(refresh=refresh_secret)
+        try:
+            creds = self._credentials.get(refresh=refresh_secret)
+        except CredentialsError as exc:  # nothing was sent: the work can safely be handed back
+            raise PolyvUnavailable(f"cannot read the Polyv secret: {exc}", ambiguous=False) from None
         form = signed_form(
             userid=creds.userid, secretkey=creds.secretkey, files=files, ptime_ms=self._now_ms()
         )
@@ -198,12 +201,22 @@ class PolyvClient:
             },
         )
         if answer is None:
-            if response.status_code == 200:
-                raise PolyvUnavailable("Polyv answered 200 with a body that is not its JSON", ambiguous=True)
-            return PolyvUnavailable(f"Polyv answered HTTP {response.status_code}", ambiguous=False)
-        task_id = _task_id(answer)
-        if task_id is not None:
+            if response.status_code in NOT_PROCESSED:
+                return PolyvUnavailable(f"Polyv answered HTTP {response.status_code}", ambiguous=False)
+            # Any other answer whose meaning is unknown may stand for an accepted call.
+            raise PolyvUnavailable(
+                f"Polyv answered HTTP {response.status_code} with a body that is not its JSON", ambiguous=True
+            )
+        if _says_success(answer):
+            task_id = _task_id(answer)
+            if task_id is None:
+                raise PolyvUnavailable("Polyv answered success without a taskId", ambiguous=True)
             return task_id
+        if answer.get("status") != "error":
+            raise PolyvUnavailable(
+                f"Polyv answered an envelope of unknown meaning (code {str(answer.get('code'))[:16]})",
+                ambiguous=True,
+            )
         if message == PTIME_TOO_OLD:
             return _PTIME_REJECTED
         if message == SIGN_NOT_RIGHT:
@@ -216,8 +229,11 @@ class PolyvClient:
             raise PolyvContractViolation(f"Polyv says {message!r} for a call of {len(files)} files")
         if response.status_code >= 500 or response.status_code == 429:
             return PolyvUnavailable(f"Polyv answered HTTP {response.status_code}", ambiguous=False)
-        # An error we do not know: do not guess, hand the work back for a later retry.
-        raise PolyvUnavailable(f"Polyv refused the call: {str(message)[:200]!r}", ambiguous=False)
+        # An error we do not know: Polyv refused the call, but for no reason we can act on. Hand the
+        # work back; the drain parks a file after it drew such answers in several drains.
+        raise PolyvUnavailable(
+            f"Polyv refused the call: {str(message)[:200]!r}", ambiguous=False, refused=True
+        )
 
 
 # Sentinels for the two answers that are retried at once, without back-off.
@@ -235,9 +251,16 @@ def _json_answer(response: requests.Response) -> dict[str, Any] | None:
     return body
 
 
+#: HTTP statuses that say the request was not processed (rate limit, gateway, unavailable): safe to
+#: retry. Any other answer without Polyv's JSON (a 200 or 500 with an HTML body) is in doubt.
+NOT_PROCESSED = frozenset({429, 502, 503, 504})
+
+
+def _says_success(answer: dict[str, Any]) -> bool:
+    return answer.get("code") == 200 or answer.get("status") == "success"
+
+
 def _task_id(answer: dict[str, Any]) -> str | None:
-    if answer.get("code") != 200 or answer.get("status") != "success":
-        return None
     data = answer.get("data")
     task_id = data.get("taskId") if isinstance(data, dict) else None
     return task_id if isinstance(task_id, str) and task_id else None

@@ -1,17 +1,17 @@
 """The interfaces the service depends on, and the errors they may raise.
 
-Adapters (``polyv``, ``quota``) implement these; unit tests use in-memory fakes.
+Adapters (``polyv``, ``ledger``, ``backlog``) implement these; unit tests use in-memory fakes.
 Nothing here imports AWS or HTTP libraries.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from .model import DeferredFile, FileRef, LedgerEntry, QuotaView
+from .model import DeferredFile, FileRef, Lease, LedgerEntry, QuotaView
 
 
 class PrewarmError(Exception):
@@ -48,13 +48,15 @@ class PolyvUnavailable(PolyvError):
     """Transport or service fault that survived the client's bounded retries.
 
     ``ambiguous`` is true when the request may have reached Polyv and been accepted
-    (a read timeout, a connection reset after sending, an unreadable 200 answer): its quota
-    must stay counted, because the counter may over-count but must never under-count.
+    (a read timeout, a connection reset after sending, any answer whose meaning is unknown, such
+    as a 200 whose body is not Polyv's JSON or a "success" without a taskId): its quota must stay
+    counted, because the counter may over-count but must never under-count.
     """
 
-    def __init__(self, message: str, *, ambiguous: bool) -> None:
+    def __init__(self, message: str, *, ambiguous: bool, refused: bool = False) -> None:
         super().__init__(message)
         self.ambiguous = ambiguous
+        self.refused = refused  # Polyv answered with an error this package does not know
 
 
 class StoreUnavailable(PrewarmError):
@@ -63,27 +65,26 @@ class StoreUnavailable(PrewarmError):
 
 @dataclass(slots=True)
 class ClaimResult:
-    """The outcome of claiming a chunk of files for one quota day."""
+    """The outcome of claiming a chunk of files for one quota day: each file is in exactly one."""
 
     granted: list[FileRef] = field(default_factory=list)  # claimed and counted: send these
-    known: dict[FileRef, LedgerEntry] = field(default_factory=dict)  # already handled today
+    known: dict[FileRef, LedgerEntry] = field(default_factory=dict)  # submitted or rejected today
+    held: dict[FileRef, LedgerEntry] = field(default_factory=dict)  # another invocation's live claim
     no_room: list[FileRef] = field(default_factory=list)  # today's quota is spent
 
 
 @dataclass(slots=True)
 class Settlement:
-    """What happened to the files of a claimed chunk, to be written to the ledger at once."""
+    """What happened to the files of one claim, to be written to the ledger by their owner."""
 
     submitted: dict[FileRef, str] = field(default_factory=dict)  # file -> taskId
     rejected: dict[FileRef, str] = field(default_factory=dict)  # file -> Polyv's reason
     in_doubt: set[FileRef] = field(default_factory=set)  # stays counted
     handed_back: dict[FileRef, str] = field(default_factory=dict)  # file -> why; not counted
     release: int = 0  # counted files Polyv certainly did not take
-    duplicates: list[FileRef] = field(default_factory=list)  # asked for again: count it
-    origins: dict[FileRef, str] = field(default_factory=dict)  # where each file came from
 
     def __bool__(self) -> bool:
-        return bool(self.submitted or self.rejected or self.in_doubt or self.handed_back or self.duplicates)
+        return bool(self.submitted or self.rejected or self.in_doubt or self.handed_back or self.release)
 
 
 class PolyvGateway(Protocol):
@@ -98,7 +99,7 @@ class PolyvGateway(Protocol):
 
 class DayLedger(Protocol):
     """Per quota day: the count of files sent (never above the limit, across concurrent
-    invocations) and what happened to every file. All changes are atomic."""
+    invocations) and what happened to every file. All changes are atomic per file."""
 
     def claim(
         self,
@@ -106,14 +107,25 @@ class DayLedger(Protocol):
         files: Sequence[tuple[FileRef, str]],
         limit: int,
         *,
+        lease: Lease,
         now: datetime,
-        force: bool = False,
+        forced: Collection[FileRef] = (),
     ) -> ClaimResult:
-        """Claim and count, at once, the files (with their origins) not yet handled today, as
-        many as the quota allows. ``force`` claims files already submitted today again."""
+        """Claim and count, at once, the files (with their origins) that are claimable now, as many
+        as the quota allows, under ``lease``. ``forced`` files are claimed even if settled today."""
         ...
 
-    def settle(self, day: str, settlement: Settlement, *, now: datetime) -> None: ...
+    def settle(self, day: str, settlement: Settlement, *, lease: Lease, now: datetime) -> None:
+        """Record the fates of files claimed under ``lease`` (entries another claim has taken over
+        since are left alone) and give back ``settlement.release``."""
+        ...
+
+    def carry_over(
+        self, day: str, submitted: Mapping[FileRef, str], origins: Mapping[FileRef, str], *, now: datetime
+    ) -> None:
+        """Count files Polyv accepted in ``day`` although they were claimed in the day before (a
+        call that straddled midnight), whatever the limit, and record them as submitted."""
+        ...
 
     def reserve_extra(self, day: str, count: int, limit: int) -> bool:
         """Count ``count`` more files (all or nothing), to re-send a call of unknown outcome."""
@@ -125,7 +137,9 @@ class DayLedger(Protocol):
 
     def usage(self, day: str, limit: int) -> QuotaView: ...
 
-    def entries(self, day: str) -> dict[FileRef, LedgerEntry]: ...
+    def lookup(self, day: str, files: Sequence[FileRef]) -> dict[FileRef, LedgerEntry]:
+        """The entries of these files on ``day`` (files with none are left out)."""
+        ...
 
     def history(self, vid: str, days: Sequence[str]) -> dict[str, dict[int, LedgerEntry]]:
         """day -> brIndex -> entry, for the given days."""
@@ -135,13 +149,22 @@ class DayLedger(Protocol):
 class Backlog(Protocol):
     """Files deferred to a later quota day, oldest first, each stored once."""
 
-    def defer(self, files: Sequence[tuple[FileRef, str]], *, now: datetime) -> int:
+    def defer(self, files: Sequence[tuple[FileRef, str]], *, now: datetime, force: bool = False) -> int:
         """Store the files (with their origins) not already pending; return how many were new."""
         ...
 
-    def oldest(self, limit: int) -> list[DeferredFile]: ...
+    def oldest(self, limit: int, *, after: DeferredFile | None = None) -> list[DeferredFile]:
+        """The oldest files that are not parked, starting after ``after`` (a drain's cursor)."""
+        ...
+
+    def parked(self, limit: int) -> list[DeferredFile]: ...
 
     def remove(self, files: Sequence[FileRef]) -> None: ...
+
+    def record_failure(self, files: Sequence[DeferredFile], error: str, *, park_after: int) -> list[FileRef]:
+        """Count one more failed drain for each file; park those that reach ``park_after``.
+        Returns the files parked now."""
+        ...
 
     def pending(self, files: Sequence[FileRef]) -> dict[FileRef, DeferredFile]: ...
 

@@ -1,11 +1,22 @@
 """The one place that orchestrates: plan -> claim and count -> call Polyv -> record each file's fate,
-and the daily drain of the backlog."""
+and the daily drain of the backlog.
+
+Every chunk of at most 100 files lives through one claim (the README draws it as a state
+diagram): the claim counts the files and leases them to this invocation until its deadline; the
+calls follow (bisecting refused calls, re-sending calls of unknown outcome after counting them
+again, checking the time left before every call); the record is written in a ``finally``, so
+whatever ends the calls (an answer, a fault, the deadline, an exception nobody expected) every
+claimed file is recorded as submitted, rejected, in doubt or handed back. If the process dies
+before that, the lease ends with the invocation and the claims are in doubt: claimable again,
+counted again (the counter over-counts, never under-counts).
+"""
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,11 +28,11 @@ from . import SERVICE
 from .model import (
     CallRecord,
     DeferredFile,
-    EntryState,
     Fate,
     FileRef,
     FileRequest,
     FileResult,
+    Lease,
     LedgerEntry,
     Origin,
     Report,
@@ -45,43 +56,72 @@ logger = Logger(service=SERVICE, child=True)
 
 DEFERRED_REASON = "today's Polyv quota is spent: deferred to the next quota day"
 STILL_DEFERRED_REASON = "today's Polyv quota is spent: stays in the backlog"
+OUT_OF_TIME = "too little time left in this invocation for another call"
+#: A lease outlives its invocation's deadline by this much: clocks of two hosts may differ a little.
+LEASE_GRACE = timedelta(seconds=30)
+#: Without a Lambda deadline (a script, the CLI without one): Lambda's own maximum.
+DEFAULT_RUN_TIME = timedelta(minutes=15)
+#: A deferred file whose drained call Polyv refused with an unknown error this often is parked.
+PARK_AFTER_FAILURES = 3
+
 TimeLeft = Callable[[], int] | None
 
 
-class _ChunkSender:
-    """Sends one claimed chunk.
+class _OutOfTime(Exception):
+    """No time for another call before the invocation's deadline."""
 
-    * When Polyv refuses it because of some files, isolates them by bisection: one bad file
+
+@dataclass(slots=True)
+class _Stop:
+    """Why a chunk's calls ended early. ``whole_run``: no further call in this invocation
+    (Polyv or the store down, a configuration error); otherwise only this chunk's files failed."""
+
+    reason: str
+    whole_run: bool = True
+    quota_spent: bool = False
+
+
+class _ChunkCalls:
+    """The Polyv calls of one claimed chunk, and what is known of each file so far.
+
+    * When Polyv refuses a call because of some files, isolates them by bisection: one bad file
       among n costs at most about 2*log2(n) extra calls.
     * When a call's outcome is unknown (Polyv may have accepted it), re-sends it only after
       counting its files again (``reserve_more``): the counter may over-count, never under-count.
+    * Before every call, asks ``time_for_a_call``: bisection and re-sends obey the deadline too.
+
+    Its fields are true at every instant, so the record can be written from them whatever
+    interrupts the calls: ``in_flight`` holds the files of a call that has not answered.
     """
 
     def __init__(
         self,
         polyv: PolyvGateway,
-        on_call: Callable[[CallRecord], int],
         *,
+        today: Callable[[], str],
+        time_for_a_call: Callable[[], bool],
         reserve_more: Callable[[int], bool],
-        may_retry: Callable[[int], bool],
-        retries: int,
+        before_resend: Callable[[int], None],
+        resends: int,
     ) -> None:
         self._polyv = polyv
-        self._on_call = on_call
+        self._today = today
+        self._time_for_a_call = time_for_a_call
         self._reserve_more = reserve_more
-        self._may_retry = may_retry
-        self._retries = retries
-        self.submitted: dict[FileRef, tuple[str, int]] = {}  # file -> (taskId, call number)
+        self._before_resend = before_resend
+        self._resends = resends
+        self.calls: list[tuple[CallRecord, list[Claim]]] = []  # accepted calls, in order
+        self.answered_day: dict[FileRef, str] = {}  # submitted file -> quota day of Polyv's answer
+        self.task_ids: dict[FileRef, str] = {}
         self.rejected: dict[FileRef, str] = {}
-        self.doubtful: set[FileRef] = set()  # files of a call whose outcome is unknown
-        self.in_doubt = 0  # file-attempts that may have been accepted (ambiguous failures)
-        self.extra_reserved = 0  # quota counted again for re-sending calls in doubt
-
-    def unused_quota(self, reserved: int) -> int:
-        """Of ``reserved`` (plus what was counted again), the files Polyv certainly did not take."""
-        return reserved + self.extra_reserved - len(self.submitted) - self.in_doubt
+        self.doubtful: set[FileRef] = set()  # in a call whose outcome is unknown
+        self._claims: dict[FileRef, Claim] = {}
+        self.in_flight: list[FileRef] = []
+        self.unknown_outcomes = 0  # file-attempts that may have been accepted
+        self.extra_counted = 0  # quota counted again to re-send calls in doubt
 
     def send(self, group: Sequence[Claim]) -> None:
+        self._claims = {c.file: c for c in group}
         refusal = self._try(group)
         if refusal is not None:
             self._isolate(group, refusal)
@@ -89,40 +129,51 @@ class _ChunkSender:
     def _try(self, group: Sequence[Claim]) -> str | None:
         """Push ``group``; None on success, else Polyv's reason for refusing it."""
         files = [c.file for c in group]
-        retry = 0
+        resend = 0
         while True:
+            if not self._time_for_a_call():
+                raise _OutOfTime
+            self.in_flight = files
             try:
                 task_id = self._polyv.push(files)
-                break
             except PolyvFilesRefused as exc:
+                self.in_flight = []
                 return exc.polyv_message
             except PolyvUnavailable as exc:
+                self.in_flight = []
                 if not exc.ambiguous:
                     raise
-                self.in_doubt += len(group)
-                self.doubtful.update(files)
-                if retry >= self._retries or not self._may_retry(retry) or not self._reserve_more(len(group)):
+                self._unknown(files)
+                if resend >= self._resends or not self._time_for_a_call():
                     raise
-                self.extra_reserved += len(group)
-                retry += 1
+                self._before_resend(resend)
+                if not self._reserve_more(len(files)):
+                    raise
+                self.extra_counted += len(files)
+                resend += 1
                 logger.warning(
                     "Polyv call outcome unknown: counted its files again and re-sending",
-                    extra={"files": len(group), "error": str(exc), "retry": retry},
+                    extra={"files": len(files), "error": str(exc), "resend": resend},
                 )
-        call_no = self._on_call(CallRecord(task_id=task_id, files=len(group)))
-        logger.info(
-            "Polyv accepted a call",
-            extra={
-                "task_id": task_id,
-                "files": len(group),
-                "message_ids": sorted({m for c in group if (m := c.request.origin.message_id)}),
-                "s3_keys": sorted({k for c in group if (k := c.request.origin.s3_key)})[:10],
-            },
-        )
-        for claim in group:
-            self.submitted[claim.file] = (task_id, call_no)
-            self.doubtful.discard(claim.file)
+                continue
+            except (PolyvQuotaSpent, PolyvConfigurationError, PolyvContractViolation):
+                self.in_flight = []  # Polyv answered: it did not take the call
+                raise
+            # any other exception leaves in_flight set: those files are in doubt
+            break
+        self.in_flight = []
+        call = CallRecord(task_id=task_id, files=len(files))
+        self.calls.append((call, list(group)))
+        day = self._today()
+        for file in files:
+            self.task_ids[file] = task_id
+            self.answered_day[file] = day
+            self.doubtful.discard(file)
         return None
+
+    def _unknown(self, files: Sequence[FileRef]) -> None:
+        self.doubtful.update(files)
+        self.unknown_outcomes += len(files)
 
     def _isolate(self, group: Sequence[Claim], refusal: str) -> None:
         """``group`` is known to be refused with ``refusal``: find its bad files."""
@@ -140,11 +191,41 @@ class _ChunkSender:
         if right_refusal is not None:
             self._isolate(right, right_refusal)
 
+    def rejected_claims(self) -> list[tuple[Claim, str]]:
+        return [(self._claims[f], reason) for f, reason in self.rejected.items()]
+
+    def doubtful_claims(self) -> list[Claim]:
+        return [c for f, c in self._claims.items() if f in self.doubtful and f not in self.task_ids]
+
+    def settlement(self, granted: Sequence[Claim], leftover: str, *, quota_spent: bool) -> Settlement:
+        """What to record for every granted file, from what is known now."""
+        if self.in_flight:  # interrupted while a call was out: it may have been accepted
+            self._unknown(self.in_flight)
+            self.in_flight = []
+        settled = Settlement()
+        for claim in granted:
+            file = claim.file
+            if file in self.task_ids:
+                settled.submitted[file] = self.task_ids[file]
+            elif file in self.rejected:
+                settled.rejected[file] = self.rejected[file]
+            elif file in self.doubtful:
+                settled.in_doubt.add(file)
+            else:
+                settled.handed_back[file] = leftover
+        # Quota of files Polyv certainly did not take goes back; files in doubt stay counted.
+        # A day Polyv says is spent stays at its limit.
+        if not quota_spent:
+            settled.release = len(granted) + self.extra_counted - len(self.task_ids) - self.unknown_outcomes
+        return settled
+
 
 @dataclass(slots=True)
 class _Outcome:
+    """What became of a run of chunks beyond the per-file results: what waits for quota."""
+
     deferred: list[Claim] = field(default_factory=list)  # no quota left today
-    known: dict[FileRef, LedgerEntry] = field(default_factory=dict)  # handled earlier today
+    unknown_refusals: dict[FileRef, str] = field(default_factory=dict)  # Polyv's unknown errors
 
 
 class PrewarmService:
@@ -162,6 +243,7 @@ class PrewarmService:
         backoff: Callable[[int], float] = lambda retry: random.uniform(0, min(8.0, 0.5 * 2**retry)),
         sleep: Callable[[float], None] = time.sleep,
         retention_days: int = 35,
+        new_owner: Callable[[], str] = lambda: uuid.uuid4().hex,
     ) -> None:
         self._polyv = polyv
         self._ledger = ledger
@@ -174,6 +256,7 @@ class PrewarmService:
         self._backoff = backoff
         self._sleep = sleep
         self._retention_days = retention_days
+        self._new_owner = new_owner
 
     def today(self) -> str:
         return quota_day(self._clock(), self._tz)
@@ -189,18 +272,18 @@ class PrewarmService:
     ) -> Report:
         plan = build_plan(requests, self._polyv.userid())
         report = Report(results=list(plan.decided), dry_run=dry_run)
-        day = self.today()
         if dry_run:
-            self._dry_run(day, plan.unique, report, force)
+            self._dry_run(self.today(), plan.unique, report, force)
         else:
-            outcome = self._submit(day, plan.unique, report, time_left_ms, force=force)
-            self._defer(outcome.deferred, report)
-        self._finish(day, report, "prewarm finished")
+            forced = {c.file for c in plan.unique} if force else set()
+            outcome = self._submit(plan.unique, report, time_left_ms, forced=forced)
+            self._defer(outcome.deferred, report, forced=forced)
+        self._finish(report, "prewarm finished")
         return report
 
     def _dry_run(self, day: str, claims: Sequence[Claim], report: Report, force: bool) -> None:
         try:
-            entries = self._ledger.entries(day)
+            entries = self._ledger.lookup(day, [c.file for c in claims])
             room = self._ledger.usage(day, self._limit).remaining
         except StoreUnavailable:
             entries, room = {}, self._limit
@@ -208,9 +291,10 @@ class PrewarmService:
         to_send: list[Claim] = []
         for claim in claims:
             entry = entries.get(claim.file)
-            if entry is not None and not force and not entry.reclaimable(now):
+            if entry is not None and not entry.claimable(now, force=force):
+                fate = Fate.RETRY if entry.held(now) else Fate.DUPLICATE
                 report.results.append(
-                    FileResult(claim.request, Fate.DUPLICATE, file=claim.file, reason=entry.describe())
+                    FileResult(claim.request, fate, file=claim.file, reason=entry.describe())
                 )
             elif len(to_send) < room:
                 to_send.append(claim)
@@ -221,23 +305,57 @@ class PrewarmService:
         for call_no, group in enumerate(chunk(to_send), 1):
             report.results += [FileResult(c.request, Fate.PLANNED, file=c.file, call=call_no) for c in group]
 
-    def _defer(self, claims: Sequence[Claim], report: Report) -> None:
+    def _defer(self, claims: Sequence[Claim], report: Report, *, forced: Collection[FileRef] = ()) -> None:
+        """Store files that found no quota today, except those that turn out to be handled today
+        already (duplicate) or held by another invocation (retry): each gets exactly one fate."""
         if not claims:
+            return
+        waiting = self._not_handled_today([c for c in claims if c.file not in forced], report)
+        waiting += [c for c in claims if c.file in forced]
+        if not waiting:
             return
         try:
             stored = self._backlog.defer(
-                [(c.file, c.request.origin.describe()) for c in claims], now=self._clock()
+                [(c.file, c.request.origin.describe()) for c in waiting if c.file not in forced],
+                now=self._clock(),
+            )
+            stored += self._backlog.defer(
+                [(c.file, c.request.origin.describe()) for c in waiting if c.file in forced],
+                now=self._clock(),
+                force=True,
             )
         except StoreUnavailable as exc:
             logger.error("backlog unavailable: handing deferred files back", extra={"error": str(exc)})
             report.results += [
-                FileResult(c.request, Fate.RETRY, file=c.file, reason="backlog unavailable") for c in claims
+                FileResult(c.request, Fate.RETRY, file=c.file, reason="backlog unavailable") for c in waiting
             ]
             return
-        logger.info("deferred to the next quota day", extra={"files": len(claims), "new_in_backlog": stored})
+        logger.info("deferred to the next quota day", extra={"files": len(waiting), "new_in_backlog": stored})
         report.results += [
-            FileResult(c.request, Fate.DEFERRED, file=c.file, reason=DEFERRED_REASON) for c in claims
+            FileResult(c.request, Fate.DEFERRED, file=c.file, reason=DEFERRED_REASON) for c in waiting
         ]
+
+    def _not_handled_today(self, claims: Sequence[Claim], report: Report) -> list[Claim]:
+        if not claims:
+            return []
+        try:
+            entries = self._ledger.lookup(self.today(), [c.file for c in claims])
+        except StoreUnavailable:
+            return list(claims)  # defer them all: the drain checks the ledger again before sending
+        now = self._clock()
+        waiting = []
+        for claim in claims:
+            entry = entries.get(claim.file)
+            if entry is not None and (entry.settled() or entry.held(now)):
+                self._report_unclaimable(claim, entry, report, now)
+            else:
+                waiting.append(claim)
+        return waiting
+
+    @staticmethod
+    def _report_unclaimable(claim: Claim, entry: LedgerEntry, report: Report, now: datetime) -> None:
+        fate = Fate.RETRY if entry.held(now) else Fate.DUPLICATE
+        report.results.append(FileResult(claim.request, fate, file=claim.file, reason=entry.describe()))
 
     # -- the daily drain ------------------------------------------------------------------------
     def drain(
@@ -248,52 +366,111 @@ class PrewarmService:
         on_slice: Callable[[Report], None] | None = None,
     ) -> Report:
         """Submit deferred files oldest first, as many as today's quota allows. A file leaves the
-        backlog only once it was submitted or rejected (now or earlier today). ``on_slice`` is
-        called after every slice (a progress bar)."""
+        backlog once it was submitted or rejected (now, or by any path since it was deferred).
+        Files that cannot move now (held by another invocation, refused with an unknown error)
+        are passed by, so they never block the rest; one refused in ``PARK_AFTER_FAILURES``
+        drains is parked. ``on_slice`` is called after every slice (a progress bar)."""
         report = Report()
-        day = self.today()
+        cursor: DeferredFile | None = None
         while report.stopped_because is None:
             if not self._time_for_a_call(time_left_ms):
-                report.stopped_because = "too little time left in this invocation for another call"
+                report.stopped_because = OUT_OF_TIME
                 break
             try:
-                batch = self._backlog.oldest(slice_size)
+                batch = self._backlog.oldest(slice_size, after=cursor)
             except StoreUnavailable as exc:
                 report.stopped_because = f"backlog unavailable: {exc}"
                 break
             if not batch:
                 break
-            claims = [
-                Claim(
-                    d.file,
-                    FileRequest(d.file.vid, d.file.br_index, Origin("backlog", message_id=d.origin or None)),
-                )
-                for d in batch
-            ]
-            first = len(report.results)
-            outcome = self._submit(day, claims, report, time_left_ms, force=False)
-            done = [
-                r.file for r in report.results[first:] if r.file and r.fate in (Fate.SUBMITTED, Fate.REJECTED)
-            ]
-            done += [
-                f for f, e in outcome.known.items() if e.state in (EntryState.SUBMITTED, EntryState.REJECTED)
-            ]
-            try:
-                self._backlog.remove(done)
-            except StoreUnavailable as exc:
-                # They stay in the backlog; the ledger knows they are done, so the next drain
-                # today skips them as duplicates and removes them then.
-                logger.error("could not remove drained files from the backlog", extra={"error": str(exc)})
-            report.results += [
-                FileResult(c.request, Fate.DEFERRED, file=c.file, reason=STILL_DEFERRED_REASON)
-                for c in outcome.deferred
-            ]
+            cursor = batch[-1]
+            quota_left = self._drain_slice(batch, report, time_left_ms)
             if on_slice is not None:
                 on_slice(report)
-            if outcome.deferred or not done:
-                break  # no quota left, or nothing in this slice could move: try again next time
-        self._finish(day, report, "drain finished")
+            if not quota_left:
+                break
+        self._finish(report, "drain finished")
         return report
+
+    def _drain_slice(self, batch: Sequence[DeferredFile], report: Report, time_left_ms: TimeLeft) -> bool:
+        """Drain one slice; False when today's quota is spent."""
+        by_file = {d.file: d for d in batch}
+        claims = [
+            Claim(
+                d.file,
+                FileRequest(d.file.vid, d.file.br_index, Origin("backlog", message_id=d.origin or None)),
+            )
+            for d in batch
+        ]
+        first = len(report.results)
+        claims = self._not_sent_since_deferral(claims, by_file, report)
+        forced = {d.file for d in batch if d.force}
+        outcome = self._submit(claims, report, time_left_ms, forced=forced)
+        report.results += [
+            FileResult(c.request, Fate.DEFERRED, file=c.file, reason=STILL_DEFERRED_REASON)
+            for c in outcome.deferred
+        ]
+        done = [
+            r.file
+            for r in report.results[first:]
+            if r.file and r.fate in (Fate.SUBMITTED, Fate.REJECTED, Fate.DUPLICATE)
+        ]
+        try:
+            self._backlog.remove(done)
+            if outcome.unknown_refusals:
+                error = next(iter(outcome.unknown_refusals.values()))
+                failed = [by_file[f] for f in outcome.unknown_refusals if f in by_file]
+                parked = self._backlog.record_failure(failed, error, park_after=PARK_AFTER_FAILURES)
+                if parked:
+                    logger.error(
+                        "parked backlog files that Polyv refused in several drains",
+                        extra={"files": [f.key for f in parked], "error": error},
+                    )
+        except StoreUnavailable as exc:
+            # They stay in the backlog; the ledger knows they are done, so the next drain skips
+            # them as duplicates and removes them then.
+            logger.error("could not update the backlog after a drained slice", extra={"error": str(exc)})
+        return not outcome.deferred
+
+    def _not_sent_since_deferral(
+        self, claims: Sequence[Claim], by_file: dict[FileRef, DeferredFile], report: Report
+    ) -> list[Claim]:
+        """Drop files another path submitted on an earlier day after they were deferred (today's
+        submissions are the claim's to find). Forced files are sent whatever happened since."""
+        today = datetime.fromisoformat(self.today()).date()
+        oldest = today - timedelta(days=self._retention_days)
+        days: dict[str, list[FileRef]] = {}
+        for claim in claims:
+            deferred = by_file[claim.file]
+            if deferred.force:
+                continue
+            since = max(
+                datetime.fromisoformat(
+                    quota_day(datetime.fromisoformat(deferred.deferred_at), self._tz)
+                ).date(),
+                oldest,
+            )
+            for n in range((today - since).days):
+                days.setdefault((since + timedelta(days=n)).isoformat(), []).append(claim.file)
+        sent: dict[FileRef, LedgerEntry] = {}
+        try:
+            for day, files in sorted(days.items()):
+                for file, entry in self._ledger.lookup(day, files).items():
+                    if entry.task_id and entry.at > by_file[file].deferred_at and file not in sent:
+                        sent[file] = entry
+        except StoreUnavailable:
+            return list(claims)  # the claim still stops what was sent today
+        for claim in claims:
+            if claim.file in sent:
+                report.results.append(
+                    FileResult(
+                        claim.request,
+                        Fate.DUPLICATE,
+                        file=claim.file,
+                        reason=f"submitted since it was deferred (taskId {sent[claim.file].task_id})",
+                    )
+                )
+        return [c for c in claims if c.file not in sent]
 
     # -- queries --------------------------------------------------------------------------------
     def quota(self, day: str | None = None) -> dict[str, Any]:
@@ -302,8 +479,8 @@ class PrewarmService:
         return {**view.to_summary(), "backlog": {"files": size, "oldestDeferredAt": oldest}}
 
     def deferred(self, limit: int) -> list[DeferredFile]:
-        """The oldest ``limit`` files waiting in the backlog."""
-        return self._backlog.oldest(limit)
+        """The oldest ``limit`` files waiting in the backlog, then the parked ones."""
+        return self._backlog.oldest(limit) + self._backlog.parked(limit)
 
     def status(self, vid: str) -> dict[str, Any]:
         today = datetime.fromisoformat(self.today()).date()
@@ -316,171 +493,193 @@ class PrewarmService:
                 day: {str(br): entry.to_summary() for br, entry in sorted(by_br.items())}
                 for day, by_br in sorted(history.items(), reverse=True)
             },
-            "deferred": {
-                str(f.br_index): {"deferredAt": d.deferred_at, "origin": d.origin}
-                for f, d in sorted(pending.items())
-            },
+            "deferred": {str(f.br_index): d.to_summary() for f, d in sorted(pending.items())},
         }
 
     # -- shared machinery -----------------------------------------------------------------------
     def _submit(
-        self, day: str, claims: Sequence[Claim], report: Report, time_left_ms: TimeLeft, *, force: bool
+        self, claims: Sequence[Claim], report: Report, time_left_ms: TimeLeft, *, forced: Collection[FileRef]
     ) -> _Outcome:
+        """Claim, send and record ``claims`` chunk by chunk; every claim gets exactly one result,
+        except those that find no quota (returned in ``deferred`` for the caller to place)."""
         outcome = _Outcome()
         quota_left = True
-
-        def record_call(call: CallRecord) -> int:
-            report.calls.append(call)
-            return len(report.calls)
-
-        def leave(group: Sequence[Claim], reason: str) -> None:
-            report.results += [FileResult(c.request, Fate.RETRY, file=c.file, reason=reason) for c in group]
-
         for group in chunk(claims):
             if report.stopped_because is not None:
-                leave(group, report.stopped_because)
-                continue
-            if not quota_left:
+                self._leave(group, report.stopped_because, report)
+            elif not quota_left:
                 outcome.deferred += group
-                continue
-            if not self._time_for_a_call(time_left_ms):
-                report.stopped_because = "too little time left in this invocation for another call"
-                leave(group, report.stopped_because)
-                continue
-            by_file = {c.file: c for c in group}
-            try:
-                claimed = self._ledger.claim(
-                    day,
-                    [(c.file, c.request.origin.describe()) for c in group],
-                    self._limit,
-                    now=self._clock(),
-                    force=force,
-                )
-            except StoreUnavailable as exc:
-                logger.error("ledger unavailable: sending nothing unaccounted", extra={"error": str(exc)})
-                report.stopped_because = "quota ledger unavailable"
-                leave(group, report.stopped_because)
-                continue
-            for file, entry in claimed.known.items():
-                report.results.append(
-                    FileResult(by_file[file].request, Fate.DUPLICATE, file=file, reason=entry.describe())
-                )
-            outcome.known.update(claimed.known)
-            if claimed.no_room:
-                quota_left = False
-                outcome.deferred += [by_file[f] for f in claimed.no_room]
-            granted = [by_file[f] for f in claimed.granted]
-            settlement, spent, bug = self._send(day, granted, report, record_call, time_left_ms)
-            settlement.duplicates = list(claimed.known)
-            settlement.origins = {c.file: c.request.origin.describe() for c in group}
-            if spent:
-                quota_left = False
-                outcome.deferred += [c for c in granted if c.file in settlement.handed_back]
-            self._settle(day, settlement)
-            if bug is not None:
-                raise bug  # fail the invocation loudly: a defect, not a data or service error
-        if outcome.deferred and not force:
-            self._drop_known(day, outcome)
+            elif not self._time_for_a_call(time_left_ms):
+                report.stopped_because = OUT_OF_TIME
+                self._leave(group, OUT_OF_TIME, report)
+            else:
+                quota_left = self._claim_and_send(group, report, outcome, time_left_ms, forced)
         return outcome
 
-    def _drop_known(self, day: str, outcome: _Outcome) -> None:
-        """Files left unclaimed for lack of quota may have been handled earlier today."""
-        try:
-            entries = self._ledger.entries(day)
-        except StoreUnavailable:
-            return  # defer them all: the drain checks the ledger again before sending
-        now = self._clock()
-        still = []
-        for claim in outcome.deferred:
-            entry = entries.get(claim.file)
-            if entry is not None and not entry.reclaimable(now):
-                outcome.known[claim.file] = entry
-            else:
-                still.append(claim)
-        outcome.deferred = still
-
-    def _send(
+    def _claim_and_send(
         self,
-        day: str,
-        granted: Sequence[Claim],
+        group: Sequence[Claim],
         report: Report,
-        record_call: Callable[[CallRecord], int],
+        outcome: _Outcome,
         time_left_ms: TimeLeft,
-    ) -> tuple[Settlement, bool, PolyvContractViolation | None]:
-        """Send claimed files. Returns what to record, whether Polyv says the quota is spent, and
-        the contract violation to raise once the ledger is settled."""
-        settlement = Settlement()
-        if not granted:
-            return settlement, False, None
-
-        def may_retry(retry: int) -> bool:
-            if not self._time_for_a_call(time_left_ms):
-                return False
-            self._sleep(self._backoff(retry))
-            return True
-
-        sender = _ChunkSender(
-            self._polyv,
-            record_call,
-            reserve_more=lambda count: self._ledger.reserve_extra(day, count, self._limit),
-            may_retry=may_retry,
-            retries=self._ambiguous_retries,
-        )
-        spent, bug, leftover_reason = False, None, ""
+        forced: Collection[FileRef],
+    ) -> bool:
+        """One chunk's claim, calls and record. False when today's quota is spent."""
+        day = self.today()  # the day of each chunk: an invocation may outlive midnight
+        now = self._clock()
+        lease = Lease.until(self._new_owner(), now + self._time_left(time_left_ms) + LEASE_GRACE)
+        by_file = {c.file: c for c in group}
         try:
-            sender.send(granted)
+            claimed = self._ledger.claim(
+                day,
+                [(c.file, c.request.origin.describe()) for c in group],
+                self._limit,
+                lease=lease,
+                now=now,
+                forced=[c.file for c in group if c.file in forced],
+            )
+        except StoreUnavailable as exc:
+            logger.error("ledger unavailable: sending nothing unaccounted", extra={"error": str(exc)})
+            report.stopped_because = "quota ledger unavailable"
+            self._leave(group, report.stopped_because, report)
+            return True
+        for file, entry in {**claimed.known, **claimed.held}.items():
+            self._report_unclaimable(by_file[file], entry, report, now)
+        outcome.deferred += [by_file[f] for f in claimed.no_room]
+        granted = [by_file[f] for f in claimed.granted]
+        stop, unsent = self._send_and_record(day, granted, lease, report, time_left_ms)
+        if stop is None:
+            return not claimed.no_room
+        if stop.quota_spent:
+            outcome.deferred += unsent
+            return False
+        if stop.whole_run:
+            report.stopped_because = stop.reason
+        else:
+            outcome.unknown_refusals.update({c.file: stop.reason for c in unsent})
+        return not claimed.no_room
+
+    def _send_and_record(
+        self, day: str, granted: Sequence[Claim], lease: Lease, report: Report, time_left_ms: TimeLeft
+    ) -> tuple[_Stop | None, list[Claim]]:
+        """Send the granted files and, whatever happens, record every one of them. Returns why the
+        calls stopped early, if they did, and the files that were certainly not sent."""
+        if not granted:
+            return None, []
+        calls = _ChunkCalls(
+            self._polyv,
+            today=self.today,
+            time_for_a_call=lambda: self._time_for_a_call(time_left_ms),
+            reserve_more=lambda count: self._ledger.reserve_extra(day, count, self._limit),
+            before_resend=lambda resend: self._sleep(self._backoff(resend)),
+            resends=self._ambiguous_retries,
+        )
+        stop: _Stop | None = _Stop("the invocation stopped before the calls ended")
+        bug: PolyvContractViolation | None = None
+        try:
+            calls.send(granted)
+            stop = None
+        except _OutOfTime:
+            stop = _Stop(OUT_OF_TIME)
         except PolyvQuotaSpent:
             logger.warning("Polyv says today's quota is spent: marking the day exhausted", extra={"day": day})
             self._mark_exhausted(day)
-            spent, leftover_reason = True, "Polyv says today's quota is spent"
+            stop = _Stop("Polyv says today's quota is spent", whole_run=False, quota_spent=True)
         except PolyvConfigurationError as exc:
             logger.error("configuration error: stopping all Polyv calls", extra={"error": str(exc)})
-            leftover_reason = report.stopped_because = f"configuration error: {exc}"
+            stop = _Stop(f"configuration error: {exc}")
         except PolyvContractViolation as exc:
             logger.critical("BUG: Polyv says a call broke its limits", extra={"error": str(exc)})
-            leftover_reason = report.stopped_because = f"bug: {exc}"
-            bug = exc
+            stop, bug = _Stop(f"bug: {exc}"), exc
         except PolyvUnavailable as exc:
-            logger.warning("Polyv unavailable: handing work back", extra={"error": str(exc)})
-            leftover_reason = report.stopped_because = f"Polyv unavailable: {exc}"
-
-        for claim in granted:
-            file = claim.file
-            if file in sender.submitted:
-                task_id, call_no = sender.submitted[file]
-                settlement.submitted[file] = task_id
-                report.results.append(
-                    FileResult(claim.request, Fate.SUBMITTED, file=file, task_id=task_id, call=call_no)
-                )
-            elif file in sender.rejected:
-                settlement.rejected[file] = sender.rejected[file]
-                report.results.append(
-                    FileResult(claim.request, Fate.REJECTED, file=file, reason=sender.rejected[file])
-                )
-            elif file in sender.doubtful:
-                settlement.in_doubt.add(file)
-                report.results.append(
-                    FileResult(claim.request, Fate.RETRY, file=file, reason=leftover_reason)
-                )
+            if exc.refused:
+                logger.warning("Polyv refused a call with an unknown error", extra={"error": str(exc)})
+                stop = _Stop(str(exc), whole_run=False)
             else:
-                settlement.handed_back[file] = leftover_reason
-                if not spent:  # spent: the caller defers these instead
-                    report.results.append(
-                        FileResult(claim.request, Fate.RETRY, file=file, reason=leftover_reason)
-                    )
-        # Quota for files Polyv certainly did not take goes back; files in doubt stay counted.
-        # A day Polyv says is spent stays at its limit.
-        settlement.release = 0 if spent else sender.unused_quota(len(granted))
-        return settlement, spent, bug
+                logger.warning("Polyv unavailable: handing work back", extra={"error": str(exc)})
+                stop = _Stop(f"Polyv unavailable: {exc}")
+        except Exception as exc:
+            # Anything else (the store failing while counting a re-send, a defect): the claims must
+            # still end. The files of an unanswered call are in doubt, the rest handed back.
+            logger.exception("unexpected error while calling Polyv: handing work back")
+            stop = _Stop(f"unexpected error: {type(exc).__name__}")
+        finally:
+            # Runs on every exit, KeyboardInterrupt included; only a killed process skips it,
+            # and then the lease ends with the invocation.
+            leftover = stop.reason if stop is not None else ""
+            settlement = calls.settlement(granted, leftover, quota_spent=bool(stop and stop.quota_spent))
+            self._record(day, settlement, lease, granted, calls)
+            unsent = [c for c in granted if c.file in settlement.handed_back]
+            self._report_chunk(calls, unsent, leftover, report, quota_spent=bool(stop and stop.quota_spent))
+        if bug is not None:
+            raise bug  # fail the invocation loudly: a defect, not a data or service error
+        return stop, unsent
 
-    def _settle(self, day: str, settlement: Settlement) -> None:
-        if not settlement and not settlement.release:
-            return
+    def _record(
+        self, day: str, settlement: Settlement, lease: Lease, granted: Sequence[Claim], calls: _ChunkCalls
+    ) -> None:
+        now = self._clock()
+        origins = {c.file: c.request.origin.describe() for c in granted}
         try:
-            self._ledger.settle(day, settlement, now=self._clock())
-        except StoreUnavailable as exc:
-            # The claims stay "claimed": counted (over-count is safe), re-claimable once stale.
-            logger.error("could not record outcomes in the ledger", extra={"error": str(exc)})
+            self._ledger.settle(day, settlement, lease=lease, now=now)
+        except Exception as exc:
+            # The claims stay leased until the deadline, then are in doubt: counted, claimable
+            # again. Files Polyv accepted keep their fate; a later request may send them again.
+            logger.error(
+                "could not record outcomes in the ledger: the claims will be in doubt",
+                extra={"error": str(exc)[:200], "files": len(granted)},
+            )
+        # The quota day of a submission is the day of Polyv's answer: a call that straddled
+        # midnight is counted in the new day too (the old day keeps its count: over, never under).
+        late: dict[str, dict[FileRef, str]] = {}
+        for file, answered in calls.answered_day.items():
+            if answered != day:
+                late.setdefault(answered, {})[file] = calls.task_ids[file]
+        for answered, submitted in late.items():
+            try:
+                self._ledger.carry_over(answered, submitted, origins, now=now)
+                logger.info(
+                    "a call straddled midnight: counted in the new quota day",
+                    extra={"day": answered, "files": len(submitted)},
+                )
+            except Exception as exc:
+                logger.error(
+                    "could not count a call that straddled midnight", extra={"error": str(exc)[:200]}
+                )
+
+    def _report_chunk(
+        self, calls: _ChunkCalls, unsent: Sequence[Claim], leftover: str, report: Report, *, quota_spent: bool
+    ) -> None:
+        """One result for every granted file but the unsent ones of a spent day (deferred later)."""
+        first_call = len(report.calls) + 1
+        for number, (call, group) in enumerate(calls.calls, first_call):
+            report.calls.append(call)
+            logger.info(
+                "Polyv accepted a call",
+                extra={
+                    "task_id": call.task_id,
+                    "files": call.files,
+                    "message_ids": sorted({m for c in group if (m := c.request.origin.message_id)}),
+                    "s3_keys": sorted({k for c in group if (k := c.request.origin.s3_key)})[:10],
+                },
+            )
+            report.results += [
+                FileResult(c.request, Fate.SUBMITTED, file=c.file, task_id=call.task_id, call=number)
+                for c in group
+            ]
+        for claim, reason in calls.rejected_claims():
+            report.results.append(FileResult(claim.request, Fate.REJECTED, file=claim.file, reason=reason))
+        report.results += [
+            FileResult(c.request, Fate.RETRY, file=c.file, reason=leftover) for c in calls.doubtful_claims()
+        ]
+        if not quota_spent:
+            report.results += [
+                FileResult(c.request, Fate.RETRY, file=c.file, reason=leftover) for c in unsent
+            ]
+
+    @staticmethod
+    def _leave(group: Sequence[Claim], reason: str, report: Report) -> None:
+        report.results += [FileResult(c.request, Fate.RETRY, file=c.file, reason=reason) for c in group]
 
     def _mark_exhausted(self, day: str) -> None:
         try:
@@ -488,10 +687,14 @@ class PrewarmService:
         except StoreUnavailable as exc:
             logger.error("could not mark the day exhausted", extra={"error": str(exc)})
 
+    def _time_left(self, time_left_ms: TimeLeft) -> timedelta:
+        return DEFAULT_RUN_TIME if time_left_ms is None else timedelta(milliseconds=time_left_ms())
+
     def _time_for_a_call(self, time_left_ms: TimeLeft) -> bool:
         return time_left_ms is None or time_left_ms() >= self._min_time_per_call_ms
 
-    def _finish(self, day: str, report: Report, message: str) -> None:
+    def _finish(self, report: Report, message: str) -> None:
+        day = self.today()
         try:
             report.quota = self._ledger.usage(day, self._limit)
         except StoreUnavailable:
