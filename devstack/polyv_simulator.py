@@ -57,7 +57,7 @@ def error(message: str) -> tuple[int, dict[str, Any]]:
     return 400, {"code": 400, "status": "error", "message": message, "data": None}
 
 
-FAULT_KINDS = ("http_error", "non_json", "slow", "reset", "error")
+FAULT_KINDS = ("http_error", "non_json", "slow", "reset", "error", "blackhole", "no_task_id")
 
 
 @dataclass
@@ -69,6 +69,11 @@ class Fault:
     * ``slow``: wait ``delay`` seconds, then answer normally (processed first if ``process``)
     * ``reset``: close the connection without answering; processed first if ``process``
     * ``error``: answer the documented error ``message``; nothing processed
+    * ``blackhole``: the request is lost on its way: nothing processed, no answer; the connection
+      is held ``delay`` seconds, then closed
+    * ``no_task_id``: processed, then answered 200 ``success`` without ``data.taskId``
+
+    A task processed under a fault is marked ``faulted``: its caller could not know the outcome.
     """
 
     kind: str
@@ -85,6 +90,7 @@ class Task:
     userid: str
     files: tuple[tuple[str, int], ...]
     day: str
+    faulted: bool = False  # processed under a fault: the caller never got a clear answer
 
 
 @dataclass
@@ -187,8 +193,10 @@ class PolyvSimulator:
             return list(self.state.answers)
 
     # -- the API --------------------------------------------------------------------------------
-    def handle(self, method: str, path: str, content_type: str, body: bytes) -> tuple[int, dict[str, Any]]:
-        status, answer = self._decide(method, path, content_type, body)
+    def handle(
+        self, method: str, path: str, content_type: str, body: bytes, *, faulted: bool = False
+    ) -> tuple[int, dict[str, Any]]:
+        status, answer = self._decide(method, path, content_type, body, faulted=faulted)
         self._record(str(answer.get("message")))
         return status, answer
 
@@ -196,7 +204,9 @@ class PolyvSimulator:
         with self._lock:
             self.state.answers.append(answer)
 
-    def _decide(self, method: str, path: str, content_type: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    def _decide(
+        self, method: str, path: str, content_type: str, body: bytes, *, faulted: bool = False
+    ) -> tuple[int, dict[str, Any]]:
         if urlsplit(path).path != PATH:
             return 404, {"code": 404, "status": "error", "message": "[simulator] not found", "data": None}
         if method != "POST":
@@ -235,7 +245,7 @@ class PolyvSimulator:
             if self.state.used[key] + len(files) > self.daily_limit:
                 return error(DAILY_LIMIT)
             self.state.used[key] += len(files)
-            task = Task(uuid.uuid4().hex, params["userid"], tuple(files), key[1])
+            task = Task(uuid.uuid4().hex, params["userid"], tuple(files), key[1], faulted=faulted)
             self.state.tasks.append(task)
         return 200, {"code": 200, "status": "success", "message": "success", "data": {"taskId": task.task_id}}
 
@@ -285,11 +295,24 @@ class PolyvSimulator:
                     simulator._record(f"[fault] HTTP {fault.status}")
                     self._send_raw(fault.status, b"<html><body>Bad Gateway</body></html>", "text/html")
                     return
-                # slow, reset, non_json: Polyv may still have done the work before the fault
-                if fault.process or fault.kind == "slow":
-                    status, answer = simulator.handle(self.command, self.path, content_type, body)
+                if fault.kind == "blackhole":
+                    simulator._record("[fault] blackhole")
+                    time.sleep(fault.delay)
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                # slow, reset, non_json, no_task_id: Polyv may have done the work before the fault
+                if fault.process or fault.kind in ("slow", "no_task_id"):
+                    status, answer = simulator.handle(
+                        self.command, self.path, content_type, body, faulted=True
+                    )
                 else:
                     simulator._record(f"[fault] {fault.kind}")
+                if fault.kind == "no_task_id":
+                    if answer.get("data"):
+                        answer = {**answer, "data": {}}
+                    self._send(status, answer)
+                    return
                 if fault.kind == "slow":
                     time.sleep(fault.delay)
                     self._send(status, answer)

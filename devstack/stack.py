@@ -19,6 +19,7 @@ from cfnlint.decode import cfn_yaml
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from .aws_fault_proxy import AwsFaultProxy
 from .polyv_simulator import PolyvSimulator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,18 +154,25 @@ class DevStack:
     userid: str = USERID
     secretkey: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     moto: SerialMotoServer | None = None
+    aws_faults: AwsFaultProxy | None = None  # in front of moto: what the function talks to
     polyv: PolyvSimulator | None = None
     tables: dict[str, str] = field(default_factory=dict)  # logical id -> table name
     day_offset: int = 0  # a controllable clock: how many days ahead of real time the stack lives
+    seconds_offset: float = 0.0  # ...and how many seconds more (a redelivery after a visibility timeout)
 
     def now(self) -> datetime:
-        """The stack's clock: real time moved ``day_offset`` days ahead (Polyv's and the function's)."""
-        return datetime.now(UTC) + timedelta(days=self.day_offset)
+        """The stack's clock: real time moved ``day_offset`` days and ``seconds_offset`` seconds
+        ahead (Polyv's and the function's)."""
+        return datetime.now(UTC) + self.offset()
+
+    def offset(self) -> timedelta:
+        return timedelta(days=self.day_offset, seconds=self.seconds_offset)
 
     def start(self) -> DevStack:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
         self.moto = SerialMotoServer()
         self.moto.start()
+        self.aws_faults = AwsFaultProxy(self.moto.get_host_and_port()).start()
         self.polyv = PolyvSimulator(
             daily_limit=self.daily_limit, clock=lambda: self.now().timestamp()
         ).start()
@@ -175,6 +183,8 @@ class DevStack:
     def stop(self) -> None:
         if self.polyv is not None:
             self.polyv.stop()
+        if self.aws_faults is not None:
+            self.aws_faults.stop()
         if self.moto is not None:
             self.moto.stop()
 
@@ -185,8 +195,10 @@ class DevStack:
         return f"http://{host}:{port}"
 
     def aws_env(self) -> dict[str, str]:
+        """What the function uses: AWS through the fault proxy (``aws_faults``) in front of moto."""
+        assert self.aws_faults is not None, "start() first"
         return {
-            "AWS_ENDPOINT_URL": self.aws_endpoint,
+            "AWS_ENDPOINT_URL": self.aws_faults.url,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",  # moto's dummy credentials, not a secret
             "AWS_DEFAULT_REGION": REGION,
@@ -243,12 +255,15 @@ class DevStack:
     def reset(self, *, daily_limit: int | None = None) -> None:
         """Empty every AWS resource and the simulator's counts; create the resources again."""
         assert self.polyv is not None
+        if self.aws_faults is not None:
+            self.aws_faults.clear()
         request = urllib.request.Request(f"{self.aws_endpoint}/moto-api/reset", method="POST")
         with urllib.request.urlopen(request, timeout=300):  # loopback only; moto may hold a lot
             pass
         if daily_limit is not None:
             self.daily_limit = daily_limit
         self.day_offset = 0
+        self.seconds_offset = 0.0
         self.polyv.reset(daily_limit=self.daily_limit)
         self.polyv.add_account(self.userid, self.secretkey)
         self.tables.clear()

@@ -62,7 +62,7 @@ class InMemoryLedger:
         self.exhausted: set[str] = set()
         self.files: dict[str, dict[FileRef, LedgerEntry]] = {}
         self.unavailable = False
-        self.fail_settle = False  # the record write fails (the claims stay leased)
+        self.fail_settle: bool | int = False  # the record fails: always (True) or the next n times
         self.calls: list[str] = []  # the name of every method called, in order
         self._lock = threading.Lock()
 
@@ -98,7 +98,10 @@ class InMemoryLedger:
         return result
 
     def settle(self, day: str, settlement: Settlement, *, lease, now: datetime) -> None:
-        self._check("settle", failing=self.fail_settle)
+        failing = self.fail_settle is True or (self.fail_settle is not False and self.fail_settle > 0)
+        if not isinstance(self.fail_settle, bool) and self.fail_settle > 0:
+            self.fail_settle -= 1
+        self._check("settle", failing=failing)
         with self._lock:
             entries = self.files.setdefault(day, {})
             at = now.isoformat()

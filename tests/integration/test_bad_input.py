@@ -44,6 +44,15 @@ def test_fuzzed_sqs_batches_fail_only_their_own_records(stack, invoke, random_bo
     assert failed <= {f"msg-{i}" for i in range(1, len(random_bodies) + 1)}
 
 
+def test_deeply_nested_bodies_fail_alone_and_the_rest_of_the_batch_is_submitted(stack, invoke):
+    stack.polyv.add_video(GOOD["vid"])
+    deep = "[" * 100_000
+    sns = json.dumps({"Type": "Notification", "Message": deep})
+    response = invoke(sqs_event(json.dumps(GOOD), deep, sns))
+    assert {f["itemIdentifier"] for f in response["batchItemFailures"]} == {"msg-1", "msg-2"}
+    assert stack.polyv.accepted_files() == [(GOOD["vid"], 1)]
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(json_values)
 def test_fuzzed_events_return_or_raise_a_typed_error(stack, invoke, event):

@@ -78,6 +78,26 @@ def test_a_failed_record_keeps_the_fates_polyv_gave_and_hands_nothing_back():
     assert w.ledger.used[DAY] == 6
 
 
+def test_a_record_that_fails_for_a_while_is_written_on_a_later_attempt():
+    w = World()
+    w.ledger.fail_settle = 3
+    report = w.service.prewarm(requests_for(3), time_left_ms=lambda: 60_000)
+    assert report.count(Fate.SUBMITTED) == 3
+    assert set(states(w).values()) == {EntryState.SUBMITTED}
+    assert w.ledger.calls.count("settle") == 4
+
+
+def test_a_record_is_not_retried_into_the_deadline():
+    w = World()
+    w.ledger.fail_settle = True
+    time_left = w.slow_polyv(seconds_per_call=0, deadline_in=20)
+    w.service._backoff = lambda attempt: 5.0
+    w.service._sleep = lambda seconds: w.clock.advance(seconds=seconds)
+    w.service.prewarm(requests_for(3), time_left_ms=time_left)
+    assert 2 <= w.ledger.calls.count("settle") <= 5  # stops once under 2 s would be left
+    assert w.clock() - datetime(2026, 11, 27, 17, 0, tzinfo=UTC) < timedelta(seconds=20)
+
+
 def test_an_interrupt_during_a_call_still_records_the_claims_then_propagates():
     w = World()
     w.polyv.fail_with = [KeyboardInterrupt()]
@@ -138,7 +158,7 @@ def test_files_already_handled_when_the_quota_is_spent_are_duplicates_not_missin
     assert len(w.backlog.items) == 100
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     n=st.integers(1, 260),
     limit=st.integers(1, 300),

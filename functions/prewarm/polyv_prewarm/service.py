@@ -61,6 +61,9 @@ OUT_OF_TIME = "too little time left in this invocation for another call"
 LEASE_GRACE = timedelta(seconds=30)
 #: Without a Lambda deadline (a script, the CLI without one): Lambda's own maximum.
 DEFAULT_RUN_TIME = timedelta(minutes=15)
+#: A record that fails is tried again this often, while more than RECORD_RESERVE_MS are left.
+RECORD_ATTEMPTS = 8
+RECORD_RESERVE_MS = 2_000
 #: A deferred file whose drained call Polyv refused with an unknown error this often is parked.
 PARK_AFTER_FAILURES = 3
 
@@ -195,7 +198,12 @@ class _ChunkCalls:
         return [(self._claims[f], reason) for f, reason in self.rejected.items()]
 
     def doubtful_claims(self) -> list[Claim]:
-        return [c for f, c in self._claims.items() if f in self.doubtful and f not in self.task_ids]
+        # an answer to a later attempt (a taskId, a refusal) says more than an unknown outcome
+        return [
+            c
+            for f, c in self._claims.items()
+            if f in self.doubtful and f not in self.task_ids and f not in self.rejected
+        ]
 
     def settlement(self, granted: Sequence[Claim], leftover: str, *, quota_spent: bool) -> Settlement:
         """What to record for every granted file, from what is known now."""
@@ -608,7 +616,7 @@ class PrewarmService:
             # and then the lease ends with the invocation.
             leftover = stop.reason if stop is not None else ""
             settlement = calls.settlement(granted, leftover, quota_spent=bool(stop and stop.quota_spent))
-            self._record(day, settlement, lease, granted, calls)
+            self._record(day, settlement, lease, granted, calls, time_left_ms)
             unsent = [c for c in granted if c.file in settlement.handed_back]
             self._report_chunk(calls, unsent, leftover, report, quota_spent=bool(stop and stop.quota_spent))
         if bug is not None:
@@ -616,28 +624,25 @@ class PrewarmService:
         return stop, unsent
 
     def _record(
-        self, day: str, settlement: Settlement, lease: Lease, granted: Sequence[Claim], calls: _ChunkCalls
+        self,
+        day: str,
+        settlement: Settlement,
+        lease: Lease,
+        granted: Sequence[Claim],
+        calls: _ChunkCalls,
+        time_left_ms: TimeLeft,
     ) -> None:
-        now = self._clock()
-        origins = {c.file: c.request.origin.describe() for c in granted}
-        try:
-            self._ledger.settle(day, settlement, lease=lease, now=now)
-        except Exception as exc:
-            # The claims stay leased until the deadline, then are in doubt: counted, claimable
-            # again. Files Polyv accepted keep their fate; a later request may send them again.
-            logger.error(
-                "could not record outcomes in the ledger: the claims will be in doubt",
-                extra={"error": str(exc)[:200], "files": len(granted)},
-            )
+        self._settle_persistently(day, settlement, lease, time_left_ms)
         # The quota day of a submission is the day of Polyv's answer: a call that straddled
         # midnight is counted in the new day too (the old day keeps its count: over, never under).
         late: dict[str, dict[FileRef, str]] = {}
         for file, answered in calls.answered_day.items():
             if answered != day:
                 late.setdefault(answered, {})[file] = calls.task_ids[file]
+        origins = {c.file: c.request.origin.describe() for c in granted}
         for answered, submitted in late.items():
             try:
-                self._ledger.carry_over(answered, submitted, origins, now=now)
+                self._ledger.carry_over(answered, submitted, origins, now=self._clock())
                 logger.info(
                     "a call straddled midnight: counted in the new quota day",
                     extra={"day": answered, "files": len(submitted)},
@@ -646,6 +651,35 @@ class PrewarmService:
                 logger.error(
                     "could not count a call that straddled midnight", extra={"error": str(exc)[:200]}
                 )
+
+    def _settle_persistently(
+        self, day: str, settlement: Settlement, lease: Lease, time_left_ms: TimeLeft
+    ) -> None:
+        """Write the record, trying again while the invocation has time: an unrecorded submission
+        would be in doubt once its lease ends, and a redelivery would send it again."""
+        if not settlement:
+            return
+        error = ""
+        for attempt in range(RECORD_ATTEMPTS):
+            try:
+                self._ledger.settle(day, settlement, lease=lease, now=self._clock())
+                return
+            except StoreUnavailable as exc:
+                error = str(exc)
+                pause = self._backoff(attempt)
+                if time_left_ms is not None and time_left_ms() - 1000 * pause < RECORD_RESERVE_MS:
+                    break  # the invocation must end in time; its claims' lease does the rest
+                logger.warning("could not record outcomes yet: trying again", extra={"attempt": attempt + 1})
+                self._sleep(pause)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {str(exc)[:200]}"
+                break
+        # The claims stay leased until the deadline, then are in doubt: counted, claimable again.
+        # Files Polyv accepted keep their fate (handing them back would only send them again).
+        logger.error(
+            "could not record outcomes in the ledger: the claims will be in doubt",
+            extra={"error": error, "files": len(settlement.submitted) + len(settlement.rejected)},
+        )
 
     def _report_chunk(
         self, calls: _ChunkCalls, unsent: Sequence[Claim], leftover: str, report: Report, *, quota_spent: bool

@@ -1,0 +1,184 @@
+"""A fault-injecting HTTP proxy in front of moto's server, for the local stack's AWS traffic.
+
+Every request is forwarded to moto unchanged, unless a queued fault matches its operation (the
+``X-Amz-Target`` header: ``DynamoDB_20120810.TransactWriteItems`` -> ``TransactWriteItems``,
+``secretsmanager.GetSecretValue`` -> ``GetSecretValue``). Faults, as a real AWS endpoint shows them:
+
+* ``error``: HTTP 500 ``InternalServerError``; nothing done
+* ``throttle``: HTTP 400 ``ThrottlingException``; nothing done
+* ``conflict``: HTTP 400 ``TransactionCanceledException`` whose reasons are all
+  ``TransactionConflict``; nothing done
+* ``hang``: no answer for ``delay`` seconds, then the connection closes; nothing done
+* ``lose_answer``: the request is done by moto, then the connection closes without its answer
+
+Each fault skips the first ``after`` matching requests, then meets the next ``count`` (``None``:
+every later one, until :meth:`clear`). botocore retries 500s and throttling by itself, so a
+fault meant to outlast its retries needs a count above ``max_attempts``, or ``None``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+KINDS = ("error", "throttle", "conflict", "hang", "lose_answer")
+
+
+@dataclass
+class AwsFault:
+    kind: str
+    operation: str = "*"
+    count: int | None = 1
+    after: int = 0
+    delay: float = 0.0
+
+
+class AwsFaultProxy:
+    def __init__(self, upstream: tuple[str, int], host: str = "127.0.0.1", port: int = 0) -> None:
+        self.upstream = upstream
+        self._faults: list[AwsFault] = []
+        self._lock = threading.Lock()
+        self.seen: list[str] = []  # every operation, in order (``*`` for untargeted requests)
+        self.met: list[tuple[str, str]] = []  # (fault kind, operation) of every fault met
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="aws-fault-proxy", daemon=True
+        )
+
+    # -- control --------------------------------------------------------------------------------
+    def inject(
+        self, kind: str, operation: str = "*", *, count: int | None = 1, after: int = 0, delay: float = 0.0
+    ) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"fault kind must be one of {KINDS}")
+        with self._lock:
+            self._faults.append(AwsFault(kind, operation, count, after, delay))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def _fault_for(self, operation: str) -> AwsFault | None:
+        with self._lock:
+            self.seen.append(operation)
+            for fault in self._faults:
+                if fault.operation not in ("*", operation):
+                    continue
+                if fault.after > 0:
+                    fault.after -= 1
+                    continue
+                if fault.count is not None:
+                    fault.count -= 1
+                    if fault.count <= 0:
+                        self._faults.remove(fault)
+                self.met.append((fault.kind, operation))
+                return fault
+            return None
+
+    # -- the server -----------------------------------------------------------------------------
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                target = self.headers.get("X-Amz-Target", "")
+                operation = target.rpartition(".")[2] if target else "*"
+                fault = proxy._fault_for(operation)
+                if fault is not None and fault.kind == "hang":
+                    time.sleep(fault.delay)
+                    self._drop()
+                    return
+                if fault is not None and fault.kind != "lose_answer":
+                    self._answer_fault(fault.kind)
+                    return
+                status, headers, payload = self._forward(body)
+                if fault is not None:  # lose_answer: moto did the work; the caller never hears it
+                    self._drop()
+                    return
+                self._reply(status, headers, payload)
+
+            def _forward(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+                connection = http.client.HTTPConnection(*proxy.upstream, timeout=300)
+                try:
+                    headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                    connection.request(self.command, self.path, body=body, headers=headers)
+                    response = connection.getresponse()
+                    return response.status, response.getheaders(), response.read()
+                finally:
+                    connection.close()
+
+            def _answer_fault(self, kind: str) -> None:
+                if kind == "error":
+                    status, code, message = 500, "InternalServerError", "Internal server error"
+                elif kind == "throttle":
+                    status, code, message = 400, "ThrottlingException", "Rate of requests exceeds the allowed"
+                else:
+                    status, code, message = 400, "TransactionCanceledException", "Transaction cancelled"
+                answer: dict[str, Any] = {
+                    "__type": f"com.amazonaws.dynamodb.v20120810#{code}",
+                    "message": message,
+                }
+                if kind == "conflict":
+                    answer["CancellationReasons"] = [{"Code": "TransactionConflict"}]
+                payload = json.dumps(answer).encode()
+                self._reply(status, [("Content-Type", "application/x-amz-json-1.0")], payload)
+
+            def _reply(self, status: int, headers: list[tuple[str, str]], payload: bytes) -> None:
+                try:
+                    self.send_response(status)
+                    for name, value in headers:
+                        if name.lower() not in (
+                            "content-length",
+                            "connection",
+                            "transfer-encoding",
+                            "date",
+                            "server",
+                        ):
+                            self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def _drop(self) -> None:
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+
+            do_POST = _serve
+            do_GET = _serve
+            do_PUT = _serve
+            do_DELETE = _serve
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        return Handler
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> AwsFaultProxy:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
