@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from polyv_prewarm.lambda_context import LocalLambdaContext
 
-from .stack import ROOT, DevStack
+from .stack import ROOT, USERID, DevStack
 
 EVENTS = ROOT / "events"
 
@@ -109,12 +109,99 @@ def describe(
     return lines
 
 
+FAULT_VIDS = [f"{USERID}fa{i:020x}_e" for i in range(4)]
+
+
+def show_faults(stack: DevStack, app: Any) -> None:
+    """Each scenario sends one new file and prints its fate, the ledger's entry and both counts."""
+    assert stack.polyv is not None
+    assert stack.aws_faults is not None
+    from polyv_prewarm import runtime
+
+    print("\n── faults (the ledger between the happy-path steps)")
+    for vid in FAULT_VIDS:
+        stack.polyv.add_video(vid, (1,))
+    scenarios = [
+        ("DynamoDB commits a claim, its answer is lost, the SDK sends it again", "lose_answer", None),
+        ("Polyv answers 200 without a taskId: in doubt, counted again, re-sent once", None, "no_task_id"),
+        ("DynamoDB throttles the record 7 times: recorded on a later attempt", "throttle", None),
+    ]
+    for n, (title, aws_fault, polyv_fault) in enumerate(scenarios):
+        if aws_fault == "lose_answer":
+            stack.aws_faults.inject("lose_answer", "TransactWriteItems")
+        elif aws_fault == "throttle":
+            stack.aws_faults.inject("throttle", "TransactWriteItems", count=7, after=1)
+        if polyv_fault is not None:
+            stack.polyv.inject(polyv_fault)
+        used_before = stack.polyv.used(stack.userid)
+        answer = app.lambda_handler({"vids": [FAULT_VIDS[n]], "brIndexes": [1]}, LocalLambdaContext())
+        _show_file(stack, title, answer, used_before)
+    # Killed after Polyv accepted: the claim keeps its lease; once it ends, the file is in doubt.
+    # (The tests kill a child process for real; here the call is made, then the claim is written
+    # back as the killed invocation would have left it: claimed, leased until its deadline + 30 s.)
+    runtime.current().service.prewarm([_request(FAULT_VIDS[3])], time_left_ms=lambda: 16_000)
+    stack.client("dynamodb").update_item(
+        TableName=stack.tables["QuotaTable"],
+        Key={"pk": {"S": f"DAY#{stack.polyv.today()}"}, "sk": {"S": f"FILE#{FAULT_VIDS[3]}#1"}},
+        UpdateExpression="SET s = :c, l = :lease",
+        ExpressionAttributeValues={
+            ":c": {"S": "claimed"},
+            ":lease": {"N": str(int((stack.now().timestamp() + 46) * 1000))},
+        },
+    )
+    used_before = stack.polyv.used(stack.userid)
+    held = app.lambda_handler({"vids": [FAULT_VIDS[3]], "brIndexes": [1]}, LocalLambdaContext())
+    _show_file(
+        stack,
+        "An invocation killed after Polyv accepted (its claim as SIGKILL leaves it); asked again at once",
+        held,
+        used_before,
+    )
+    stack.seconds_offset += 720  # the SQS visibility timeout: the lease has ended
+    used_before = stack.polyv.used(stack.userid)
+    again = app.lambda_handler({"vids": [FAULT_VIDS[3]], "brIndexes": [1]}, LocalLambdaContext())
+    _show_file(stack, "...and redelivered after the visibility timeout", again, used_before)
+    stack.aws_faults.clear()
+
+
+def _request(vid: str) -> Any:
+    from polyv_prewarm.model import FileRequest, Origin
+
+    return FileRequest(vid, 1, Origin("direct"))
+
+
+def _show_file(stack: DevStack, title: str, answer: dict[str, Any], used_before: int) -> None:
+    assert stack.polyv is not None
+    file = answer["files"][0]
+    day = stack.polyv.today()
+    entry = (
+        stack.client("dynamodb")
+        .get_item(
+            TableName=stack.tables["QuotaTable"],
+            Key={"pk": {"S": f"DAY#{day}"}, "sk": {"S": f"FILE#{file['vid']}#1"}},
+            ConsistentRead=True,
+        )
+        .get("Item", {"s": {"S": "none"}})
+    )
+    print(f"── {title}")
+    print(f"   fate: {file['fate']}{' — ' + file['reason'] if file.get('reason') else ''}")
+    polyv_used = stack.polyv.used(stack.userid)
+    print(f"   ledger entry: {entry['s']['S']}; Polyv accepted {polyv_used - used_before} now")
+    print(f"   quota {day}: DynamoDB counter {stack.quota_used(day)}, Polyv counted {polyv_used}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--verbose", action="store_true", help="also print the handler's JSON log lines")
     parser.add_argument("--daily-limit", type=int, default=12, help="files per quota day (default 12)")
+    parser.add_argument(
+        "--faults",
+        action="store_true",
+        help="then show the ledger through faults: a lost DynamoDB answer, a 200 without a taskId, "
+        "a throttled record, an invocation killed after Polyv accepted",
+    )
     args = parser.parse_args(argv)
 
     stack = DevStack(daily_limit=args.daily_limit).start()
@@ -171,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         refused = [a for a in stack.polyv.answers() if a != "success"]
         print(f"Polyv refusals (each isolated by bisection): {refused or 'none'}")
+        if args.faults:
+            show_faults(stack, app)
     finally:
         stack.stop()
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -13,10 +14,10 @@ from tests.integration.conftest import ROOT
 pytestmark = pytest.mark.integration
 
 
-def test_the_demo_runs_every_event_and_the_next_days_drain():
+def test_the_demo_runs_every_event_the_next_days_drain_and_the_faults():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "functions" / "prewarm")])}
     result = subprocess.run(
-        [sys.executable, "-m", "devstack.demo"],
+        [sys.executable, "-m", "devstack.demo", "--faults"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -34,3 +35,10 @@ def test_the_demo_runs_every_event_and_the_next_days_drain():
     drain = out.split("── scheduled-drain.json")[1].split("──")[0]
     assert "submitted" in drain
     assert "Polyv call:" in drain
+    faults = out.split("── faults")[1]
+    assert faults.count("fate: submitted") == 4
+    assert "fate: retry — being submitted by another invocation" in faults
+    for line in faults.splitlines():
+        if "DynamoDB counter" in line:
+            counter, polyv = (int(x) for x in re.findall(r"(?:counter|counted) (\d+)", line))
+            assert counter >= polyv  # never under-counts
