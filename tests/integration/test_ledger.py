@@ -193,3 +193,19 @@ def test_every_ledger_item_stays_one_write_unit_whatever_it_holds(stack, ledger)
         )
     assert max(sizes) <= 1024  # one write unit per file, whatever the day holds
     assert sizes[0] == sizes[1]
+
+
+def test_a_record_run_again_gives_its_quota_back_once(stack, ledger):
+    mine = lease()
+    claimed = ledger.claim(DAY, files(100), 2000, lease=mine, now=NOW)
+    settlement = Settlement(
+        submitted={f: "task" for f in claimed.granted[:40]},
+        handed_back={f: "Polyv unavailable" for f in claimed.granted[40:]},
+        release=60,
+    )
+    ledger.settle(DAY, settlement, lease=mine, now=NOW)  # 102 actions: two transactions
+    assert stack.quota_used(DAY) == 40
+    ledger.settle(DAY, settlement, lease=mine, now=NOW)  # after an error whose write had committed
+    assert stack.quota_used(DAY) == 40
+    states = {e.state for e in ledger.lookup(DAY, claimed.granted).values()}
+    assert states == {EntryState.SUBMITTED, EntryState.HANDED_BACK}

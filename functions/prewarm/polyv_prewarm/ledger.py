@@ -6,6 +6,8 @@ day plus the retention):
 * ``sk = "QUOTA"``: ``used`` (N), ``exhausted`` (BOOL: Polyv said so)
 * ``sk = "FILE#<vid>#<brIndex>"``: ``s`` state, ``at``, ``t`` taskId, ``r`` reason, ``o`` origin,
   ``w`` the claim call that owns it, ``l`` the owner's lease (epoch ms, while claimed)
+* ``sk = "RELEASE#<owner>"``: the receipt of quota given back by one claim's record (``n``), so
+  that a record run again gives nothing back twice
 
 Every item stays under 1 KB (origins and reasons are capped), so every write costs the same
 whether it is the day's first file or its 100,000th: no item grows with the day's traffic.
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 
 QUOTA_SK = "QUOTA"
 FILE_SK = "FILE#"
+RELEASE_SK = "RELEASE#"
 MAX_ACTIONS = 100  # per TransactWriteItems, in DynamoDB and in moto 5
 MAX_CLAIM_FILES = MAX_ACTIONS - 1  # the counter takes one action
 CLAIM_ATTEMPTS = 25  # each failed attempt means another invocation changed the day: progress
@@ -246,26 +249,14 @@ class DynamoDayLedger:
             *((f, EntryState.HANDED_BACK, r) for f, r in settlement.handed_back.items()),
         ]
         actions: list[dict[str, Any]] = []
-        files: list[FileRef | None] = []
         if settlement.release:
-            files.append(None)
-            actions.append(
-                {
-                    "Update": {
-                        "TableName": self._table,
-                        "Key": quota_key(day),
-                        "UpdateExpression": "SET used = used - :released",
-                        "ExpressionAttributeValues": {":released": {"N": str(settlement.release)}},
-                    }
-                }
-            )
+            actions += self._release_actions(day, settlement.release, lease)
         for file, state, text in fates:
             # the taskId of a submission, the reason of anything else
             field = "t" if state is EntryState.SUBMITTED else "r"
             values = {":s": _state(state), ":at": {"S": now.isoformat()}, ":owner": {"S": lease.owner}}
             if text is not None:
                 values[":v"] = _text(text)
-            files.append(file)
             actions.append(
                 {
                     "Update": {
@@ -281,11 +272,39 @@ class DynamoDayLedger:
                 }
             )
         for start in range(0, len(actions), MAX_ACTIONS):
-            self._transact_owned(actions[start : start + MAX_ACTIONS], files[start : start + MAX_ACTIONS])
+            self._transact_owned(actions[start : start + MAX_ACTIONS])
 
-    def _transact_owned(self, actions: list[dict[str, Any]], files: list[FileRef | None]) -> None:
-        """Run a record; drop the files whose claim another invocation took over once our lease
-        ended (theirs is the newer truth), and run the rest again."""
+    def _release_actions(self, day: str, release: int, lease: Lease) -> list[dict[str, Any]]:
+        """Give back ``release`` files of quota, once: with a receipt item (``RELEASE#<owner>``)
+        that only the first run can create, so a record run again (after an error whose write
+        had committed) cannot give the same quota back twice."""
+        return [
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": quota_key(day),
+                    "UpdateExpression": "SET used = used - :released",
+                    "ExpressionAttributeValues": {":released": {"N": str(release)}},
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": {
+                        "pk": {"S": f"DAY#{day}"},
+                        "sk": {"S": RELEASE_SK + lease.owner},
+                        "n": {"N": str(release)},
+                        "expiresAt": self._expires(day),
+                    },
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+        ]
+
+    def _transact_owned(self, actions: list[dict[str, Any]]) -> None:
+        """Run a record. Drop the files whose claim another invocation took over once our lease
+        ended (theirs is the newer truth), and a release whose receipt exists (done before), then
+        run the rest again."""
         while actions:
             try:
                 self._transact(actions, retry_conflicts=True)
@@ -294,8 +313,10 @@ class DynamoDayLedger:
                 lost = {i for i, item in enumerate(cancelled.items) if item is not None}
                 if not lost:
                     raise StoreUnavailable("day ledger: a record kept being cancelled") from None
+                for i in list(lost):
+                    if "Put" in actions[i] and i > 0:  # the release's receipt: drop the release too
+                        lost.add(i - 1)
                 actions = [a for i, a in enumerate(actions) if i not in lost]
-                files = [f for i, f in enumerate(files) if i not in lost]
 
     def carry_over(
         self, day: str, submitted: Mapping[FileRef, str], origins: Mapping[FileRef, str], *, now: datetime

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -300,10 +300,7 @@ class PrewarmService:
         for claim in claims:
             entry = entries.get(claim.file)
             if entry is not None and not entry.claimable(now, force=force):
-                fate = Fate.RETRY if entry.held(now) else Fate.DUPLICATE
-                report.results.append(
-                    FileResult(claim.request, fate, file=claim.file, reason=entry.describe())
-                )
+                self._report_unclaimable(claim, entry, report, now)
             elif len(to_send) < room:
                 to_send.append(claim)
             else:
@@ -322,16 +319,14 @@ class PrewarmService:
         waiting += [c for c in claims if c.file in forced]
         if not waiting:
             return
+        stored = 0
         try:
-            stored = self._backlog.defer(
-                [(c.file, c.request.origin.describe()) for c in waiting if c.file not in forced],
-                now=self._clock(),
-            )
-            stored += self._backlog.defer(
-                [(c.file, c.request.origin.describe()) for c in waiting if c.file in forced],
-                now=self._clock(),
-                force=True,
-            )
+            for force in (False, True):  # a forced file keeps its force in the backlog
+                files = [
+                    (c.file, c.request.origin.describe()) for c in waiting if (c.file in forced) is force
+                ]
+                if files:
+                    stored += self._backlog.defer(files, now=self._clock(), force=force)
         except StoreUnavailable as exc:
             logger.error("backlog unavailable: handing deferred files back", extra={"error": str(exc)})
             report.results += [
@@ -445,19 +440,15 @@ class PrewarmService:
     ) -> list[Claim]:
         """Drop files another path submitted on an earlier day after they were deferred (today's
         submissions are the claim's to find). Forced files are sent whatever happened since."""
-        today = datetime.fromisoformat(self.today()).date()
+        today = date.fromisoformat(self.today())
         oldest = today - timedelta(days=self._retention_days)
         days: dict[str, list[FileRef]] = {}
         for claim in claims:
             deferred = by_file[claim.file]
             if deferred.force:
                 continue
-            since = max(
-                datetime.fromisoformat(
-                    quota_day(datetime.fromisoformat(deferred.deferred_at), self._tz)
-                ).date(),
-                oldest,
-            )
+            deferred_day = quota_day(datetime.fromisoformat(deferred.deferred_at), self._tz)
+            since = max(date.fromisoformat(deferred_day), oldest)
             for n in range((today - since).days):
                 days.setdefault((since + timedelta(days=n)).isoformat(), []).append(claim.file)
         sent: dict[FileRef, LedgerEntry] = {}
