@@ -9,7 +9,17 @@ SAM := SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 # sam build needs a python3.13 interpreter for the python3.13 runtime: pyenv's, or one on PATH.
 PY313 := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13 2>/dev/null))
 
-.PHONY: demo test local-stack lint typecheck cfn-lint check sam-validate sam-build bench bench-quick clean
+TOOLS_VENV ?= .venv-tools
+TOOLS := $(TOOLS_VENV)/bin
+LAYER := layers/dependencies
+# The lock is for the function's runtime: python3.13 on arm64 (Amazon Linux 2023, glibc 2.34).
+LOCK_ARGS := --python-version 3.13 --python-platform aarch64-manylinux_2_34 --generate-hashes \
+	--custom-compile-command "make lock" --quiet
+# Accepted advisories: one per line in $(LAYER)/audit-accepted.txt, "ID  why", '#' for comments.
+AUDIT_IGNORES := $(shell sed -n 's/^\([A-Za-z0-9-]\{1,\}\)[[:space:]].*/--ignore-vuln \1/p' $(LAYER)/audit-accepted.txt)
+
+.PHONY: demo test local-stack lint typecheck cfn-lint check sam-validate sam-build bench bench-quick clean \
+	lock lock-check scan audit
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,13 +50,41 @@ typecheck: $(STAMP)
 cfn-lint: $(STAMP)
 	$(VENV)/bin/cfn-lint template.yaml
 
-check: lint typecheck test sam-validate
+check: lint typecheck test lock-check scan sam-validate
 
 $(SAM_VENV)/.installed:
 	$(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(SAM_VENV)/bin/python -m pip install --quiet 'aws-sam-cli>=1.120'
 	touch $@
+
+# Deploy-posture tools in a virtual environment of their own (checkov's dependencies are many).
+$(TOOLS_VENV)/.installed:
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS)/python -m pip install --quiet --upgrade pip
+	$(TOOLS)/python -m pip install --quiet 'checkov>=3.2,<4' 'pip-audit>=2.7,<3' 'uv>=0.5,<1'
+	touch $@
+
+## Pin the layer: $(LAYER)/requirements.in (ranges) -> requirements.txt (every package, hashes).
+## Existing pins are kept; to upgrade: make lock LOCK_ARGS+=--upgrade (or --upgrade-package NAME).
+lock: $(TOOLS_VENV)/.installed
+	$(TOOLS)/uv pip compile $(LAYER)/requirements.in -o $(LAYER)/requirements.txt $(LOCK_ARGS)
+
+## Fail when the lock no longer matches requirements.in (the fix: make lock, and commit it).
+lock-check: $(TOOLS_VENV)/.installed
+	cp $(LAYER)/requirements.txt .lock-check.txt
+	$(TOOLS)/uv pip compile $(LAYER)/requirements.in -o .lock-check.txt $(LOCK_ARGS)
+	@diff -u $(LAYER)/requirements.txt .lock-check.txt && rm -f .lock-check.txt \
+		|| { rm -f .lock-check.txt; echo "lock-check: $(LAYER)/requirements.txt is stale: run make lock"; exit 1; }
+
+## Checkov on the template: every failed check is fixed or suppressed with a reason next to it.
+scan: $(TOOLS_VENV)/.installed
+	$(TOOLS)/checkov -f template.yaml --framework cloudformation --skip-download --compact --quiet
+
+## pip-audit over the locked layer, from PyPI's advisory data; --strict: what cannot be audited fails.
+audit: $(TOOLS_VENV)/.installed
+	$(TOOLS)/pip-audit -r $(LAYER)/requirements.txt --require-hashes --disable-pip --strict \
+		--progress-spinner off $(AUDIT_IGNORES)
 
 ## sam validate --lint (the SAM CLI in its own virtual environment).
 sam-validate: $(SAM_VENV)/.installed
@@ -66,4 +104,4 @@ bench-quick: $(STAMP)
 	$(PY) bench/run.py --quick --out .bench-quick.md
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam
+	rm -rf $(VENV) $(SAM_VENV) $(TOOLS_VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam
