@@ -223,23 +223,20 @@ class DevStack:
             "POLYV_READ_TIMEOUT_SECONDS": "2",
         }
 
+    def _direct(self) -> dict[str, str]:
+        """moto itself, past the fault proxy: what the stack and the tests read and write with."""
+        return {
+            "endpoint_url": self.aws_endpoint,
+            "region_name": REGION,
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+        }
+
     def client(self, service: str) -> Any:
-        return boto3.client(  # type: ignore[call-overload]
-            service,
-            endpoint_url=self.aws_endpoint,
-            region_name=REGION,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        return boto3.client(service, **self._direct())  # type: ignore[call-overload]
 
     def resource(self, service: str) -> Any:
-        return boto3.resource(  # type: ignore[call-overload]
-            service,
-            endpoint_url=self.aws_endpoint,
-            region_name=REGION,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        return boto3.resource(service, **self._direct())  # type: ignore[call-overload]
 
     def provision(self) -> None:
         """Create the template's tables and the Polyv secret (a template parameter in AWS)."""

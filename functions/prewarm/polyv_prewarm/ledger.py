@@ -189,25 +189,7 @@ class DynamoDayLedger:
         forced: Collection[FileRef],
     ) -> list[dict[str, Any]]:
         expires = self._expires(day)
-        actions: list[dict[str, Any]] = [
-            {
-                "Update": {
-                    "TableName": self._table,
-                    "Key": quota_key(day),
-                    "UpdateExpression": "SET used = if_not_exists(used, :zero) + :n, "
-                    "expiresAt = if_not_exists(expiresAt, :ttl)",
-                    "ConditionExpression": "(attribute_not_exists(used) OR used <= :room) "
-                    "AND attribute_not_exists(exhausted)",
-                    "ExpressionAttributeValues": {
-                        ":zero": {"N": "0"},
-                        ":n": {"N": str(len(files))},
-                        ":room": {"N": str(limit - len(files))},
-                        ":ttl": expires,
-                    },
-                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                }
-            }
-        ]
+        actions: list[dict[str, Any]] = [self._count_action(day, len(files), limit=limit)]
         at = {"S": now.isoformat()}
         for file in files:
             force = file in forced
@@ -239,6 +221,28 @@ class DynamoDayLedger:
                 }
             )
         return actions
+
+    def _count_action(self, day: str, n: int, *, limit: int | None = None) -> dict[str, Any]:
+        """Count ``n`` more files on the day's counter (creating it), within ``limit`` if given:
+        ``used <= limit - n`` and the day not exhausted; the counter is returned if it refuses."""
+        update: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": quota_key(day),
+            "UpdateExpression": "SET used = if_not_exists(used, :zero) + :n, "
+            "expiresAt = if_not_exists(expiresAt, :ttl)",
+            "ExpressionAttributeValues": {
+                ":zero": {"N": "0"},
+                ":n": {"N": str(n)},
+                ":ttl": self._expires(day),
+            },
+        }
+        if limit is not None:
+            update["ConditionExpression"] = (
+                "(attribute_not_exists(used) OR used <= :room) AND attribute_not_exists(exhausted)"
+            )
+            update["ExpressionAttributeValues"][":room"] = {"N": str(limit - n)}
+            update["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        return {"Update": update}
 
     # -- record ---------------------------------------------------------------------------------
     def settle(self, day: str, settlement: Settlement, *, lease: Lease, now: datetime) -> None:
@@ -323,21 +327,7 @@ class DynamoDayLedger:
     ) -> None:
         expires = self._expires(day)
         for part in balanced_parts(list(submitted), MAX_CLAIM_FILES):
-            actions: list[dict[str, Any]] = [
-                {
-                    "Update": {
-                        "TableName": self._table,
-                        "Key": quota_key(day),
-                        "UpdateExpression": "SET used = if_not_exists(used, :zero) + :n, "
-                        "expiresAt = if_not_exists(expiresAt, :ttl)",
-                        "ExpressionAttributeValues": {
-                            ":zero": {"N": "0"},
-                            ":n": {"N": str(len(part))},
-                            ":ttl": expires,
-                        },
-                    }
-                }
-            ]
+            actions: list[dict[str, Any]] = [self._count_action(day, len(part))]
             actions += [
                 {
                     "Put": {
