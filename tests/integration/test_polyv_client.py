@@ -111,3 +111,40 @@ def test_the_secret_is_read_again_once_not_on_every_later_attempt(sim):
     assert client.push([FileRef(VID, 1)])
     assert secret.refreshes == 1
     assert sim.answers()[-3:] == ["[fault] the sign is not right.", "[fault] HTTP 503", "success"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "options", "ambiguous"),
+    [
+        ("no_task_id", {}, True),  # Polyv took it (the simulator counted it) but said no taskId
+        ("non_json", {"process": True}, True),  # a 200 whose body is not Polyv's JSON
+        ("http_error", {"status": 500, "count": 3}, True),  # HTML from a 500: meaning unknown
+        ("http_error", {"status": 503, "count": 3}, False),  # 503: not processed, retried, given up
+    ],
+    ids=["200-without-task-id", "200-html", "500-html", "503-html"],
+)
+def test_answers_of_unknown_meaning_are_in_doubt_whatever_their_status(sim, fault, options, ambiguous):
+    sim.add_account(USERID, "right")
+    sim.inject(fault, **options)
+    client = PolyvClient(sim.url, RotatingSecret("right", "right"), policy=FAST)
+    with pytest.raises(PolyvUnavailable) as info:
+        client.push([FileRef(VID, 1)])
+    assert info.value.ambiguous is ambiguous
+    sim.reset()
+
+
+class UnreadableSecret:
+    def get(self, *, refresh: bool = False) -> PolyvCredentials:
+        from polyv_prewarm.credentials import CredentialsError
+
+        raise CredentialsError("cannot read secret 'polyv': InternalServiceError")
+
+
+def test_an_unreadable_secret_is_unavailable_and_nothing_was_sent(sim):
+    client = PolyvClient(sim.url, UnreadableSecret(), policy=FAST)
+    before = len(sim.answers())
+    with pytest.raises(PolyvUnavailable) as info:
+        client.push([FileRef(VID, 1)])
+    assert info.value.ambiguous is False
+    assert "cannot read the Polyv secret" in str(info.value)
+    assert len(sim.answers()) == before

@@ -126,7 +126,7 @@ class Lease:
 
     @classmethod
     def until(cls, owner: str, instant: datetime) -> Lease:
-        return cls(owner, int(instant.timestamp() * 1000))
+        return cls(owner, epoch_ms(instant))
 
 
 def epoch_ms(instant: datetime) -> int:
