@@ -46,7 +46,7 @@ class FakePolyv:
         if any(f.vid in self.unknown for f in files):
             raise PolyvFilesRefused("illeagal vid")
         if any(f in self.missing for f in files):
-            raise PolyvFilesRefused("bitrate does not exist")
+            raise PolyvFilesRefused("bitrate does not exist", for_now=True)
         self.accepted.append(list(files))
         return f"task-{len(self.accepted)}"
 
@@ -71,7 +71,7 @@ class InMemoryLedger:
         if self.unavailable or failing:
             raise StoreUnavailable("day ledger: ProvisionedThroughputExceededException")
 
-    def claim(self, day, files, limit, *, lease, now, forced=()) -> ClaimResult:
+    def claim(self, day, files, limit, *, lease, now, forced=(), explicit=()) -> ClaimResult:
         self._check("claim")
         result = ClaimResult()
         at = now.isoformat()
@@ -81,7 +81,9 @@ class InMemoryLedger:
                 entry = entries.get(file)
                 if entry is not None and entry.held(now):
                     result.held[file] = entry
-                elif entry is not None and not entry.claimable(now, force=file in forced):
+                elif entry is not None and not entry.claimable(
+                    now, force=file in forced, explicit=file in explicit
+                ):
                     result.known[file] = entry
                 elif day in self.exhausted or self.used.get(day, 0) >= limit:
                     result.no_room.append(file)
@@ -114,7 +116,12 @@ class InMemoryLedger:
             for file, task in settlement.submitted.items():
                 put(file, EntryState.SUBMITTED, task_id=task)
             for file, reason in settlement.rejected.items():
-                put(file, EntryState.REJECTED, reason=reason)
+                put(
+                    file,
+                    EntryState.REJECTED,
+                    reason=reason,
+                    retry_after_ms=settlement.retry_after_ms.get(file),
+                )
             for file in settlement.in_doubt:
                 put(file, EntryState.IN_DOUBT)
             for file, reason in settlement.handed_back.items():

@@ -209,3 +209,30 @@ def test_a_record_run_again_gives_its_quota_back_once(stack, ledger):
     assert stack.quota_used(DAY) == 40
     states = {e.state for e in ledger.lookup(DAY, claimed.granted).values()}
     assert states == {EntryState.SUBMITTED, EntryState.HANDED_BACK}
+
+
+def test_an_explicit_request_reclaims_a_bitrate_refused_for_now_and_nothing_else(stack, ledger):
+    mine = lease()
+    (missing, illegal, sent) = (FileRef(vid(1), 3), FileRef(vid(2), 1), FileRef(vid(3), 1))
+    ledger.claim(DAY, [(f, "m") for f in (missing, illegal, sent)], 2000, lease=mine, now=NOW)
+    later_ms = int((NOW + timedelta(minutes=30)).timestamp() * 1000)
+    ledger.settle(
+        DAY,
+        Settlement(
+            rejected={missing: "bitrate does not exist", illegal: "illeagal vid"},
+            retry_after_ms={missing: later_ms},
+            submitted={sent: "task"},
+            release=2,
+        ),
+        lease=mine,
+        now=NOW,
+    )
+    asked = [(f, "m2") for f in (missing, illegal, sent)]
+    soon = ledger.claim(DAY, asked, 2000, lease=lease("inv-2"), now=NOW + timedelta(minutes=1))
+    assert soon.granted == []
+    assert set(soon.known) == {missing, illegal, sent}
+    named = ledger.claim(
+        DAY, asked, 2000, lease=lease("inv-3"), now=NOW + timedelta(minutes=1), explicit=[f for f, _ in asked]
+    )
+    assert named.granted == [missing]  # only the bitrate refused for now
+    assert set(named.known) == {illegal, sent}

@@ -190,3 +190,37 @@ def test_every_requested_file_gets_exactly_one_fate(n, limit, already, bad, faul
     assert set(submitted) <= set(w.polyv.accepted_files())
     # never under-count: the counter covers everything Polyv accepted today
     assert w.ledger.used.get(DAY, 0) >= len(w.polyv.accepted_files()) or DAY in w.ledger.exhausted
+
+
+def test_a_bitrate_that_does_not_exist_yet_is_asked_again_when_named_or_after_a_while():
+    w = World(polyv=FakePolyv(missing={FileRef(vid(0), 3)}))
+    defaults = [FileRequest(vid(0), br, Origin("s3")) for br in (1, 2, 3)]  # no brIndex named
+    first = w.service.prewarm(defaults)
+    assert [r.fate for r in first.results if r.file == FileRef(vid(0), 3)] == [Fate.REJECTED]
+    assert w.ledger.used[DAY] == 2  # the refusal burned no quota
+    again = w.service.prewarm(defaults)  # the same defaults soon after: not yet
+    refused = next(r for r in again.results if r.file == FileRef(vid(0), 3))
+    assert refused.fate is Fate.DUPLICATE
+    assert "asked again after" in refused.reason
+    w.polyv.missing.clear()  # the 超清 transcoding finishes
+    callback = w.service.prewarm([FileRequest(vid(0), 3, Origin("sqs", message_id="cb"), explicit=True)])
+    assert callback.count(Fate.SUBMITTED) == 1  # named explicitly (a callback's df): at once
+    assert FileRef(vid(0), 3) in w.polyv.accepted_files()
+
+
+def test_a_refused_bitrate_is_claimable_again_once_its_retry_time_has_come():
+    w = World(polyv=FakePolyv(missing={FileRef(vid(0), 3)}))
+    defaults = [FileRequest(vid(0), br, Origin("s3")) for br in (1, 2, 3)]
+    w.service.prewarm(defaults)
+    w.polyv.missing.clear()
+    w.clock.advance(minutes=31)
+    later = w.service.prewarm(defaults)
+    assert [r.fate for r in later.results if r.file == FileRef(vid(0), 3)] == [Fate.SUBMITTED]
+    assert later.count(Fate.DUPLICATE) == 2  # 1 and 2 stay done
+    illegal = World(polyv=FakePolyv(unknown={vid(1)}))
+    illegal.service.prewarm([FileRequest(vid(1), 1, Origin("s3"), explicit=True)])
+    illegal.clock.advance(hours=2)
+    assert (
+        illegal.service.prewarm([FileRequest(vid(1), 1, Origin("s3"), explicit=True)]).count(Fate.DUPLICATE)
+        == 1
+    )  # an unknown vid stays rejected for the day: only force sends it again

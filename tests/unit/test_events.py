@@ -85,9 +85,80 @@ def test_sns_envelope_around_s3_notification():
     assert files(parse_body(json.dumps(envelope), ORIGIN, OPTS))[0] == (V2, 1)
 
 
-def test_sns_envelope_with_raw_text_is_a_clear_error():
-    with pytest.raises(InvalidMessage, match="raw message delivery"):
+def test_sns_message_that_is_not_json_says_what_to_publish():
+    with pytest.raises(InvalidMessage, match="publish an S3 notification") as info:
         parse_body(json.dumps({"Type": "Notification", "Message": "vid"}), ORIGIN, OPTS)
+    assert "raw message delivery" not in str(info.value)  # no hint that applies to neither path
+    direct = {"Records": [{"EventSource": "aws:sns", "Sns": {"Message": "hello"}}]}
+    with pytest.raises(InvalidMessage, match="publish an S3 notification"):
+        parse_document(direct, ORIGIN, OPTS)
+
+
+OURS = ParseOptions(userid="e6b23c6f51")
+FOREIGN = "0123456789abcdef0123456789abcdef_0"
+
+
+def test_a_foreign_token_before_our_vid_is_passed_by_with_a_reason():
+    parsed = parse_body(json.dumps(s3_notification(f"exports/{FOREIGN}/{V1}.zip")), ORIGIN, OURS)
+    assert files(parsed) == [(V1, 1), (V1, 2), (V1, 3)]
+    assert "another account" in parsed.notes[0].reason
+
+
+def test_two_of_our_vids_in_one_key_are_both_taken_and_logged():
+    parsed = parse_body(json.dumps(s3_notification(f"pairs/{V1}-{V2}.zip")), ORIGIN, OURS)
+    assert {vid for vid, _ in files(parsed)} == {V1, V2}
+    assert any("2 vids of this account" in n.reason for n in parsed.notes)
+
+
+def test_a_key_with_only_foreign_tokens_sends_nothing():
+    parsed = parse_body(json.dumps(s3_notification(f"exports/{FOREIGN}.zip")), ORIGIN, OURS)
+    assert parsed.requests == []
+    assert "only vids of other accounts" in parsed.ignored[0].reason
+
+
+@pytest.mark.parametrize(
+    ("key", "size", "reason"),
+    [
+        (f"transcoded/{V1}/", 0, "folder marker"),
+        (f"transcoded/{V1}/", None, "folder marker"),
+        (f"transcoded/{V1}.zip", 0, "zero-byte"),
+    ],
+)
+def test_folder_markers_and_empty_objects_are_ignored_with_a_reason(key, size, reason):
+    notification = s3_notification(key)
+    if size is not None:
+        notification["Records"][0]["s3"]["object"]["size"] = size
+    parsed = parse_body(json.dumps(notification), ORIGIN, OURS)
+    assert parsed.requests == []
+    assert reason in parsed.ignored[0].reason
+
+
+def test_eventbridge_keys_are_not_url_decoded():
+    key = f"a+b/{V1}%2B.zip"  # EventBridge sends the key as it is
+    event = {
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "detail": {"object": {"key": key, "size": 9}},
+    }
+    parsed = parse_body(json.dumps(event), ORIGIN, OURS)
+    assert parsed.requests[0].origin.s3_key == key
+
+
+@pytest.mark.parametrize(
+    ("body", "explicit"),
+    [
+        ({"vid": V1, "brIndex": 3}, True),
+        ({"vid": V1}, False),
+        ({"vids": [V1], "brIndexes": [3]}, True),
+        ({"vids": [V1]}, False),
+        ({"videos": [{"vid": V1, "brIndex": 3}]}, True),
+        ({"videos": [{"vid": V1}]}, False),
+        ({"vid": V1, "df": 3}, True),
+    ],
+)
+def test_a_bitrate_the_event_names_is_explicit_a_default_is_not(body, explicit):
+    parsed = parse_body(json.dumps(body), ORIGIN, OPTS)
+    assert {r.explicit for r in parsed.requests} == {explicit}
 
 
 def test_eventbridge_object_created():

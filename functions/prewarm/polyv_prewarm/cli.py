@@ -213,7 +213,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     settings = runtime.current().settings
     brs: Sequence[object] = settings.default_br_indexes if args.br is None else args.br.split(",")
-    requests = [FileRequest(vid, br, Origin("cli")) for vid in args.vids for br in brs]
+    explicit = args.br is not None
+    requests = [FileRequest(vid, br, Origin("cli"), explicit=explicit) for vid in args.vids for br in brs]
     report = _service().prewarm(
         requests,
         dry_run=args.dry_run,

@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, unquote_plus
 from .model import FileRequest, Origin
 from .ports import PrewarmError
 
-#: Finds the first vid-shaped token anywhere in an S3 key.
+#: A vid-shaped token anywhere in an S3 key (every one is considered; see ``_vids_in_key``).
 DEFAULT_VID_KEY_PATTERN = r"(?<![0-9a-z])(?P<vid>[0-9a-z]{32}_[0-9a-z])(?![0-9a-z])"
 
 MAX_NESTING = 3  # SNS -> S3 notification is 2; anything deeper is not a shape we know
@@ -40,6 +40,11 @@ class InvalidMessage(PrewarmError):
 class ParseOptions:
     default_br_indexes: tuple[int, ...] = (1, 2, 3)
     key_pattern: re.Pattern[str] = field(default_factory=lambda: re.compile(DEFAULT_VID_KEY_PATTERN))
+    userid: str | None = None  # the account's: S3 keys yield only its vids (default pattern)
+
+    @property
+    def custom_key_pattern(self) -> bool:
+        return self.key_pattern.pattern != DEFAULT_VID_KEY_PATTERN
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +61,13 @@ class Ignored:
 @dataclass(slots=True)
 class Parsed:
     requests: list[FileRequest] = field(default_factory=list)
-    ignored: list[Ignored] = field(default_factory=list)
+    ignored: list[Ignored] = field(default_factory=list)  # not a file to warm, and why
+    notes: list[Ignored] = field(default_factory=list)  # read, worth a log line (several vids in a key)
 
     def extend(self, other: Parsed) -> None:
         self.requests += other.requests
         self.ignored += other.ignored
+        self.notes += other.notes
 
 
 class UnsupportedEvent(PrewarmError):
@@ -173,7 +180,7 @@ def _videos(document: Mapping[str, Any], origin: Origin, options: ParseOptions) 
             raise InvalidMessage(f"videos[{i}] must be an object with a vid")
         br = video.get("brIndex")
         brs: Sequence[object] = options.default_br_indexes if br is None else (br,)
-        parsed.requests += [FileRequest(video["vid"], b, origin) for b in brs]
+        parsed.requests += [FileRequest(video["vid"], b, origin, explicit=br is not None) for b in brs]
     return parsed
 
 
@@ -182,13 +189,15 @@ def _vids(document: Mapping[str, Any], origin: Origin, options: ParseOptions) ->
     if not isinstance(vids, list):
         raise InvalidMessage("vids must be a list of vid strings")
     brs = _br_indexes(document, options)
-    return Parsed(requests=[FileRequest(vid, br, origin) for vid in vids for br in brs])
+    explicit = document.get("brIndexes") is not None
+    return Parsed(requests=[FileRequest(vid, br, origin, explicit=explicit) for vid in vids for br in brs])
 
 
 def _single(document: Mapping[str, Any], origin: Origin, options: ParseOptions) -> Parsed:
     br = document.get("brIndex")
     brs: Sequence[object] = _br_indexes(document, options) if br is None else (br,)
-    return Parsed(requests=[FileRequest(document["vid"], b, origin) for b in brs])
+    explicit = br is not None or document.get("brIndexes") is not None
+    return Parsed(requests=[FileRequest(document["vid"], b, origin, explicit=explicit) for b in brs])
 
 
 def _query_string(text: str) -> dict[str, str]:
@@ -206,7 +215,8 @@ def _callback(fields: Mapping[str, Any], origin: Origin, options: ParseOptions) 
         raise InvalidMessage("Polyv callback has no vid")
     df = fields.get("df")
     brs: Sequence[object] = options.default_br_indexes if df in (None, "") else (df,)
-    return Parsed(requests=[FileRequest(fields["vid"], b, origin) for b in brs])
+    explicit = df not in (None, "")  # the definition that just finished: it exists now
+    return Parsed(requests=[FileRequest(fields["vid"], b, origin, explicit=explicit) for b in brs])
 
 
 def _records(document: Mapping[str, Any], origin: Origin, options: ParseOptions, depth: int) -> Parsed:
@@ -217,9 +227,10 @@ def _records(document: Mapping[str, Any], origin: Origin, options: ParseOptions,
     parsed = Parsed()
     for i, record in enumerate(records):
         if isinstance(record, dict) and record.get("eventSource") == "aws:s3":
-            key = _path(record, ("s3", "object", "key"), f"Records[{i}]")
+            key = unquote_plus(_path(record, ("s3", "object", "key"), f"Records[{i}]"))  # URL-encoded
             event_name = record.get("eventName")
-            parsed.extend(_object_created(event_name, key, origin, options, prefix="ObjectCreated:"))
+            size = record["s3"]["object"].get("size")
+            parsed.extend(_object_created(event_name, key, size, origin, options, prefix="ObjectCreated:"))
         elif isinstance(record, dict) and record.get("EventSource") == "aws:sns":
             sns = record.get("Sns")
             if not isinstance(sns, dict):
@@ -233,23 +244,54 @@ def _records(document: Mapping[str, Any], origin: Origin, options: ParseOptions,
 def _eventbridge(document: Mapping[str, Any], origin: Origin, options: ParseOptions) -> Parsed:
     if document.get("source") != "aws.s3":
         raise InvalidMessage(f"EventBridge event from {str(document.get('source'))[:64]!r}, not aws.s3")
+    # EventBridge sends keys as they are (S3 notifications URL-encode them; EventBridge does not).
     key = _path(document, ("detail", "object", "key"), "EventBridge event")
-    return _object_created(document.get("detail-type"), key, origin, options, prefix="Object Created")
+    size = document["detail"]["object"].get("size")
+    return _object_created(document.get("detail-type"), key, size, origin, options, prefix="Object Created")
 
 
 def _object_created(
-    event_name: object, raw_key: str, origin: Origin, options: ParseOptions, *, prefix: str
+    event_name: object, key: str, size: object, origin: Origin, options: ParseOptions, *, prefix: str
 ) -> Parsed:
-    key = unquote_plus(raw_key)  # S3 notifications URL-encode keys ("a b/c" arrives as "a+b%2Fc")
     here = replace(origin, s3_key=key[:1024])
     if not isinstance(event_name, str) or not event_name.startswith(prefix):
         return Parsed(ignored=[Ignored(here, f"S3 event {str(event_name)[:64]!r} is not an object creation")])
-    match = options.key_pattern.search(key)
-    if match is None:
+    if key.endswith("/"):
+        return Parsed(ignored=[Ignored(here, "a folder marker (the key ends in '/'), not a transcoded file")])
+    if size == 0:
+        return Parsed(ignored=[Ignored(here, "a zero-byte object, not a transcoded file")])
+    if options.custom_key_pattern:  # VID_KEY_PATTERN overrides: its first match, as configured
+        match = options.key_pattern.search(key)
+        if match is None:
+            return Parsed(ignored=[Ignored(here, "no vid found in the S3 key (VID_KEY_PATTERN)")])
+        br = match.groupdict().get("br")
+        brs: Sequence[object] = options.default_br_indexes if br is None else (br,)
+        return Parsed(
+            requests=[FileRequest(match.group("vid"), b, here, explicit=br is not None) for b in brs]
+        )
+    return _vids_in_key(key, here, options)
+
+
+def _vids_in_key(key: str, here: Origin, options: ParseOptions) -> Parsed:
+    """Every vid-shaped token of the key; those of this account (their first 10 characters are the
+    userid) are taken, all of them, and the others are passed by with a reason."""
+    tokens = list(dict.fromkeys(m.group("vid") for m in options.key_pattern.finditer(key)))
+    if not tokens:
         return Parsed(ignored=[Ignored(here, "no vid found in the S3 key (VID_KEY_PATTERN)")])
-    br = match.groupdict().get("br")
-    brs: Sequence[object] = options.default_br_indexes if br is None else (br,)
-    return Parsed(requests=[FileRequest(match.group("vid"), b, here) for b in brs])
+    userid = options.userid
+    ours = tokens if userid is None else [t for t in tokens if t.startswith(userid)]
+    parsed = Parsed()
+    if not ours:
+        parsed.ignored.append(Ignored(here, f"the S3 key holds only vids of other accounts ({len(tokens)})"))
+        return parsed
+    if len(ours) < len(tokens):
+        parsed.notes.append(
+            Ignored(here, f"passed by {len(tokens) - len(ours)} vid-shaped token(s) of another account")
+        )
+    if len(ours) > 1:
+        parsed.notes.append(Ignored(here, f"the S3 key holds {len(ours)} vids of this account: all taken"))
+    parsed.requests = [FileRequest(vid, br, here) for vid in ours for br in options.default_br_indexes]
+    return parsed
 
 
 def _sns_envelope(document: Mapping[str, Any], origin: Origin, options: ParseOptions, depth: int) -> Parsed:
@@ -261,7 +303,9 @@ def _sns_envelope(document: Mapping[str, Any], origin: Origin, options: ParseOpt
     try:
         inner = json.loads(message)
     except ValueError:
-        raise InvalidMessage("SNS Message is not JSON (is raw message delivery on?)") from None
+        raise InvalidMessage(
+            "SNS Message is not JSON: publish an S3 notification or the pipeline's JSON to the topic"
+        ) from None
     except RecursionError:
         raise InvalidMessage("SNS Message nests JSON too deeply") from None
     return parse_document(inner, origin, options, depth + 1)

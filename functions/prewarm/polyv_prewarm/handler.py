@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +26,7 @@ from polyv_prewarm.events import (
     EventKind,
     InvalidMessage,
     Parsed,
+    ParseOptions,
     UnsupportedEvent,
     classify,
     parse_body,
@@ -77,7 +79,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 def _sqs_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Dedup and chunking span the whole batch, so every message is read before any call; the
     verdicts then go through Powertools' batch processor, which builds ``batchItemFailures``."""
-    options = runtime.current().settings.parse_options
+    options = _parse_options()
     parsed = Parsed()
     malformed: dict[str, str] = {}
     for record in SQSEvent(event).records:
@@ -123,7 +125,7 @@ def _sqs_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 def _notification(event: dict[str, Any], kind: EventKind, context: LambdaContext) -> dict[str, Any]:
     try:
-        parsed = parse_document(event, Origin(kind.value), runtime.current().settings.parse_options)
+        parsed = parse_document(event, Origin(kind.value), _parse_options())
     except InvalidMessage as exc:
         raise InvalidEvent(str(exc)) from None
     report = _prewarm(parsed, context)
@@ -141,12 +143,18 @@ def _notification(event: dict[str, Any], kind: EventKind, context: LambdaContext
 def _direct(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     dry_run, force = _flag(event, "dryRun"), _flag(event, "force")
     try:
-        parsed = parse_document(event, Origin("direct"), runtime.current().settings.parse_options)
+        parsed = parse_document(event, Origin("direct"), _parse_options())
     except InvalidMessage as exc:
         raise InvalidEvent(str(exc)) from None
     report = _prewarm(parsed, context, dry_run=dry_run, force=force)
     logger.info("direct invocation done", extra={"summary": _log_summary(report)})
     return _summary(report, parsed)
+
+
+def _parse_options() -> ParseOptions:
+    """The configured options, with the account's userid: S3 keys yield only its vids."""
+    current = runtime.current()
+    return replace(current.settings.parse_options, userid=current.service.userid())
 
 
 def _flag(event: dict[str, Any], name: str) -> bool:
@@ -206,6 +214,8 @@ def _action(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 def _prewarm(parsed: Parsed, context: LambdaContext, *, dry_run: bool = False, force: bool = False) -> Report:
     for item in parsed.ignored:
         logger.info("ignored", extra=item.to_summary())
+    for item in parsed.notes:
+        logger.info("read from the event", extra=item.to_summary())
     report = runtime.current().service.prewarm(
         parsed.requests, dry_run=dry_run, force=force, time_left_ms=context.get_remaining_time_in_millis
     )

@@ -5,7 +5,8 @@ day plus the retention):
 
 * ``sk = "QUOTA"``: ``used`` (N), ``exhausted`` (BOOL: Polyv said so)
 * ``sk = "FILE#<vid>#<brIndex>"``: ``s`` state, ``at``, ``t`` taskId, ``r`` reason, ``o`` origin,
-  ``w`` the claim call that owns it, ``l`` the owner's lease (epoch ms, while claimed)
+  ``w`` the claim call that owns it, ``l`` the owner's lease (epoch ms, while claimed), ``x`` when
+  a file refused for now (its bitrate did not exist yet) may be asked again (epoch ms)
 * ``sk = "RELEASE#<owner>"``: the receipt of quota given back by one claim's record (``n``), so
   that a record run again gives nothing back twice
 
@@ -70,6 +71,7 @@ def parse_entry(item: Mapping[str, Any]) -> LedgerEntry:
         origin=item.get("o"),
         owner=item.get("w"),
         lease_until_ms=int(lease) if lease is not None else None,
+        retry_after_ms=int(item["x"]) if item.get("x") is not None else None,
     )
 
 
@@ -95,8 +97,13 @@ def _text(value: str) -> dict[str, str]:
     return {"S": value[:TEXT_CAP]}
 
 
-# Conditions of a file's claim, evaluated by DynamoDB in the same transaction as the count.
-_CLAIMABLE = "attribute_not_exists(pk) OR #s IN (:doubt, :back) OR (#s = :claimed AND #l < :now)"
+# Conditions of a file's claim, evaluated by DynamoDB in the same transaction as the count
+# (``x``: when a file refused for now, a bitrate that did not exist yet, may be asked again).
+_CLAIMABLE = "attribute_not_exists(pk) OR #s IN (:doubt, :back) OR (#s = :claimed AND #l < :now) OR #x < :now"
+_CLAIMABLE_EXPLICIT = (
+    "attribute_not_exists(pk) OR #s IN (:doubt, :back) OR (#s = :claimed AND #l < :now) "
+    "OR attribute_exists(#x)"
+)
 _CLAIMABLE_FORCED = "attribute_not_exists(pk) OR #s <> :claimed OR #l < :now"
 
 
@@ -122,14 +129,17 @@ class DynamoDayLedger:
         lease: Lease,
         now: datetime,
         forced: Collection[FileRef] = (),
+        explicit: Collection[FileRef] = (),
     ) -> ClaimResult:
         origins = dict(files)
         result = ClaimResult()
+        conditions = {f: _CLAIMABLE_FORCED for f in forced}
+        conditions |= {f: _CLAIMABLE_EXPLICIT for f in explicit if f not in conditions}
         for part in balanced_parts(list(origins), MAX_CLAIM_FILES):
             if result.no_room:  # the quota ran out in an earlier part: no need to ask again
                 result.no_room += part
                 continue
-            self._claim_part(day, part, origins, limit, lease, now, forced, result)
+            self._claim_part(day, part, origins, limit, lease, now, conditions, result)
         return result
 
     def _claim_part(
@@ -140,7 +150,7 @@ class DynamoDayLedger:
         limit: int,
         lease: Lease,
         now: datetime,
-        forced: Collection[FileRef],
+        conditions: Mapping[FileRef, str],
         result: ClaimResult,
     ) -> None:
         pending = part[:limit]
@@ -149,7 +159,7 @@ class DynamoDayLedger:
             if not pending:
                 return
             try:
-                self._transact(self._claim_actions(day, pending, origins, limit, lease, now, forced))
+                self._transact(self._claim_actions(day, pending, origins, limit, lease, now, conditions))
             except _Cancelled as cancelled:
                 counter, entries = cancelled.items[0], cancelled.items[1:]
                 if any(e is not None and e.get("w") == lease.owner for e in entries):
@@ -162,7 +172,11 @@ class DynamoDayLedger:
                     entry = parse_entry(item) if item else None
                     if entry is not None and entry.held(now):
                         result.held[file] = entry
-                    elif entry is not None and entry.settled() and file not in forced:
+                    elif entry is not None and not entry.claimable(
+                        now,
+                        force=conditions.get(file) is _CLAIMABLE_FORCED,
+                        explicit=conditions.get(file) is _CLAIMABLE_EXPLICIT,
+                    ):
                         result.known[file] = entry
                     else:
                         still.append(file)  # its condition held, or it changed since: try again
@@ -186,20 +200,22 @@ class DynamoDayLedger:
         limit: int,
         lease: Lease,
         now: datetime,
-        forced: Collection[FileRef],
+        conditions: Mapping[FileRef, str],
     ) -> list[dict[str, Any]]:
         expires = self._expires(day)
         actions: list[dict[str, Any]] = [self._count_action(day, len(files), limit=limit)]
         at = {"S": now.isoformat()}
         for file in files:
-            force = file in forced
+            condition = conditions.get(file, _CLAIMABLE)
             values: dict[str, Any] = {
                 ":claimed": {"S": EntryState.CLAIMED.value},
                 ":now": {"N": str(epoch_ms(now))},
             }
-            if not force:
+            names = {"#s": "s", "#l": "l"}
+            if condition is not _CLAIMABLE_FORCED:
                 values[":doubt"] = {"S": EntryState.IN_DOUBT.value}
                 values[":back"] = {"S": EntryState.HANDED_BACK.value}
+                names["#x"] = "x"
             actions.append(
                 {
                     "Put": {
@@ -213,8 +229,8 @@ class DynamoDayLedger:
                             "l": {"N": str(lease.until_ms)},
                             "expiresAt": expires,
                         },
-                        "ConditionExpression": _CLAIMABLE_FORCED if force else _CLAIMABLE,
-                        "ExpressionAttributeNames": {"#s": "s", "#l": "l"},
+                        "ConditionExpression": condition,
+                        "ExpressionAttributeNames": names,
                         "ExpressionAttributeValues": values,
                         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                     }
@@ -259,16 +275,20 @@ class DynamoDayLedger:
             # the taskId of a submission, the reason of anything else
             field = "t" if state is EntryState.SUBMITTED else "r"
             values = {":s": _state(state), ":at": {"S": now.isoformat()}, ":owner": {"S": lease.owner}}
+            sets = "SET #s = :s, #at = :at"
             if text is not None:
                 values[":v"] = _text(text)
+                sets += f", {field} = :v"
+            retry_after = settlement.retry_after_ms.get(file) if state is EntryState.REJECTED else None
+            if retry_after is not None:
+                values[":x"] = {"N": str(retry_after)}
+                sets += ", x = :x"
             actions.append(
                 {
                     "Update": {
                         "TableName": self._table,
                         "Key": file_key(day, file),
-                        "UpdateExpression": "SET #s = :s, #at = :at"
-                        + (f", {field} = :v" if text is not None else "")
-                        + " REMOVE #l",
+                        "UpdateExpression": sets + " REMOVE #l",
                         "ConditionExpression": "#w = :owner",
                         "ExpressionAttributeNames": {"#s": "s", "#at": "at", "#l": "l", "#w": "w"},
                         "ExpressionAttributeValues": values,

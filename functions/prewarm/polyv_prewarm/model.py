@@ -58,11 +58,14 @@ class Origin:
 
 @dataclass(frozen=True, slots=True)
 class FileRequest:
-    """A file some event asked for, before validation: values are as the event carried them."""
+    """A file some event asked for, before validation: values are as the event carried them.
+    ``explicit``: the event named this bitrate (a brIndex, a callback's df), rather than the
+    function filling in DEFAULT_BR_INDEXES."""
 
     vid: object
     br_index: object
     origin: Origin
+    explicit: bool = False
 
 
 class Fate(StrEnum):
@@ -142,6 +145,7 @@ class LedgerEntry:
     origin: str | None = None
     owner: str | None = None  # the claim call that wrote it (recognises our own lost answers)
     lease_until_ms: int | None = None  # while CLAIMED: when the owner's lease ends
+    retry_after_ms: int | None = None  # REJECTED for now (a missing bitrate): claimable from then
 
     def held(self, now: datetime) -> bool:
         """Claimed by an invocation that may still be running: nobody else may touch it."""
@@ -155,16 +159,26 @@ class LedgerEntry:
         """Submitted or rejected: done for this quota day (only ``force`` sends it again)."""
         return self.state in (EntryState.SUBMITTED, EntryState.REJECTED)
 
-    def claimable(self, now: datetime, *, force: bool = False) -> bool:
+    def claimable(self, now: datetime, *, force: bool = False, explicit: bool = False) -> bool:
         """May a request claim this file now (and count it again)? A claim whose lease ended is in
-        doubt: claimable, and counted again (the counter over-counts, never under-counts)."""
+        doubt: claimable, and counted again (the counter over-counts, never under-counts). A file
+        refused for now (its bitrate did not exist yet) is claimable once its retry time has come,
+        or at once by a request that names this bitrate."""
         if self.held(now):
             return False
+        if self.retry_after_ms is not None and (explicit or self.retry_after_ms < epoch_ms(now)):
+            return True
         return force or not self.settled()
 
     def describe(self) -> str:
         if self.state is EntryState.SUBMITTED:
             return f"already submitted this quota day (taskId {self.task_id})"
+        if self.state is EntryState.REJECTED and self.retry_after_ms is not None:
+            after = datetime.fromtimestamp(self.retry_after_ms / 1000, UTC).isoformat(timespec="seconds")
+            return (
+                f"refused by Polyv earlier this quota day: {self.reason}; asked again after {after}, "
+                "or at once by an event that names this bitrate"
+            )
         if self.state is EntryState.REJECTED:
             return f"rejected by Polyv earlier this quota day: {self.reason}"
         if self.state is EntryState.CLAIMED:

@@ -222,7 +222,8 @@ class PolyvClient:
         if message == SIGN_NOT_RIGHT:
             return _SIGN_REJECTED
         if message in (ILLEGAL_VID, BITRATE_MISSING):
-            raise PolyvFilesRefused(message)
+            # A bitrate that does not exist yet may exist once its transcoding finishes.
+            raise PolyvFilesRefused(message, for_now=message == BITRATE_MISSING)
         if message == DAILY_LIMIT:
             raise PolyvQuotaSpent(message)
         if message == TOO_MANY_FILES:

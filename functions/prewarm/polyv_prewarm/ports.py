@@ -24,11 +24,13 @@ class PolyvError(PrewarmError):
 
 class PolyvFilesRefused(PolyvError):
     """Polyv refused the whole call because of some of its files (``illeagal vid``,
-    ``bitrate does not exist``). The call consumed no quota."""
+    ``bitrate does not exist``). The call consumed no quota. ``for_now``: the refusal may not
+    hold later the same day (a bitrate that is still being transcoded)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, for_now: bool = False) -> None:
         super().__init__(message)
         self.polyv_message = message
+        self.for_now = for_now
 
 
 class PolyvQuotaSpent(PolyvError):
@@ -79,6 +81,7 @@ class Settlement:
 
     submitted: dict[FileRef, str] = field(default_factory=dict)  # file -> taskId
     rejected: dict[FileRef, str] = field(default_factory=dict)  # file -> Polyv's reason
+    retry_after_ms: dict[FileRef, int] = field(default_factory=dict)  # rejected for now: claimable then
     in_doubt: set[FileRef] = field(default_factory=set)  # stays counted
     handed_back: dict[FileRef, str] = field(default_factory=dict)  # file -> why; not counted
     release: int = 0  # counted files Polyv certainly did not take
@@ -110,9 +113,11 @@ class DayLedger(Protocol):
         lease: Lease,
         now: datetime,
         forced: Collection[FileRef] = (),
+        explicit: Collection[FileRef] = (),
     ) -> ClaimResult:
         """Claim and count, at once, the files (with their origins) that are claimable now, as many
-        as the quota allows, under ``lease``. ``forced`` files are claimed even if settled today."""
+        as the quota allows, under ``lease``. ``forced`` files are claimed even if settled today;
+        ``explicit`` files (an event named their bitrate) even if refused for now."""
         ...
 
     def settle(self, day: str, settlement: Settlement, *, lease: Lease, now: datetime) -> None:

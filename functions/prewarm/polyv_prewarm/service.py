@@ -36,6 +36,7 @@ from .model import (
     LedgerEntry,
     Origin,
     Report,
+    epoch_ms,
 )
 from .plan import Claim, build_plan, chunk
 from .ports import (
@@ -64,6 +65,9 @@ DEFAULT_RUN_TIME = timedelta(minutes=15)
 #: A record that fails is tried again this often, while more than RECORD_RESERVE_MS are left.
 RECORD_ATTEMPTS = 8
 RECORD_RESERVE_MS = 2_000
+#: A bitrate Polyv said does not exist may be asked again this long after (its transcoding may
+#: still run), or at once by an event that names it (a callback's df, an explicit brIndex).
+BITRATE_RETRY_AFTER = timedelta(minutes=30)
 #: A deferred file whose drained call Polyv refused with an unknown error this often is parked.
 PARK_AFTER_FAILURES = 3
 
@@ -117,6 +121,7 @@ class _ChunkCalls:
         self.answered_day: dict[FileRef, str] = {}  # submitted file -> quota day of Polyv's answer
         self.task_ids: dict[FileRef, str] = {}
         self.rejected: dict[FileRef, str] = {}
+        self.for_now: set[FileRef] = set()  # rejected for a bitrate that may exist later today
         self.doubtful: set[FileRef] = set()  # in a call whose outcome is unknown
         self._claims: dict[FileRef, Claim] = {}
         self.in_flight: list[FileRef] = []
@@ -129,8 +134,8 @@ class _ChunkCalls:
         if refusal is not None:
             self._isolate(group, refusal)
 
-    def _try(self, group: Sequence[Claim]) -> str | None:
-        """Push ``group``; None on success, else Polyv's reason for refusing it."""
+    def _try(self, group: Sequence[Claim]) -> PolyvFilesRefused | None:
+        """Push ``group``; None on success, else Polyv's refusal of it."""
         files = [c.file for c in group]
         resend = 0
         while True:
@@ -141,7 +146,7 @@ class _ChunkCalls:
                 task_id = self._polyv.push(files)
             except PolyvFilesRefused as exc:
                 self.in_flight = []
-                return exc.polyv_message
+                return exc
             except PolyvUnavailable as exc:
                 self.in_flight = []
                 if not exc.ambiguous:
@@ -178,10 +183,12 @@ class _ChunkCalls:
         self.doubtful.update(files)
         self.unknown_outcomes += len(files)
 
-    def _isolate(self, group: Sequence[Claim], refusal: str) -> None:
+    def _isolate(self, group: Sequence[Claim], refusal: PolyvFilesRefused) -> None:
         """``group`` is known to be refused with ``refusal``: find its bad files."""
         if len(group) == 1:
-            self.rejected[group[0].file] = refusal
+            self.rejected[group[0].file] = refusal.polyv_message
+            if refusal.for_now:
+                self.for_now.add(group[0].file)
             return
         half = len(group) // 2
         left, right = group[:half], group[half:]
@@ -205,7 +212,9 @@ class _ChunkCalls:
             if f in self.doubtful and f not in self.task_ids and f not in self.rejected
         ]
 
-    def settlement(self, granted: Sequence[Claim], leftover: str, *, quota_spent: bool) -> Settlement:
+    def settlement(
+        self, granted: Sequence[Claim], leftover: str, *, quota_spent: bool, retry_after_ms: int
+    ) -> Settlement:
         """What to record for every granted file, from what is known now."""
         if self.in_flight:  # interrupted while a call was out: it may have been accepted
             self._unknown(self.in_flight)
@@ -217,6 +226,8 @@ class _ChunkCalls:
                 settled.submitted[file] = self.task_ids[file]
             elif file in self.rejected:
                 settled.rejected[file] = self.rejected[file]
+                if file in self.for_now:
+                    settled.retry_after_ms[file] = retry_after_ms
             elif file in self.doubtful:
                 settled.in_doubt.add(file)
             else:
@@ -269,6 +280,9 @@ class PrewarmService:
     def today(self) -> str:
         return quota_day(self._clock(), self._tz)
 
+    def userid(self) -> str:
+        return self._polyv.userid()
+
     # -- the main path --------------------------------------------------------------------------
     def prewarm(
         self,
@@ -299,7 +313,7 @@ class PrewarmService:
         to_send: list[Claim] = []
         for claim in claims:
             entry = entries.get(claim.file)
-            if entry is not None and not entry.claimable(now, force=force):
+            if entry is not None and not entry.claimable(now, force=force, explicit=claim.request.explicit):
                 self._report_unclaimable(claim, entry, report, now)
             elif len(to_send) < room:
                 to_send.append(claim)
@@ -349,7 +363,7 @@ class PrewarmService:
         waiting = []
         for claim in claims:
             entry = entries.get(claim.file)
-            if entry is not None and (entry.settled() or entry.held(now)):
+            if entry is not None and not entry.claimable(now, explicit=claim.request.explicit):
                 self._report_unclaimable(claim, entry, report, now)
             else:
                 waiting.append(claim)
@@ -536,6 +550,7 @@ class PrewarmService:
                 lease=lease,
                 now=now,
                 forced=[c.file for c in group if c.file in forced],
+                explicit=[c.file for c in group if c.request.explicit],
             )
         except StoreUnavailable as exc:
             logger.error("ledger unavailable: sending nothing unaccounted", extra={"error": str(exc)})
@@ -606,7 +621,12 @@ class PrewarmService:
             # Runs on every exit, KeyboardInterrupt included; only a killed process skips it,
             # and then the lease ends with the invocation.
             leftover = stop.reason if stop is not None else ""
-            settlement = calls.settlement(granted, leftover, quota_spent=bool(stop and stop.quota_spent))
+            settlement = calls.settlement(
+                granted,
+                leftover,
+                quota_spent=bool(stop and stop.quota_spent),
+                retry_after_ms=epoch_ms(self._clock() + BITRATE_RETRY_AFTER),
+            )
             self._record(day, settlement, lease, granted, calls, time_left_ms)
             unsent = [c for c in granted if c.file in settlement.handed_back]
             self._report_chunk(calls, unsent, leftover, report, quota_spent=bool(stop and stop.quota_spent))
