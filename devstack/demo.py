@@ -104,6 +104,8 @@ def describe(
             lines.append(f"   {outcome['vid']} on {day}: {states}")
         if outcome["deferred"]:
             lines.append(f"   still deferred: brIndex {', '.join(outcome['deferred'])}")
+    if isinstance(outcome, dict) and isinstance(outcome.get("ignored"), str):
+        lines.append(f"   ignored: {outcome['ignored']}")
     if error is not None:
         lines.append(f"   invocation error: {type(error).__name__}: {error}")
     return lines

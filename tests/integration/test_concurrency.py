@@ -93,9 +93,7 @@ def test_three_times_the_quota_at_once_then_drained_exactly_once(stack, monkeypa
 
     for day in (1, 2):  # the scheduled drain of the next two quota days
         shift_days(stack, monkeypatch, day)
-        summary = app.lambda_handler(
-            {"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}, LocalLambdaContext()
-        )
+        summary = app.lambda_handler({"action": "drain", "source": "schedule"}, LocalLambdaContext())
         assert summary["counts"]["submitted"] == LIMIT
     everything = Counter(stack.polyv.accepted_files())
     assert set(everything) == wanted  # nothing lost

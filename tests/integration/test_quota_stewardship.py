@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import pytest
 
 from polyv_prewarm.lambda_context import LocalLambdaContext
-from tests.integration.conftest import set_limit, shift_days, sqs_event, vid
+from tests.integration.conftest import EVENTS, set_limit, shift_days, sqs_event, vid
 
 pytestmark = pytest.mark.integration
 
-SCHEDULED = {
-    "version": "0",
-    "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
-    "detail-type": "Scheduled Event",
-    "source": "aws.events",
-    "account": "123456789012",
-    "time": "2026-11-27T16:05:00Z",
-    "region": "us-east-1",
-    "resources": ["arn:aws:events:us-east-1:123456789012:rule/daily-drain"],
-    "detail": {},
-}
+SCHEDULED = {"action": "drain", "source": "schedule"}  # what the DailyDrain schedule sends
 
 
 @pytest.fixture
@@ -133,3 +124,16 @@ def test_the_scheduled_drain_respects_the_deadline(stack, videos, monkeypatch):
     summary = app.lambda_handler(SCHEDULED, LocalLambdaContext(timeout_s=3))
     assert summary["stoppedBecause"].startswith("too little time")
     assert len(stack.backlog_keys()) == 2
+
+
+def test_a_scheduled_event_of_another_rule_drains_nothing(stack, invoke, monkeypatch):
+    set_limit(stack, monkeypatch, 1)
+    stack.polyv.add_video(vid(0x7100))
+    stack.polyv.add_video(vid(0x7101))
+    invoke({"vids": [vid(0x7100), vid(0x7101)], "brIndexes": [1]})  # one sent, one deferred
+    shift_days(stack, monkeypatch, 1)
+    answer = invoke(json.loads((EVENTS / "scheduled-event-other-rule.json").read_text()))
+    assert answer["resources"] == ["arn:aws:events:us-east-1:123456789012:rule/nightly-report"]
+    assert "not this project's drain schedule" in answer["ignored"]
+    assert len(stack.backlog_keys()) == 1  # still waiting for the real drain
+    assert invoke(SCHEDULED)["counts"] == {"submitted": 1}

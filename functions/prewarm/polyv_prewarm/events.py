@@ -80,7 +80,7 @@ class EventKind(StrEnum):
     SNS = "sns"  # SNS delivering directly to the function
     EVENTBRIDGE = "eventbridge"  # an EventBridge rule targeting the function
     DIRECT = "direct"  # a person invoking the function with a test event
-    SCHEDULED = "scheduled"  # an EventBridge schedule: drain the backlog
+    SCHEDULED = "scheduled"  # an EventBridge rule's Scheduled Event: not this project's drain
     ACTION = "action"  # a person asking for {"action": "drain" | "status" | "quota"}
 
 

@@ -70,7 +70,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if kind is EventKind.DIRECT:
         return _direct(event, context)
     if kind is EventKind.SCHEDULED:
-        return _drain(context)
+        return _other_schedule(event)
     if kind is EventKind.ACTION:
         return _action(event, context)
     return _notification(event, kind, context)
@@ -188,6 +188,20 @@ def _drain(context: LambdaContext) -> dict[str, Any]:
     summary["backlog"] = _record_backlog(service.quota()["backlog"])
     logger.info("drain done", extra={"summary": _log_summary(report), "backlog": summary["backlog"]})
     return summary
+
+
+def _other_schedule(event: dict[str, Any]) -> dict[str, Any]:
+    """An EventBridge rule's ``Scheduled Event``. The drain runs on this project's own schedule
+    (DailyDrain sends ``{"action": "drain", "source": "schedule"}``); another rule that targets
+    the function by mistake must not drain the backlog at its own hours. Nothing is done, and the
+    answer (not an error, so EventBridge does not retry it) says why."""
+    resources = event.get("resources")
+    rules = [str(r)[:256] for r in resources[:5]] if isinstance(resources, list) else []
+    logger.warning("a scheduled event of another rule: nothing done", extra={"resources": rules})
+    return {
+        "ignored": 'not this project\'s drain schedule: the drain runs on {"action": "drain"}',
+        "resources": rules,
+    }
 
 
 def _action(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
