@@ -221,6 +221,7 @@ class DevStack:
             "POLYV_BACKOFF_BASE_SECONDS": "0.01",
             "POLYV_CONNECT_TIMEOUT_SECONDS": "1",
             "POLYV_READ_TIMEOUT_SECONDS": "2",
+            "MANUAL_RESERVE": "0",  # the local stack's limits are small; tests that need one set it
         }
 
     def _direct(self) -> dict[str, str]:

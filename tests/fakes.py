@@ -200,6 +200,15 @@ class InMemoryBacklog:
             ]
         return ordered[:limit]
 
+    def newest(self, limit: int, *, after=None) -> list[DeferredFile]:
+        self._check()
+        ordered = list(reversed(self._drainable()))
+        if after is not None:
+            ordered = [
+                d for d in ordered if (d.deferred_at, d.file.key) < (after.deferred_at, after.file.key)
+            ]
+        return ordered[:limit]
+
     def parked(self, limit: int) -> list[DeferredFile]:
         self._check()
         return [d for d in self.items.values() if d.parked][:limit]

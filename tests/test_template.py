@@ -54,6 +54,9 @@ def test_every_configuration_variable_is_declared(template):
         "QUOTA_TIMEZONE",
         "DEFAULT_BR_INDEXES",
         "VID_KEY_PATTERN",
+        "MANUAL_RESERVE",
+        "BACKLOG_MAX_AGE_DAYS",
+        "DRAIN_ORDER",
     ):
         assert name in variables
     assert variables["QUOTA_TABLE"] == {"Ref": "QuotaTable"}

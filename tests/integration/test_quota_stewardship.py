@@ -7,6 +7,8 @@ from collections import Counter
 
 import pytest
 
+from polyv_prewarm import runtime
+from polyv_prewarm.handler import InvalidEvent
 from polyv_prewarm.lambda_context import LocalLambdaContext
 from tests.integration.conftest import EVENTS, set_limit, shift_days, sqs_event, vid
 
@@ -137,3 +139,48 @@ def test_a_scheduled_event_of_another_rule_drains_nothing(stack, invoke, monkeyp
     assert "not this project's drain schedule" in answer["ignored"]
     assert len(stack.backlog_keys()) == 1  # still waiting for the real drain
     assert invoke(SCHEDULED)["counts"] == {"submitted": 1}
+
+
+def test_a_day_spent_by_automatic_traffic_still_takes_a_priority_request(stack, invoke, monkeypatch):
+    set_limit(stack, monkeypatch, 20)
+    monkeypatch.setenv("MANUAL_RESERVE", "5")
+    runtime.current.cache_clear()
+    vids = [vid(0x7200 + i) for i in range(27)]
+    for v in vids:
+        stack.polyv.add_video(v)
+    batch = sqs_event(*({"vids": vids[i : i + 5], "brIndexes": [1]} for i in range(0, 25, 5)))
+    assert invoke(batch) == {"batchItemFailures": []}
+    assert len(stack.polyv.accepted_files()) == 15  # the pipeline leaves the reserve alone
+    plain = invoke({"vids": [vids[25]], "brIndexes": [1]})
+    assert plain["counts"] == {"deferred": 1}
+    urgent = invoke({"vids": [vids[26]], "brIndexes": [1], "priority": "high"})
+    assert urgent["counts"] == {"submitted": 1}
+    assert urgent["quota"]["reserve"] == {"files": 5, "used": 1}
+    assert invoke({"action": "quota"})["reserve"] == {"files": 5, "used": 1}
+    with pytest.raises(InvalidEvent, match="priority"):
+        invoke({"vids": [vids[26]], "priority": "urgent"})
+
+
+def test_expiry_and_drain_order_across_three_quota_days(stack, invoke, monkeypatch):
+    set_limit(stack, monkeypatch, 2)
+    monkeypatch.setenv("BACKLOG_MAX_AGE_DAYS", "2")
+    monkeypatch.setenv("DRAIN_ORDER", "newest")
+    vids = [vid(0x7300 + i) for i in range(6)]
+    for v in vids:
+        stack.polyv.add_video(v)
+    shift_days(stack, monkeypatch, 0)
+    invoke({"vids": vids[:4], "brIndexes": [1]})  # day 0: two sent, two deferred
+    stack.seconds_offset = 3600
+    invoke({"vids": vids[4:], "brIndexes": [1]})  # an hour later: two more deferred
+    sent_by_day = []
+    for day in (1, 2):
+        shift_days(stack, monkeypatch, day)
+        stack.seconds_offset = 3600
+        before = len(stack.polyv.accepted_files())
+        summary = invoke(SCHEDULED)
+        sent_by_day.append([v for v, _ in stack.polyv.accepted_files()[before:]])
+    assert sent_by_day[0] == [vids[5], vids[4]]  # day 1: the newest deferrals first
+    assert sent_by_day[1] == []  # day 2: the day-0 deferrals are more than two days old
+    expired = [f["vid"] for f in summary["files"] if f["fate"] == "expired"]
+    assert expired == vids[2:4]
+    assert stack.backlog_keys() == []

@@ -4,6 +4,7 @@ the same day, vids among other tokens in S3 keys, folder markers and empty objec
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +94,23 @@ def test_folder_markers_and_empty_objects_send_nothing(stack, invoke):
     )
     assert invoke(event) == {"batchItemFailures": []}
     assert stack.polyv.answers() == []
+
+
+PIPELINE_FIXTURES = sorted((Path(__file__).resolve().parents[1] / "fixtures" / "pipelines").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", PIPELINE_FIXTURES, ids=lambda p: p.stem)
+def test_real_payloads_through_the_handler(stack, invoke, path):
+    """Each fixture: a payload in the shape AWS or Polyv sends it, how it arrives, and which files
+    Polyv must have been asked for (none: it is ignored, with a reason, and fails nothing)."""
+    fixture = json.loads(path.read_text(encoding="utf-8"))
+    for vid_, _ in fixture["sent"]:
+        stack.polyv.add_video(vid_)
+    payload = fixture["payload"]
+    if fixture["deliver"] == "sqs":
+        body = payload if isinstance(payload, str) else json.dumps(payload)
+        assert invoke(sqs_event(body, ids=["m"])) == {"batchItemFailures": []}, fixture["what"]
+    else:
+        invoke(payload)
+    assert sorted(map(list, stack.polyv.accepted_files())) == sorted(fixture["sent"]), fixture["what"]
+    assert not any(a for a in stack.polyv.answers() if a != "success")

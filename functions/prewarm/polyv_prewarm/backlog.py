@@ -73,6 +73,17 @@ class DynamoBacklog:
             args["ExclusiveStartKey"] = {"pk": BACKLOG_PK, "sk": after.file.key, "age": _age(after)}
         return self._query(args)
 
+    def newest(self, limit: int, *, after: DeferredFile | None = None) -> list[DeferredFile]:
+        args: dict[str, Any] = {
+            "IndexName": AGE_INDEX,
+            "KeyConditionExpression": Key("pk").eq(BACKLOG_PK) & Key("age").lt(DRAINABLE_BELOW),
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if after is not None:
+            args["ExclusiveStartKey"] = {"pk": BACKLOG_PK, "sk": after.file.key, "age": _age(after)}
+        return self._query(args)
+
     def parked(self, limit: int) -> list[DeferredFile]:
         return self._query(
             {

@@ -94,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="show the planned calls (files per call) without sending or spending quota",
     )
     submit.add_argument("--force", action="store_true", help="send again files already submitted today")
+    submit.add_argument(
+        "--priority",
+        choices=("normal", "high"),
+        default="normal",
+        help="high: may use the MANUAL_RESERVE of today's quota, which automatic traffic leaves alone",
+    )
 
     invoke = commands.add_parser(
         "invoke",
@@ -220,6 +226,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         force=args.force,
         time_left_ms=_deadline().get_remaining_time_in_millis,
+        priority_high=args.priority == "high",
     )
     summary = report.to_summary()
     _emit(args, summary, _render_report)

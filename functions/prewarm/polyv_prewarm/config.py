@@ -35,6 +35,9 @@ class Settings:
     polyv_backoff_base: float = 0.5
     polyv_connect_timeout: float = 3.05
     polyv_read_timeout: float = 10.0
+    manual_reserve: int = 100  # files a day only "priority": "high" requests may use (5 % of 2000)
+    backlog_max_age_days: int = 7  # deferred files older than this expire
+    drain_newest_first: bool = True
 
     @property
     def parse_options(self) -> ParseOptions:
@@ -56,6 +59,9 @@ class Settings:
             polyv_backoff_base=_seconds(env, "POLYV_BACKOFF_BASE_SECONDS", 0.5),
             polyv_connect_timeout=_seconds(env, "POLYV_CONNECT_TIMEOUT_SECONDS", 3.05),
             polyv_read_timeout=_seconds(env, "POLYV_READ_TIMEOUT_SECONDS", 10.0),
+            manual_reserve=_reserve(env),
+            backlog_max_age_days=_positive_int(env, "BACKLOG_MAX_AGE_DAYS", 7),
+            drain_newest_first=_drain_order(env.get("DRAIN_ORDER") or "newest"),
         )
 
 
@@ -75,6 +81,21 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise ConfigurationError(f"{name} must be a positive integer, got {raw!r}")
     return value
+
+
+def _reserve(env: Mapping[str, str]) -> int:
+    """Unset: 5 % of the daily limit (100 of Polyv's 2000)."""
+    limit = _positive_int(env, "DAILY_FILE_LIMIT", 2000)
+    raw = env.get("MANUAL_RESERVE") or str(limit // 20)
+    if not raw.isdigit() or int(raw) >= limit:
+        raise ConfigurationError(f"MANUAL_RESERVE must be a whole number below DAILY_FILE_LIMIT, got {raw!r}")
+    return int(raw)
+
+
+def _drain_order(raw: str) -> bool:
+    if raw not in ("newest", "oldest"):
+        raise ConfigurationError(f"DRAIN_ORDER must be newest or oldest, got {raw[:32]!r}")
+    return raw == "newest"
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:

@@ -142,11 +142,14 @@ def _notification(event: dict[str, Any], kind: EventKind, context: LambdaContext
 
 def _direct(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     dry_run, force = _flag(event, "dryRun"), _flag(event, "force")
+    priority = event.get("priority", "normal")
+    if priority not in ("normal", "high"):
+        raise InvalidEvent('priority must be "high" or "normal"')
     try:
         parsed = parse_document(event, Origin("direct"), _parse_options())
     except InvalidMessage as exc:
         raise InvalidEvent(str(exc)) from None
-    report = _prewarm(parsed, context, dry_run=dry_run, force=force)
+    report = _prewarm(parsed, context, dry_run=dry_run, force=force, priority_high=priority == "high")
     logger.info("direct invocation done", extra={"summary": _log_summary(report)})
     return _summary(report, parsed)
 
@@ -225,13 +228,24 @@ def _action(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 
 @tracer.capture_method
-def _prewarm(parsed: Parsed, context: LambdaContext, *, dry_run: bool = False, force: bool = False) -> Report:
+def _prewarm(
+    parsed: Parsed,
+    context: LambdaContext,
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+    priority_high: bool = False,
+) -> Report:
     for item in parsed.ignored:
         logger.info("ignored", extra=item.to_summary())
     for item in parsed.notes:
         logger.info("read from the event", extra=item.to_summary())
     report = runtime.current().service.prewarm(
-        parsed.requests, dry_run=dry_run, force=force, time_left_ms=context.get_remaining_time_in_millis
+        parsed.requests,
+        dry_run=dry_run,
+        force=force,
+        time_left_ms=context.get_remaining_time_in_millis,
+        priority_high=priority_high,
     )
     _record_metrics(report)
     return report
@@ -243,6 +257,7 @@ FATE_METRICS = {
     Fate.DEFERRED: "FilesDeferred",
     Fate.REJECTED: "FilesRejected",
     Fate.RETRY: "FilesHandedBack",
+    Fate.EXPIRED: "FilesExpired",
 }
 
 

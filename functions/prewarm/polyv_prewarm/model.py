@@ -77,6 +77,7 @@ class Fate(StrEnum):
     REJECTED = "rejected"  # invalid, or refused by Polyv for this file; has a reason; never retried
     DEFERRED = "deferred"  # today's quota is spent: stored in the backlog for the next quota day
     RETRY = "retry"  # not submitted because of a transient fault; handed back for retry
+    EXPIRED = "expired"  # waited in the backlog longer than BACKLOG_MAX_AGE_DAYS: dropped, not sent
 
     @property
     def needs_retry(self) -> bool:
@@ -231,6 +232,7 @@ class QuotaView:
     used: int
     limit: int
     exhausted: bool = False
+    reserve: int = 0  # of the limit, kept for "priority": "high" requests
 
     @property
     def remaining(self) -> int:
@@ -245,6 +247,11 @@ class QuotaView:
         }
         if self.exhausted:
             summary["exhausted"] = True
+        if self.reserve:
+            summary["reserve"] = {
+                "files": self.reserve,
+                "used": min(self.reserve, max(0, self.used - (self.limit - self.reserve))),
+            }
         return summary
 
 

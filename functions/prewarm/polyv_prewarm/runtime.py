@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import boto3
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
@@ -82,6 +82,9 @@ def build_runtime(
         timezone=settings.timezone,
         clock=clock,
         retention_days=settings.retention_days,
+        manual_reserve=settings.manual_reserve,
+        backlog_max_age=timedelta(days=settings.backlog_max_age_days),
+        drain_newest_first=settings.drain_newest_first,
         # one more call needs room for its attempts, each bounded by the connect + read timeouts
         backoff=policy.backoff,
         min_time_per_call_ms=int(

@@ -263,6 +263,9 @@ class PrewarmService:
         sleep: Callable[[float], None] = time.sleep,
         retention_days: int = 35,
         new_owner: Callable[[], str] = lambda: uuid.uuid4().hex,
+        manual_reserve: int = 0,
+        backlog_max_age: timedelta = timedelta(days=7),
+        drain_newest_first: bool = False,
     ) -> None:
         self._polyv = polyv
         self._ledger = ledger
@@ -276,6 +279,9 @@ class PrewarmService:
         self._sleep = sleep
         self._retention_days = retention_days
         self._new_owner = new_owner
+        self._reserve = manual_reserve
+        self._max_age = backlog_max_age
+        self._newest_first = drain_newest_first
 
     def today(self) -> str:
         return quota_day(self._clock(), self._tz)
@@ -291,24 +297,28 @@ class PrewarmService:
         dry_run: bool = False,
         force: bool = False,
         time_left_ms: TimeLeft = None,
+        priority_high: bool = False,
     ) -> Report:
+        """``priority_high`` (a person's request): may use the MANUAL_RESERVE of the day's quota,
+        which automatic traffic leaves alone."""
         plan = build_plan(requests, self._polyv.userid())
         report = Report(results=list(plan.decided), dry_run=dry_run)
+        limit = self._limit if priority_high else self._limit - self._reserve
         if dry_run:
-            self._dry_run(self.today(), plan.unique, report, force)
+            self._dry_run(self.today(), plan.unique, report, force, limit)
         else:
             forced = {c.file for c in plan.unique} if force else set()
-            outcome = self._submit(plan.unique, report, time_left_ms, forced=forced)
+            outcome = self._submit(plan.unique, report, time_left_ms, forced=forced, limit=limit)
             self._defer(outcome.deferred, report, forced=forced)
         self._finish(report, "prewarm finished")
         return report
 
-    def _dry_run(self, day: str, claims: Sequence[Claim], report: Report, force: bool) -> None:
+    def _dry_run(self, day: str, claims: Sequence[Claim], report: Report, force: bool, limit: int) -> None:
         try:
             entries = self._ledger.lookup(day, [c.file for c in claims])
-            room = self._ledger.usage(day, self._limit).remaining
+            room = self._ledger.usage(day, limit).remaining
         except StoreUnavailable:
-            entries, room = {}, self._limit
+            entries, room = {}, limit
         now = self._clock()
         to_send: list[Claim] = []
         for claim in claims:
@@ -388,13 +398,17 @@ class PrewarmService:
         are passed by, so they never block the rest; one refused in ``PARK_AFTER_FAILURES``
         drains is parked. ``on_slice`` is called after every slice (a progress bar)."""
         report = Report()
+        self._expire_backlog(report)
         cursor: DeferredFile | None = None
         while report.stopped_because is None:
             if not self._time_for_a_call(time_left_ms):
                 report.stopped_because = OUT_OF_TIME
                 break
             try:
-                batch = self._backlog.oldest(slice_size, after=cursor)
+                if self._newest_first:
+                    batch = self._backlog.newest(slice_size, after=cursor)
+                else:
+                    batch = self._backlog.oldest(slice_size, after=cursor)
             except StoreUnavailable as exc:
                 report.stopped_because = f"backlog unavailable: {exc}"
                 break
@@ -409,6 +423,32 @@ class PrewarmService:
         self._finish(report, "drain finished")
         return report
 
+    def _expire_backlog(self, report: Report) -> None:
+        """Drop deferred files older than BACKLOG_MAX_AGE_DAYS, oldest first: a prewarm is worth
+        most before viewers arrive, and little a week later. Each gets the fate ``expired``."""
+        cutoff = (self._clock() - self._max_age).isoformat()
+        while True:
+            try:
+                batch = [d for d in self._backlog.oldest(100) if d.deferred_at < cutoff]
+                if not batch:
+                    return
+                self._backlog.remove([d.file for d in batch])
+            except StoreUnavailable as exc:
+                logger.error("could not expire old backlog files", extra={"error": str(exc)})
+                return
+            for deferred in batch:
+                request = FileRequest(
+                    deferred.file.vid,
+                    deferred.file.br_index,
+                    Origin("backlog", message_id=deferred.origin or None),
+                )
+                reason = f"deferred at {deferred.deferred_at}, more than {self._max_age.days} days ago"
+                report.results.append(FileResult(request, Fate.EXPIRED, file=deferred.file, reason=reason))
+            logger.warning(
+                "expired backlog files",
+                extra={"files": [d.file.key for d in batch[:20]], "count": len(batch), "cutoff": cutoff},
+            )
+
     def _drain_slice(self, batch: Sequence[DeferredFile], report: Report, time_left_ms: TimeLeft) -> bool:
         """Drain one slice; False when today's quota is spent."""
         by_file = {d.file: d for d in batch}
@@ -422,7 +462,7 @@ class PrewarmService:
         first = len(report.results)
         claims = self._not_sent_since_deferral(claims, by_file, report)
         forced = {d.file for d in batch if d.force}
-        outcome = self._submit(claims, report, time_left_ms, forced=forced)
+        outcome = self._submit(claims, report, time_left_ms, forced=forced, limit=self._limit - self._reserve)
         report.results += [
             FileResult(c.request, Fate.DEFERRED, file=c.file, reason=STILL_DEFERRED_REASON)
             for c in outcome.deferred
@@ -488,6 +528,7 @@ class PrewarmService:
     # -- queries --------------------------------------------------------------------------------
     def quota(self, day: str | None = None) -> dict[str, Any]:
         view = self._ledger.usage(day or self.today(), self._limit)
+        view.reserve = self._reserve
         size, oldest = self._backlog.stats()
         return {**view.to_summary(), "backlog": {"files": size, "oldestDeferredAt": oldest}}
 
@@ -511,7 +552,13 @@ class PrewarmService:
 
     # -- shared machinery -----------------------------------------------------------------------
     def _submit(
-        self, claims: Sequence[Claim], report: Report, time_left_ms: TimeLeft, *, forced: Collection[FileRef]
+        self,
+        claims: Sequence[Claim],
+        report: Report,
+        time_left_ms: TimeLeft,
+        *,
+        forced: Collection[FileRef],
+        limit: int,
     ) -> _Outcome:
         """Claim, send and record ``claims`` chunk by chunk; every claim gets exactly one result,
         except those that find no quota (returned in ``deferred`` for the caller to place)."""
@@ -526,7 +573,7 @@ class PrewarmService:
                 report.stopped_because = OUT_OF_TIME
                 self._leave(group, OUT_OF_TIME, report)
             else:
-                quota_left = self._claim_and_send(group, report, outcome, time_left_ms, forced)
+                quota_left = self._claim_and_send(group, report, outcome, time_left_ms, forced, limit)
         return outcome
 
     def _claim_and_send(
@@ -536,8 +583,9 @@ class PrewarmService:
         outcome: _Outcome,
         time_left_ms: TimeLeft,
         forced: Collection[FileRef],
+        limit: int,
     ) -> bool:
-        """One chunk's claim, calls and record. False when today's quota is spent."""
+        """One chunk's claim, calls and record (within ``limit``). False when the quota is spent."""
         day = self.today()  # the day of each chunk: an invocation may outlive midnight
         now = self._clock()
         lease = Lease.until(self._new_owner(), now + self._time_left(time_left_ms) + LEASE_GRACE)
@@ -546,7 +594,7 @@ class PrewarmService:
             claimed = self._ledger.claim(
                 day,
                 [(c.file, c.request.origin.describe()) for c in group],
-                self._limit,
+                limit,
                 lease=lease,
                 now=now,
                 forced=[c.file for c in group if c.file in forced],
@@ -561,7 +609,7 @@ class PrewarmService:
             self._report_unclaimable(by_file[file], entry, report, now)
         outcome.deferred += [by_file[f] for f in claimed.no_room]
         granted = [by_file[f] for f in claimed.granted]
-        stop, unsent = self._send_and_record(day, granted, lease, report, time_left_ms)
+        stop, unsent = self._send_and_record(day, granted, lease, report, time_left_ms, limit)
         if stop is None:
             return not claimed.no_room
         if stop.quota_spent:
@@ -574,7 +622,13 @@ class PrewarmService:
         return not claimed.no_room
 
     def _send_and_record(
-        self, day: str, granted: Sequence[Claim], lease: Lease, report: Report, time_left_ms: TimeLeft
+        self,
+        day: str,
+        granted: Sequence[Claim],
+        lease: Lease,
+        report: Report,
+        time_left_ms: TimeLeft,
+        limit: int,
     ) -> tuple[_Stop | None, list[Claim]]:
         """Send the granted files and, whatever happens, record every one of them. Returns why the
         calls stopped early, if they did, and the files that were certainly not sent."""
@@ -584,7 +638,7 @@ class PrewarmService:
             self._polyv,
             today=self.today,
             time_for_a_call=lambda: self._time_for_a_call(time_left_ms),
-            reserve_more=lambda count: self._ledger.reserve_extra(day, count, self._limit),
+            reserve_more=lambda count: self._ledger.reserve_extra(day, count, limit),
             before_resend=lambda resend: self._sleep(self._backoff(resend)),
             resends=self._ambiguous_retries,
         )
@@ -742,6 +796,7 @@ class PrewarmService:
         day = self.today()
         try:
             report.quota = self._ledger.usage(day, self._limit)
+            report.quota.reserve = self._reserve
         except StoreUnavailable:
             logger.warning("ledger unreadable: summary has no quota figures")
         for result in report.results:
