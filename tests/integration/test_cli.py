@@ -156,3 +156,14 @@ def test_console_script_against_the_local_stack(stack, videos):
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["limit"] == 2000
+
+
+def test_submit_with_priority_high_uses_the_reserve(run, stack, videos, monkeypatch):
+    set_limit(stack, monkeypatch, 4)
+    monkeypatch.setenv("MANUAL_RESERVE", "1")
+    run("submit", *videos[:4], "--br", "1")  # the pipeline's share: 3 of 4
+    code, out, _ = run("--json", "submit", videos[5], "--br", "1", "--priority", "high")
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["counts"] == {"submitted": 1}
+    assert summary["quota"]["reserve"] == {"files": 1, "used": 1}
