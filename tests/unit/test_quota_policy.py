@@ -8,26 +8,17 @@ import pytest
 
 from polyv_prewarm.config import ConfigurationError, Settings
 from polyv_prewarm.model import Fate, FileRef, Origin
-from polyv_prewarm.service import PrewarmService
 from tests.fakes import vid
-from tests.unit.test_service import TZ, World, requests_for
+from tests.unit.test_service import World, requests_for
 
 
 def policy_world(limit: int, *, reserve: int = 0, newest_first: bool = False, max_age_days: int = 7) -> World:
-    w = World(limit=limit)
-    w.service = PrewarmService(
-        polyv=w.polyv,
-        ledger=w.ledger,
-        backlog=w.backlog,
-        daily_limit=limit,
-        timezone=TZ,
-        clock=w.clock,
-        sleep=lambda _: None,
+    return World(
+        limit=limit,
         manual_reserve=reserve,
         backlog_max_age=timedelta(days=max_age_days),
         drain_newest_first=newest_first,
     )
-    return w
 
 
 def test_automatic_traffic_leaves_the_reserve_and_a_priority_request_uses_it():

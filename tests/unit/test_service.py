@@ -36,7 +36,7 @@ def requests_for(n, br=1, origin=None, start=0):
 
 
 class World:
-    def __init__(self, limit=2000, polyv=None):
+    def __init__(self, limit=2000, polyv=None, **service_options):
         self.polyv = polyv or FakePolyv()
         self.ledger = InMemoryLedger()
         self.backlog = InMemoryBacklog()
@@ -49,6 +49,7 @@ class World:
             timezone=TZ,
             clock=self.clock,
             sleep=lambda _: None,
+            **service_options,
         )
 
     def slow_polyv(self, *, seconds_per_call: float, deadline_in: float):

@@ -63,21 +63,16 @@ class DynamoBacklog:
         return len(new)
 
     def oldest(self, limit: int, *, after: DeferredFile | None = None) -> list[DeferredFile]:
-        args: dict[str, Any] = {
-            "IndexName": AGE_INDEX,
-            "KeyConditionExpression": Key("pk").eq(BACKLOG_PK) & Key("age").lt(DRAINABLE_BELOW),
-            "ScanIndexForward": True,
-            "Limit": limit,
-        }
-        if after is not None:
-            args["ExclusiveStartKey"] = {"pk": BACKLOG_PK, "sk": after.file.key, "age": _age(after)}
-        return self._query(args)
+        return self._drainable(limit, after, oldest_first=True)
 
     def newest(self, limit: int, *, after: DeferredFile | None = None) -> list[DeferredFile]:
+        return self._drainable(limit, after, oldest_first=False)
+
+    def _drainable(self, limit: int, after: DeferredFile | None, *, oldest_first: bool) -> list[DeferredFile]:
         args: dict[str, Any] = {
             "IndexName": AGE_INDEX,
             "KeyConditionExpression": Key("pk").eq(BACKLOG_PK) & Key("age").lt(DRAINABLE_BELOW),
-            "ScanIndexForward": False,
+            "ScanIndexForward": oldest_first,
             "Limit": limit,
         }
         if after is not None:
