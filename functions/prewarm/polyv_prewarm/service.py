@@ -247,6 +247,13 @@ class _Outcome:
     unknown_refusals: dict[FileRef, str] = field(default_factory=dict)  # Polyv's unknown errors
 
 
+def _backlog_request(deferred: DeferredFile) -> FileRequest:
+    """A deferred file as a request of the drain, with the message it first came in."""
+    return FileRequest(
+        deferred.file.vid, deferred.file.br_index, Origin("backlog", message_id=deferred.origin or None)
+    )
+
+
 class PrewarmService:
     def __init__(
         self,
@@ -392,8 +399,10 @@ class PrewarmService:
         slice_size: int = 100,
         on_slice: Callable[[Report], None] | None = None,
     ) -> Report:
-        """Submit deferred files oldest first, as many as today's quota allows. A file leaves the
-        backlog once it was submitted or rejected (now, or by any path since it was deferred).
+        """Expire deferred files older than the maximum age, then submit the rest in the drain
+        order (newest or oldest first), as many as today's quota (less the manual reserve)
+        allows. A file leaves the backlog once it was submitted or rejected (now, or by any path
+        since it was deferred).
         Files that cannot move now (held by another invocation, refused with an unknown error)
         are passed by, so they never block the rest; one refused in ``PARK_AFTER_FAILURES``
         drains is parked. ``on_slice`` is called after every slice (a progress bar)."""
@@ -437,13 +446,10 @@ class PrewarmService:
                 logger.error("could not expire old backlog files", extra={"error": str(exc)})
                 return
             for deferred in batch:
-                request = FileRequest(
-                    deferred.file.vid,
-                    deferred.file.br_index,
-                    Origin("backlog", message_id=deferred.origin or None),
-                )
                 reason = f"deferred at {deferred.deferred_at}, more than {self._max_age.days} days ago"
-                report.results.append(FileResult(request, Fate.EXPIRED, file=deferred.file, reason=reason))
+                report.results.append(
+                    FileResult(_backlog_request(deferred), Fate.EXPIRED, file=deferred.file, reason=reason)
+                )
             logger.warning(
                 "expired backlog files",
                 extra={"files": [d.file.key for d in batch[:20]], "count": len(batch), "cutoff": cutoff},
@@ -452,13 +458,7 @@ class PrewarmService:
     def _drain_slice(self, batch: Sequence[DeferredFile], report: Report, time_left_ms: TimeLeft) -> bool:
         """Drain one slice; False when today's quota is spent."""
         by_file = {d.file: d for d in batch}
-        claims = [
-            Claim(
-                d.file,
-                FileRequest(d.file.vid, d.file.br_index, Origin("backlog", message_id=d.origin or None)),
-            )
-            for d in batch
-        ]
+        claims = [Claim(d.file, _backlog_request(d)) for d in batch]
         first = len(report.results)
         claims = self._not_sent_since_deferral(claims, by_file, report)
         forced = {d.file for d in batch if d.force}
