@@ -133,8 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "drain",
         help="submit deferred files now, as today's quota allows",
-        description="Do what the daily schedule does: submit deferred files oldest first, "
-        "as many as today's quota allows, with a progress bar.",
+        description="Do what the daily schedule does: expire files older than BACKLOG_MAX_AGE_DAYS, "
+        "then submit deferred files in DRAIN_ORDER, as many as today's quota allows, with a progress bar.",
     )
     return parser
 

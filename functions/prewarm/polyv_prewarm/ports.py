@@ -152,7 +152,7 @@ class DayLedger(Protocol):
 
 
 class Backlog(Protocol):
-    """Files deferred to a later quota day, oldest first, each stored once."""
+    """Files deferred to a later quota day, listed by age either way, each stored once."""
 
     def defer(self, files: Sequence[tuple[FileRef, str]], *, now: datetime, force: bool = False) -> int:
         """Store the files (with their origins) not already pending; return how many were new."""
