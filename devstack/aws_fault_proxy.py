@@ -18,15 +18,15 @@ fault meant to outlast its retries needs a count above ``max_attempts``, or ``No
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
-import socket
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
+
+from .loopback_http import LoopbackHandler
 
 KINDS = ("error", "throttle", "conflict", "hang", "lose_answer")
 
@@ -84,31 +84,27 @@ class AwsFaultProxy:
             return None
 
     # -- the server -----------------------------------------------------------------------------
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+    def _handler_class(self) -> type[LoopbackHandler]:
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
+        class Handler(LoopbackHandler):
             def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
+                body = self.read_body()
                 target = self.headers.get("X-Amz-Target", "")
                 operation = target.rpartition(".")[2] if target else "*"
                 fault = proxy._fault_for(operation)
                 if fault is not None and fault.kind == "hang":
                     time.sleep(fault.delay)
-                    self._drop()
+                    self.drop()
                     return
                 if fault is not None and fault.kind != "lose_answer":
                     self._answer_fault(fault.kind)
                     return
                 status, headers, payload = self._forward(body)
                 if fault is not None:  # lose_answer: moto did the work; the caller never hears it
-                    self._drop()
+                    self.drop()
                     return
-                self._reply(status, headers, payload)
+                self.reply(status, headers, payload)
 
             def _forward(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
                 connection = http.client.HTTPConnection(*proxy.upstream, timeout=300)
@@ -134,38 +130,12 @@ class AwsFaultProxy:
                 if kind == "conflict":
                     answer["CancellationReasons"] = [{"Code": "TransactionConflict"}]
                 payload = json.dumps(answer).encode()
-                self._reply(status, [("Content-Type", "application/x-amz-json-1.0")], payload)
-
-            def _reply(self, status: int, headers: list[tuple[str, str]], payload: bytes) -> None:
-                try:
-                    self.send_response(status)
-                    for name, value in headers:
-                        if name.lower() not in (
-                            "content-length",
-                            "connection",
-                            "transfer-encoding",
-                            "date",
-                            "server",
-                        ):
-                            self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            def _drop(self) -> None:
-                self.close_connection = True
-                with contextlib.suppress(OSError):
-                    self.connection.shutdown(socket.SHUT_RDWR)
+                self.reply(status, [("Content-Type", "application/x-amz-json-1.0")], payload)
 
             do_POST = _serve
             do_GET = _serve
             do_PUT = _serve
             do_DELETE = _serve
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
 
         return Handler
 

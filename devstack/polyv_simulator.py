@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import socket
 import threading
 import time
 import uuid
@@ -31,10 +30,12 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
+
+from .loopback_http import LoopbackHandler
 
 PATH = "/v2/video/refresh-cdn-cache"
 REQUIRED = ("userid", "ptime", "sign", "action", "fileType", "videos")
@@ -268,18 +269,12 @@ class PolyvSimulator:
         return files
 
     # -- the server -----------------------------------------------------------------------------
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+    def _handler_class(self) -> type[LoopbackHandler]:
         simulator = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # Headers and body go out in separate writes; with Nagle's algorithm on, the client's
-            # delayed ACK would hold every answer back ~40 ms on loopback.
-            disable_nagle_algorithm = True
-
+        class Handler(LoopbackHandler):
             def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
+                body = self.read_body()
                 content_type = self.headers.get("Content-Type", "")
                 fault = simulator._next_fault() if self.command == "POST" else None
                 if simulator.latency:
@@ -298,8 +293,7 @@ class PolyvSimulator:
                 if fault.kind == "blackhole":
                     simulator._record("[fault] blackhole")
                     time.sleep(fault.delay)
-                    self.close_connection = True
-                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.drop()
                     return
                 # slow, reset, non_json, no_task_id: Polyv may have done the work before the fault
                 if fault.process or fault.kind in ("slow", "no_task_id"):
@@ -317,8 +311,7 @@ class PolyvSimulator:
                     time.sleep(fault.delay)
                     self._send(status, answer)
                 elif fault.kind == "reset":
-                    self.close_connection = True
-                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.drop()
                 else:
                     self._send_raw(200, b"<html><body>upstream maintenance</body></html>", "text/html")
 
@@ -327,20 +320,10 @@ class PolyvSimulator:
                 self._send_raw(status, payload, "application/json;charset=UTF-8")
 
             def _send_raw(self, status: int, payload: bytes, content_type: str) -> None:
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", content_type)
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up waiting (a read timeout): nothing to answer
+                self.reply(status, [("Content-Type", content_type)], payload)
 
             do_POST = _serve
             do_GET = _serve
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
 
         return Handler
 
