@@ -28,6 +28,7 @@ import random
 import time
 import uuid
 from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -107,6 +108,18 @@ _CLAIMABLE_EXPLICIT = (
 _CLAIMABLE_FORCED = "attribute_not_exists(pk) OR #s <> :claimed OR #l < :now"
 
 
+@dataclass(frozen=True, slots=True)
+class _ClaimCall:
+    """What one ``claim`` asks, shared by its parts and their attempts."""
+
+    day: str
+    origins: Mapping[FileRef, str]
+    limit: int
+    lease: Lease
+    now: datetime
+    conditions: Mapping[FileRef, str]  # file -> its claim condition, when not _CLAIMABLE
+
+
 class DynamoDayLedger:
     def __init__(
         self, table_name: str, client: DynamoDBClient, *, timezone: ZoneInfo, retention_days: int = 35
@@ -131,35 +144,26 @@ class DynamoDayLedger:
         forced: Collection[FileRef] = (),
         explicit: Collection[FileRef] = (),
     ) -> ClaimResult:
-        origins = dict(files)
-        result = ClaimResult()
         conditions = {f: _CLAIMABLE_FORCED for f in forced}
         conditions |= {f: _CLAIMABLE_EXPLICIT for f in explicit if f not in conditions}
-        for part in balanced_parts(list(origins), MAX_CLAIM_FILES):
+        call = _ClaimCall(day, dict(files), limit, lease, now, conditions)
+        result = ClaimResult()
+        for part in balanced_parts(list(call.origins), MAX_CLAIM_FILES):
             if result.no_room:  # the quota ran out in an earlier part: no need to ask again
                 result.no_room += part
                 continue
-            self._claim_part(day, part, origins, limit, lease, now, conditions, result)
+            self._claim_part(call, part, result)
         return result
 
-    def _claim_part(
-        self,
-        day: str,
-        part: list[FileRef],
-        origins: Mapping[FileRef, str],
-        limit: int,
-        lease: Lease,
-        now: datetime,
-        conditions: Mapping[FileRef, str],
-        result: ClaimResult,
-    ) -> None:
+    def _claim_part(self, call: _ClaimCall, part: list[FileRef], result: ClaimResult) -> None:
+        limit, lease, now, conditions = call.limit, call.lease, call.now, call.conditions
         pending = part[:limit]
         result.no_room += part[limit:]
         for _ in range(CLAIM_ATTEMPTS):
             if not pending:
                 return
             try:
-                self._transact(self._claim_actions(day, pending, origins, limit, lease, now, conditions))
+                self._transact(self._claim_actions(call, pending))
             except _Cancelled as cancelled:
                 counter, entries = cancelled.items[0], cancelled.items[1:]
                 if any(e is not None and e.get("w") == lease.owner for e in entries):
@@ -192,21 +196,13 @@ class DynamoDayLedger:
             return
         raise StoreUnavailable("the day ledger is too contended: gave up claiming after many attempts")
 
-    def _claim_actions(
-        self,
-        day: str,
-        files: Sequence[FileRef],
-        origins: Mapping[FileRef, str],
-        limit: int,
-        lease: Lease,
-        now: datetime,
-        conditions: Mapping[FileRef, str],
-    ) -> list[dict[str, Any]]:
+    def _claim_actions(self, call: _ClaimCall, files: Sequence[FileRef]) -> list[dict[str, Any]]:
+        day, origins, lease, now = call.day, call.origins, call.lease, call.now
         expires = self._expires(day)
-        actions: list[dict[str, Any]] = [self._count_action(day, len(files), limit=limit)]
+        actions: list[dict[str, Any]] = [self._count_action(day, len(files), limit=call.limit)]
         at = {"S": now.isoformat()}
         for file in files:
-            condition = conditions.get(file, _CLAIMABLE)
+            condition = call.conditions.get(file, _CLAIMABLE)
             values: dict[str, Any] = {
                 ":claimed": {"S": EntryState.CLAIMED.value},
                 ":now": {"N": str(epoch_ms(now))},
