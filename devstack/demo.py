@@ -16,10 +16,12 @@ import io
 import json
 import os
 import sys
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from polyv_prewarm.events import EventKind, QuotaAction, StatusAction, classify, parse_action
 from polyv_prewarm.lambda_context import LocalLambdaContext
 
 from .stack import ROOT, USERID, DevStack
@@ -67,47 +69,77 @@ def log_records(buffer: io.StringIO) -> list[dict[str, Any]]:
 
 
 def describe(
-    name: str, outcome: Any, error: BaseException | None, logs: list[dict[str, Any]], new_tasks: list[Any]
+    name: str,
+    event: dict[str, Any],
+    outcome: Any,
+    error: BaseException | None,
+    logs: list[dict[str, Any]],
+    new_tasks: list[Any],
 ) -> list[str]:
+    """What one event came to. The event says which answer the handler gives (an action's, a
+    batch response, or a report's summary), so each answer is read by its own function."""
     lines = [f"── {name}"]
-    summary = next((r.get("summary") for r in logs if "summary" in r), None)
-    if isinstance(outcome, dict) and "counts" in outcome:
-        summary = outcome
+    kind = classify(event)
+    if kind is EventKind.ACTION and error is None:
+        action = parse_action(event)
+        if isinstance(action, QuotaAction):
+            return lines + _quota_lines(outcome)
+        if isinstance(action, StatusAction):
+            return lines + _status_lines(outcome)
+    if kind is EventKind.SCHEDULED and error is None:
+        return [*lines, f"   ignored: {outcome['ignored']}"]
+    # a report: the answer's summary, or (an SQS batch answers batchItemFailures) the logged one
+    summary = outcome if isinstance(outcome, dict) and "counts" in outcome else None
+    summary = summary or next((r.get("summary") for r in logs if "summary" in r), None)
     if summary:
-        counts = ", ".join(f"{n} {fate}" for fate, n in summary.get("counts", {}).items()) or "no files"
-        lines.append(f"   files: {counts}")
+        lines += _report_lines(summary)
+    lines += _logged_lines(logs)
+    lines += [f"   Polyv call: {len(task.files)} files -> taskId {task.task_id}" for task in new_tasks]
+    if kind is EventKind.SQS and error is None:
+        failed = [f["itemIdentifier"] for f in outcome["batchItemFailures"]]
+        lines.append(f"   batchItemFailures: {failed or 'none'}")
+    if error is not None:
+        lines.append(f"   invocation error: {type(error).__name__}: {error}")
+    return lines
+
+
+def _report_lines(summary: dict[str, Any]) -> list[str]:
+    counts = ", ".join(f"{n} {fate}" for fate, n in summary.get("counts", {}).items()) or "no files"
+    lines = [f"   files: {counts}"]
+    if summary.get("dryRun"):
+        planned = Counter(f["call"] for f in summary["files"] if f["fate"] == "planned")
+        lines.append(f"   dry run: would make {len(planned)} call(s): {dict(planned)}")
+    if "backlog" in summary:
+        lines.append(f"   backlog now: {summary['backlog']['files']} files")
+    return lines
+
+
+def _logged_lines(logs: list[dict[str, Any]]) -> list[str]:
+    """The log lines a reader wants to see: rejections, malformed messages, ignored records."""
+    lines = []
     for record in logs:
         if record.get("message") in ("file rejected", "malformed message", "ignored"):
             what = record.get("vid") or record.get("s3_key") or record.get("message_id", "")
             why = record.get("reason") or record.get("error")
             lines.append(f"   {record['message']}: {what} — {why}")
-    for task in new_tasks:
-        lines.append(f"   Polyv call: {len(task.files)} files -> taskId {task.task_id}")
-    if isinstance(outcome, dict) and "batchItemFailures" in outcome:
-        failed = [f["itemIdentifier"] for f in outcome["batchItemFailures"]]
-        lines.append(f"   batchItemFailures: {failed or 'none'}")
-    if isinstance(outcome, dict) and outcome.get("dryRun"):
-        planned: dict[int, int] = {}
-        for f in outcome["files"]:
-            if f["fate"] == "planned":
-                planned.setdefault(f["call"], 0)
-                planned[f["call"]] += 1
-        lines.append(f"   dry run: would make {len(planned)} call(s): {planned}")
-    if isinstance(outcome, dict) and "backlog" in outcome and "day" in outcome:  # a quota answer
-        lines.append(
-            f"   quota {outcome['day']}: used {outcome['used']} of {outcome['limit']}, "
-            f"backlog {outcome['backlog']['files']} files (oldest {outcome['backlog']['oldestDeferredAt']})"
-        )
-    if isinstance(outcome, dict) and "deferred" in outcome and "vid" in outcome:
-        for day, by_br in outcome["days"].items():
-            states = ", ".join(f"brIndex {br}: {e['state']}" for br, e in by_br.items())
-            lines.append(f"   {outcome['vid']} on {day}: {states}")
-        if outcome["deferred"]:
-            lines.append(f"   still deferred: brIndex {', '.join(outcome['deferred'])}")
-    if isinstance(outcome, dict) and isinstance(outcome.get("ignored"), str):
-        lines.append(f"   ignored: {outcome['ignored']}")
-    if error is not None:
-        lines.append(f"   invocation error: {type(error).__name__}: {error}")
+    return lines
+
+
+def _quota_lines(quota: dict[str, Any]) -> list[str]:
+    backlog = quota["backlog"]
+    return [
+        f"   quota {quota['day']}: used {quota['used']} of {quota['limit']}, "
+        f"backlog {backlog['files']} files (oldest {backlog['oldestDeferredAt']})"
+    ]
+
+
+def _status_lines(status: dict[str, Any]) -> list[str]:
+    lines = []
+    for day, by_br in status["days"].items():
+        states = ", ".join(f"brIndex {br}: {e['state']}" for br, e in by_br.items())
+        lines.append(f"   {status['vid']} on {day}: {states}")
+    if status["deferred"]:
+        lines.append(f"   still deferred: brIndex {', '.join(status['deferred'])}")
     return lines
 
 
@@ -245,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.verbose:
                 for record in logs:
                     print("   " + json.dumps(record, ensure_ascii=False))
-            print("\n".join(describe(path.name, outcome, error, logs, stack.polyv.tasks()[before:])))
+            print("\n".join(describe(path.name, event, outcome, error, logs, stack.polyv.tasks()[before:])))
         print()
         for days_back in (1, 0):
             day = (stack.now() - timedelta(days=days_back)).astimezone(SHANGHAI).date().isoformat()

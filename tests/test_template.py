@@ -99,9 +99,9 @@ def test_least_privilege_no_wildcard_actions(template):
 
 
 def test_alarms_notify_the_topic_and_watch_metrics_the_code_emits(template):
-    from polyv_prewarm import handler
+    from polyv_prewarm import telemetry
 
-    emitted = set(handler.FATE_METRICS.values()) | {"QuotaUsedPercent", "BacklogOldestAgeHours"}
+    emitted = set(telemetry.FATE_METRICS.values()) | {"QuotaUsedPercent", "BacklogOldestAgeHours"}
     alarms = resources(template, "AWS::CloudWatch::Alarm")
     assert len(alarms) >= 5
     watched = set()

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from polyv_prewarm.ports import PrewarmError
-from tests.integration.conftest import set_limit, sqs_event, vid
+from tests.helpers import set_limit, sqs_event, vid
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from polyv_prewarm import cli, runtime
-from tests.integration.conftest import EVENTS, ROOT, set_limit, shift_days, vid
+from tests.helpers import EVENTS, ROOT, set_limit, shift_days, vid
 
 pytestmark = pytest.mark.integration
 
@@ -142,7 +142,7 @@ def test_polyv_down_exits_1(run, stack, videos):
     stack.polyv.inject("http_error", count=10)
     code, out, _ = run("--json", "submit", videos[0], "--br", "1")
     assert code == 1
-    assert json.loads(out)["counts"] == {"retry": 1}
+    assert json.loads(out)["counts"] == {"handed_back": 1}
 
 
 def test_console_script_against_the_local_stack(stack, videos):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from polyv_prewarm.lambda_context import LocalLambdaContext
-from tests.integration.conftest import ROOT, set_limit, shift_days, sqs_event, vid
+from tests.helpers import ROOT, set_limit, shift_days, sqs_event, vid
 
 pytestmark = pytest.mark.integration
 

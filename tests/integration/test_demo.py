@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.integration.conftest import ROOT
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,7 @@ def test_the_demo_runs_every_event_the_next_days_drain_and_the_faults():
     assert "Polyv call:" in drain
     faults = out.split("── faults")[1]
     assert faults.count("fate: submitted") == 4
-    assert "fate: retry — being submitted by another invocation" in faults
+    assert "fate: handed_back — being submitted by another invocation" in faults
     for line in faults.splitlines():
         if "DynamoDB counter" in line:
             counter, polyv = (int(x) for x in re.findall(r"(?:counter|counted) (\d+)", line))

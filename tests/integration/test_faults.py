@@ -9,7 +9,7 @@ import pytest
 from polyv_prewarm import runtime
 from polyv_prewarm.lambda_context import LocalLambdaContext
 from polyv_prewarm.ports import PolyvContractViolation
-from tests.integration.conftest import set_limit, sqs_event, vid
+from tests.helpers import set_limit, sqs_event, vid
 
 pytestmark = pytest.mark.integration
 

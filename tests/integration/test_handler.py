@@ -7,7 +7,7 @@ import json
 import pytest
 
 from polyv_prewarm.events import UnsupportedEvent
-from tests.integration.conftest import EVENTS, load_event, set_limit, sqs_event, vid
+from tests.helpers import EVENTS, load_event, set_limit, sqs_event, vid
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ import pytest
 from polyv_prewarm.ledger import MAX_ACTIONS, DynamoDayLedger, balanced_parts
 from polyv_prewarm.model import EntryState, FileRef, Lease
 from polyv_prewarm.ports import Settlement
-from tests.integration.conftest import vid
+from tests.helpers import vid
 
 pytestmark = pytest.mark.integration
 

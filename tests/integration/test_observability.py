@@ -8,7 +8,7 @@ import json
 import pytest
 
 from polyv_prewarm import handler
-from tests.integration.conftest import load_event, vid
+from tests.helpers import load_event, vid
 
 pytestmark = pytest.mark.integration
 

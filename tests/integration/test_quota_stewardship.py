@@ -10,7 +10,7 @@ import pytest
 from polyv_prewarm import runtime
 from polyv_prewarm.handler import InvalidEvent
 from polyv_prewarm.lambda_context import LocalLambdaContext
-from tests.integration.conftest import EVENTS, set_limit, shift_days, sqs_event, vid
+from tests.helpers import EVENTS, set_limit, shift_days, sqs_event, vid
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +78,7 @@ def test_a_drain_interrupted_by_an_outage_loses_nothing_and_sends_nothing_twice(
     shift_days(stack, monkeypatch, 1)
     stack.polyv.inject("http_error", count=3, status=503)  # the drain's first call fails all attempts
     first = invoke({"action": "drain"})
-    assert first["counts"] == {"retry": 90}
+    assert first["counts"] == {"handed_back": 90}
     assert len(stack.backlog_keys()) == 90
     second = invoke({"action": "drain"})
     assert second["counts"] == {"submitted": 90}

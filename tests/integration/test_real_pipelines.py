@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import shift_days, sqs_event, vid
+from tests.helpers import shift_days, sqs_event, vid
 
 pytestmark = pytest.mark.integration
 

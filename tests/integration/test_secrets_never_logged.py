@@ -8,7 +8,7 @@ import pytest
 
 from polyv_prewarm import runtime
 from polyv_prewarm.events import UnsupportedEvent
-from tests.integration.conftest import load_event, sqs_event, vid
+from tests.helpers import load_event, sqs_event, vid
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from polyv_prewarm.model import EntryState, Fate, FileRef, FileRequest, Origin
 from polyv_prewarm.ports import PolyvUnavailable, StoreUnavailable
 from tests.fakes import FakePolyv, vid
-from tests.unit.test_service import DAY, World, requests_for
+from tests.helpers import DAY, World, requests_for
 
 
 def states(world: World, day: str = DAY) -> dict[FileRef, EntryState]:
@@ -26,7 +26,7 @@ def test_an_unexpected_error_before_sending_hands_every_claim_back():
     report = w.service.prewarm(requests_for(10, origin=origin))
     # The fake raised inside push: the call may have gone out, so its files are in doubt.
     assert set(states(w).values()) == {EntryState.IN_DOUBT}
-    assert report.count(Fate.RETRY) == 10
+    assert report.count(Fate.HANDED_BACK) == 10
     assert report.messages_to_retry() == {"m1"}
     assert "unexpected error" in report.stopped_because
     redelivered = w.service.prewarm(requests_for(10, origin=origin))
@@ -58,7 +58,7 @@ def test_the_store_failing_while_counting_a_resend_leaves_the_files_in_doubt():
     w.ledger.reserve_extra = real
     assert set(states(w).values()) == {EntryState.IN_DOUBT}
     assert w.ledger.used[DAY] == 7  # the unknown call stays counted
-    assert report.count(Fate.RETRY) == 7
+    assert report.count(Fate.HANDED_BACK) == 7
     assert w.service.prewarm(requests_for(7)).count(Fate.SUBMITTED) == 7
 
 
@@ -71,7 +71,7 @@ def test_a_failed_record_keeps_the_fates_polyv_gave_and_hands_nothing_back():
     assert set(states(w).values()) == {EntryState.CLAIMED}  # leased until the deadline
     w.ledger.fail_settle = False
     held = w.service.prewarm(requests_for(3))
-    assert held.count(Fate.RETRY) == 3  # the lease still runs: not ours, not a duplicate
+    assert held.count(Fate.HANDED_BACK) == 3  # the lease still runs: not ours, not a duplicate
     w.clock.advance(minutes=16)  # past the default 15-minute deadline and the grace
     again = w.service.prewarm(requests_for(3))
     assert again.count(Fate.SUBMITTED) == 3  # in doubt for the ledger: sent and counted again
@@ -115,7 +115,7 @@ def test_bisection_stops_at_the_deadline_and_keeps_what_it_learned():
     report = w.service.prewarm(requests_for(60, origin=Origin("sqs", message_id="m")), time_left_ms=time_left)
     assert (w.clock() - datetime(2026, 11, 27, 17, 0, tzinfo=UTC)) <= timedelta(seconds=9.25)
     assert len(w.polyv.calls) <= 37  # (12 - 3) / 0.25 calls at most
-    assert report.count(Fate.RETRY) > 0
+    assert report.count(Fate.HANDED_BACK) > 0
     assert "time" in report.stopped_because
     # Everything learned is recorded; the rest is handed back, released and claimable again.
     recorded = states(w)

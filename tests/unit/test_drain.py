@@ -9,7 +9,7 @@ from polyv_prewarm.model import EntryState, Fate, FileRef, Lease, Origin
 from polyv_prewarm.ports import PolyvUnavailable
 from polyv_prewarm.service import PARK_AFTER_FAILURES
 from tests.fakes import vid
-from tests.unit.test_service import DAY, World, requests_for
+from tests.helpers import DAY, World, requests_for
 
 NEXT_DAY = "2026-11-29"
 
@@ -23,7 +23,7 @@ def deferred_world(n: int, limit: int = 1) -> World:
 
 def test_a_drain_killed_mid_slice_is_resumed_by_its_retry():
     w = deferred_world(150)
-    w.service._limit = 2000
+    w.service.limit = 2000
     # the killed drain: it claimed the first slice under its lease and died before recording
     lease = Lease.until("killed-drain", w.clock() + timedelta(seconds=150))
     oldest = [d.file for d in w.backlog.oldest(100)]
@@ -38,24 +38,24 @@ def test_files_held_by_another_invocation_do_not_block_the_rest():
     w = World(limit=1)
     w.service.prewarm(requests_for(301))
     w.clock.advance(days=1)
-    w.service._limit = 2000
+    w.service.limit = 2000
     held = [d.file for d in w.backlog.oldest(100)]
     lease = Lease.until("busy", w.clock() + timedelta(minutes=2))
     w.ledger.claim(NEXT_DAY, [(f, "m") for f in held], 2000, lease=lease, now=w.clock())
     report = w.service.drain()
     assert report.count(Fate.SUBMITTED) == 200  # the slices after the held one
-    assert report.count(Fate.RETRY) == 100
+    assert report.count(Fate.HANDED_BACK) == 100
     assert set(w.backlog.items) == set(held)  # they stay for the next drain
 
 
 def test_a_file_refused_with_an_unknown_error_in_several_drains_is_parked():
     w = deferred_world(120)
-    w.service._limit = 2000
+    w.service.limit = 2000
     refusal = PolyvUnavailable("Polyv refused the call: 'video frozen'", ambiguous=False, refused=True)
     for n in range(PARK_AFTER_FAILURES):
         w.polyv.fail_with = [refusal]
         report = w.service.drain()
-        assert report.count(Fate.RETRY) == 100  # the failing slice...
+        assert report.count(Fate.HANDED_BACK) == 100  # the failing slice...
         assert report.count(Fate.SUBMITTED) == (20 if n == 0 else 0)  # ...does not block the next
         w.clock.advance(days=1)
     parked = [d for d in w.backlog.items.values() if d.parked]
@@ -65,7 +65,7 @@ def test_a_file_refused_with_an_unknown_error_in_several_drains_is_parked():
     assert w.service.drain().results == []  # parked files are passed by...
     assert len(w.polyv.calls) == calls
     assert len(w.service.deferred(500)) == 100  # ...and still listed
-    status = w.service.status(vid(1))
+    status = w.service.status(vid(1)).to_summary()
     assert status["deferred"]["1"]["parked"] is True
 
 
@@ -79,7 +79,7 @@ def test_a_forced_file_that_does_not_fit_keeps_its_force_in_the_backlog():
     w.service.prewarm(requests_for(1, start=5), force=True)
     assert w.backlog.items[FileRef(vid(5), 1)].force is True
     w.clock.advance(days=1)
-    w.service._limit = 10
+    w.service.limit = 10
     w.service.prewarm(requests_for(1, start=5))  # normal traffic sends it on the new day first
     report = w.service.drain()
     assert [r.file for r in report.results if r.fate is Fate.SUBMITTED].count(FileRef(vid(5), 1)) == 1
@@ -90,11 +90,11 @@ def test_a_file_another_path_submitted_since_its_deferral_is_not_sent_again():
     w = World(limit=1)
     w.service.prewarm(requests_for(3))  # vid(0) sent; vid(1), vid(2) deferred
     w.clock.advance(days=1)
-    w.service._limit = 1
+    w.service.limit = 1
     # The next day, before any drain reaches it, normal traffic sends vid(2).
     w.service.prewarm(requests_for(1, start=2, origin=Origin("sqs", message_id="late")))
     w.clock.advance(days=1)
-    w.service._limit = 10
+    w.service.limit = 10
     report = w.service.drain()
     assert [r.file for r in report.results if r.fate is Fate.SUBMITTED] == [FileRef(vid(1), 1)]
     dup = [r for r in report.results if r.fate is Fate.DUPLICATE]

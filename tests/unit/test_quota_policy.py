@@ -9,7 +9,7 @@ import pytest
 from polyv_prewarm.config import ConfigurationError, Settings
 from polyv_prewarm.model import Fate, FileRef, Origin
 from tests.fakes import vid
-from tests.unit.test_service import World, requests_for
+from tests.helpers import World, requests_for
 
 
 def policy_world(limit: int, *, reserve: int = 0, newest_first: bool = False, max_age_days: int = 7) -> World:
@@ -32,7 +32,7 @@ def test_automatic_traffic_leaves_the_reserve_and_a_priority_request_uses_it():
     assert urgent.count(Fate.SUBMITTED) == 3  # the reserve, and not one file more
     assert urgent.count(Fate.DEFERRED) == 1
     assert urgent.quota.to_summary()["reserve"] == {"files": 3, "used": 3}
-    assert w.service.quota()["reserve"] == {"files": 3, "used": 3}
+    assert w.service.quota().to_summary()["reserve"] == {"files": 3, "used": 3}
 
 
 def test_the_drain_leaves_the_reserve_too():

@@ -1,6 +1,5 @@
 import math
-from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import timedelta
 
 import pytest
 
@@ -11,53 +10,8 @@ from polyv_prewarm.ports import (
     PolyvQuotaSpent,
     PolyvUnavailable,
 )
-from polyv_prewarm.service import PrewarmService
-from tests.fakes import FakePolyv, InMemoryBacklog, InMemoryLedger, vid
-
-TZ = ZoneInfo("Asia/Shanghai")
-# 2026-11-27 17:00 UTC is already 2026-11-28 in Shanghai.
-START = datetime(2026, 11, 27, 17, 0, tzinfo=UTC)
-DAY = "2026-11-28"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kwargs) -> None:
-        self.now += timedelta(**kwargs)
-
-
-def requests_for(n, br=1, origin=None, start=0):
-    return [FileRequest(vid(start + i), br, origin or Origin("direct")) for i in range(n)]
-
-
-class World:
-    def __init__(self, limit=2000, polyv=None, **service_options):
-        self.polyv = polyv or FakePolyv()
-        self.ledger = InMemoryLedger()
-        self.backlog = InMemoryBacklog()
-        self.clock = Clock()
-        self.service = PrewarmService(
-            polyv=self.polyv,
-            ledger=self.ledger,
-            backlog=self.backlog,
-            daily_limit=limit,
-            timezone=TZ,
-            clock=self.clock,
-            sleep=lambda _: None,
-            **service_options,
-        )
-
-    def slow_polyv(self, *, seconds_per_call: float, deadline_in: float):
-        """Every Polyv call takes ``seconds_per_call`` on the clock; returns the invocation's
-        ``time_left_ms`` for a deadline ``deadline_in`` seconds from now."""
-        deadline = self.clock() + timedelta(seconds=deadline_in)
-        self.polyv.on_push = lambda files: self.clock.advance(seconds=seconds_per_call)
-        return lambda: int((deadline - self.clock()).total_seconds() * 1000)
+from tests.fakes import FakePolyv, vid
+from tests.helpers import DAY, World, requests_for
 
 
 @pytest.fixture
@@ -162,7 +116,7 @@ def test_polyv_unavailable_hands_back_releases_and_allows_a_retry(world):
     world.polyv.fail_with = [PolyvUnavailable("HTTP 503", ambiguous=False)]
     origin = Origin("sqs", message_id="m1")
     report = world.service.prewarm(requests_for(150, origin=origin))
-    assert report.count(Fate.RETRY) == 150  # the first call failed; the second was not tried
+    assert report.count(Fate.HANDED_BACK) == 150  # the first call failed; the second was not tried
     assert len(world.polyv.calls) == 1
     assert world.ledger.used[DAY] == 0
     assert report.messages_to_retry() == {"m1"}
@@ -175,7 +129,7 @@ def test_ambiguous_failure_keeps_its_quota_counted_and_is_claimable_again(world)
     world.polyv.fail_with = [PolyvUnavailable("ReadTimeout", ambiguous=True)] * 2
     report = world.service.prewarm(requests_for(40))
     assert len(world.polyv.calls) == 2  # one re-send, after counting the 40 files again
-    assert report.count(Fate.RETRY) == 40
+    assert report.count(Fate.HANDED_BACK) == 40
     assert world.ledger.used[DAY] == 80  # both attempts may have been accepted: over-count
     assert world.ledger.files[DAY][FileRef(vid(0), 1)].state is EntryState.IN_DOUBT
     assert world.service.prewarm(requests_for(40)).count(Fate.SUBMITTED) == 40
@@ -194,7 +148,7 @@ def test_ambiguous_failure_is_not_resent_without_quota_for_it():
     w.polyv.fail_with = [PolyvUnavailable("ReadTimeout", ambiguous=True)]
     report = w.service.prewarm(requests_for(40))
     assert len(w.polyv.calls) == 1  # 40 more would not fit in 50
-    assert report.count(Fate.RETRY) == 40
+    assert report.count(Fate.HANDED_BACK) == 40
     assert w.ledger.used[DAY] == 40
 
 
@@ -202,7 +156,7 @@ def test_a_live_claim_of_another_invocation_is_retry_and_an_expired_one_is_in_do
     lease = Lease.until("dead-invocation", world.clock() + timedelta(minutes=2))
     world.ledger.claim(DAY, [(FileRef(vid(1), 1), "m0")], 2000, lease=lease, now=world.clock())  # then died
     live = world.service.prewarm(requests_for(1, start=1, origin=Origin("sqs", message_id="m1")))
-    assert live.count(Fate.RETRY) == 1  # never "duplicate": Polyv may not have it
+    assert live.count(Fate.HANDED_BACK) == 1  # never "duplicate": Polyv may not have it
     assert "another invocation" in live.results[0].reason
     assert live.messages_to_retry() == {"m1"}
     world.clock.advance(minutes=2, seconds=1)  # the lease ended with its invocation
@@ -224,7 +178,7 @@ def test_configuration_error_stops_all_calls(world):
     world.polyv.fail_with = [PolyvConfigurationError("wrong secret")]
     report = world.service.prewarm(requests_for(250))
     assert len(world.polyv.calls) == 1
-    assert report.count(Fate.RETRY) == 250
+    assert report.count(Fate.HANDED_BACK) == 250
     assert "configuration error" in report.stopped_because
     assert world.ledger.used[DAY] == 0
 
@@ -240,7 +194,7 @@ def test_ledger_down_sends_nothing(world):
     world.ledger.unavailable = True
     report = world.service.prewarm(requests_for(10, origin=Origin("sqs", message_id="m")))
     assert world.polyv.calls == []
-    assert report.count(Fate.RETRY) == 10
+    assert report.count(Fate.HANDED_BACK) == 10
     assert report.quota is None
 
 
@@ -249,7 +203,7 @@ def test_backlog_down_hands_deferred_files_back():
     w.backlog.unavailable = True
     report = w.service.prewarm(requests_for(3, origin=Origin("sqs", message_id="m")))
     assert report.count(Fate.SUBMITTED) == 1
-    assert report.count(Fate.RETRY) == 2
+    assert report.count(Fate.HANDED_BACK) == 2
     assert report.messages_to_retry() == {"m"}
 
 
@@ -258,7 +212,7 @@ def test_deadline_stops_new_calls_and_hands_back_the_rest(world):
     report = world.service.prewarm(requests_for(200), time_left_ms=time_left)
     assert len(world.polyv.calls) == 1
     assert report.count(Fate.SUBMITTED) == 100
-    assert report.count(Fate.RETRY) == 100
+    assert report.count(Fate.HANDED_BACK) == 100
     assert "time" in report.stopped_because
 
 
@@ -336,18 +290,18 @@ def test_drain_during_an_outage_keeps_the_backlog(world):
     w.clock.advance(days=1)
     w.polyv.fail_with = [PolyvUnavailable("HTTP 502", ambiguous=False)]
     report = w.service.drain()
-    assert report.count(Fate.RETRY) == 1
+    assert report.count(Fate.HANDED_BACK) == 1
     assert len(w.backlog.items) == 2
 
 
 def test_status_and_quota_answer_from_the_ledger():
     w = World(limit=2)
     w.service.prewarm([FileRequest(vid(1), br, Origin("sqs", message_id="m9")) for br in (1, 2, 3)])
-    status = w.service.status(vid(1))
+    status = w.service.status(vid(1)).to_summary()
     assert status["days"][DAY]["1"]["state"] == "submitted"
     assert status["days"][DAY]["1"]["taskId"] == "task-1"
     assert set(status["deferred"]) == {"3"}
-    quota = w.service.quota()
+    quota = w.service.quota().to_summary()
     assert quota["used"] == 2
     assert quota["remaining"] == 0
     assert quota["backlog"]["files"] == 1

@@ -7,8 +7,8 @@ that lists them oldest first, ``force`` when a forced request deferred it, ``fai
 that failed too many drains is parked: its ``age`` becomes ``"PARKED#<when>#<vid>#<brIndex>"``,
 which sorts after every date, so drains (which read ages below ``"A"``) pass it by while
 ``backlog`` and ``status`` still show it. No TTL: a deferred file leaves only once it was
-submitted or rejected. Uses boto3's resource ``Table``: its ``batch_writer`` chunks writes by 25 and resends
-unprocessed items, which is exactly what this store needs and no reason to write again.
+submitted or rejected. Uses the same low-level client as the day ledger
+(:mod:`polyv_prewarm.dynamo`).
 """
 
 from __future__ import annotations
@@ -17,49 +17,46 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.conditions import Key
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from .ledger import describe_aws_error
+from .dynamo import batch_get, batch_write, error_code, plain, store_errors, typed
 from .model import DeferredFile, FileRef
-from .ports import StoreUnavailable
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource
+    from mypy_boto3_dynamodb.client import DynamoDBClient
 
 BACKLOG_PK = "BACKLOG"
 AGE_INDEX = "byAge"
 PARKED = "PARKED#"
 DRAINABLE_BELOW = "A"  # ages of drainable files start with a digit; parked ones with "P"
+STORE = "backlog"
 
 
 class DynamoBacklog:
-    def __init__(self, table_name: str, resource: DynamoDBServiceResource) -> None:
-        self._resource = resource
-        self._table = resource.Table(table_name)
+    def __init__(self, table_name: str, client: DynamoDBClient) -> None:
+        self._client = client
+        self._table = table_name
 
     def defer(self, files: Sequence[tuple[FileRef, str]], *, now: datetime, force: bool = False) -> int:
         wanted = dict(files)
         already = self.pending(list(wanted))
         new = [f for f in wanted if f not in already]
         stamp = now.isoformat()
-        try:
-            with self._table.batch_writer() as batch:
-                for file in new:
-                    item: dict[str, Any] = {
-                        "pk": BACKLOG_PK,
-                        "sk": file.key,
-                        "age": f"{stamp}#{file.key}",
-                        "vid": file.vid,
-                        "brIndex": file.br_index,
-                        "deferredAt": stamp,
-                        "origin": wanted[file][:500],
-                    }
-                    if force:
-                        item["force"] = True
-                    batch.put_item(Item=item)
-        except (ClientError, BotoCoreError) as exc:
-            raise StoreUnavailable(f"backlog: {describe_aws_error(exc)}") from None
+        puts = []
+        for file in new:
+            item: dict[str, Any] = {
+                "pk": BACKLOG_PK,
+                "sk": file.key,
+                "age": f"{stamp}#{file.key}",
+                "vid": file.vid,
+                "brIndex": file.br_index,
+                "deferredAt": stamp,
+                "origin": wanted[file][:500],
+            }
+            if force:
+                item["force"] = True
+            puts.append({"PutRequest": {"Item": typed(item)}})
+        batch_write(self._client, self._table, puts, store=STORE)
         return len(new)
 
     def oldest(self, limit: int, *, after: DeferredFile | None = None) -> list[DeferredFile]:
@@ -70,96 +67,99 @@ class DynamoBacklog:
 
     def _drainable(self, limit: int, after: DeferredFile | None, *, oldest_first: bool) -> list[DeferredFile]:
         args: dict[str, Any] = {
-            "IndexName": AGE_INDEX,
-            "KeyConditionExpression": Key("pk").eq(BACKLOG_PK) & Key("age").lt(DRAINABLE_BELOW),
+            "KeyConditionExpression": "pk = :pk AND age < :below",
+            "ExpressionAttributeValues": typed({":pk": BACKLOG_PK, ":below": DRAINABLE_BELOW}),
             "ScanIndexForward": oldest_first,
             "Limit": limit,
         }
         if after is not None:
-            args["ExclusiveStartKey"] = {"pk": BACKLOG_PK, "sk": after.file.key, "age": _age(after)}
-        return self._query(args)
+            args["ExclusiveStartKey"] = typed({"pk": BACKLOG_PK, "sk": after.file.key, "age": _age(after)})
+        return [_deferred(item) for item in self._query(args)["Items"]]
 
     def parked(self, limit: int) -> list[DeferredFile]:
-        return self._query(
-            {
-                "IndexName": AGE_INDEX,
-                "KeyConditionExpression": Key("pk").eq(BACKLOG_PK) & Key("age").begins_with(PARKED),
-                "Limit": limit,
-            }
-        )
+        args = {
+            "KeyConditionExpression": "pk = :pk AND begins_with(age, :parked)",
+            "ExpressionAttributeValues": typed({":pk": BACKLOG_PK, ":parked": PARKED}),
+            "Limit": limit,
+        }
+        return [_deferred(item) for item in self._query(args)["Items"]]
 
-    def _query(self, args: dict[str, Any]) -> list[DeferredFile]:
-        try:
-            answer = self._table.query(**args)
-        except (ClientError, BotoCoreError) as exc:
-            raise StoreUnavailable(f"backlog: {describe_aws_error(exc)}") from None
-        return [_deferred(item) for item in answer.get("Items", [])]
+    def _query(self, args: dict[str, Any], *, index: str | None = AGE_INDEX) -> dict[str, Any]:
+        if index is not None:
+            args = {**args, "IndexName": index}
+        with store_errors(STORE):
+            answer = self._client.query(TableName=self._table, **args)
+        return {**answer, "Items": [plain(item) for item in answer.get("Items", [])]}
 
     def record_failure(self, files: Sequence[DeferredFile], error: str, *, park_after: int) -> list[FileRef]:
         parked: list[FileRef] = []
-        try:
-            for deferred in files:
-                key = {"pk": BACKLOG_PK, "sk": deferred.file.key}
-                answer = self._table.update_item(
-                    Key=key,
-                    UpdateExpression="SET failures = if_not_exists(failures, :zero) + :one, lastError = :e",
-                    ConditionExpression="attribute_exists(pk)",
-                    ExpressionAttributeValues={":zero": 0, ":one": 1, ":e": error[:200]},
-                    ReturnValues="ALL_NEW",
+        for deferred in files:
+            if self._count_failure(deferred, error) >= park_after:
+                self._update(
+                    deferred.file,
+                    "SET age = :age, parked = :true",
+                    {":age": f"{PARKED}{deferred.deferred_at}#{deferred.file.key}", ":true": True},
                 )
-                if int(str(answer["Attributes"].get("failures", 0))) >= park_after:
-                    self._table.update_item(
-                        Key=key,
-                        UpdateExpression="SET age = :age, parked = :true",
-                        ExpressionAttributeValues={
-                            ":age": f"{PARKED}{deferred.deferred_at}#{deferred.file.key}",
-                            ":true": True,
-                        },
-                    )
-                    parked.append(deferred.file)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise StoreUnavailable(f"backlog: {describe_aws_error(exc)}") from None
-        except BotoCoreError as exc:
-            raise StoreUnavailable(f"backlog: {describe_aws_error(exc)}") from None
+                parked.append(deferred.file)
         return parked
 
+    def _count_failure(self, deferred: DeferredFile, error: str) -> int:
+        """One more failed drain for a file still in the backlog; its failures so far (0: gone)."""
+        answer = self._update(
+            deferred.file,
+            "SET failures = if_not_exists(failures, :zero) + :one, lastError = :e",
+            {":zero": 0, ":one": 1, ":e": error[:200]},
+            condition="attribute_exists(pk)",
+        )
+        if answer is None:  # removed meanwhile (submitted by another path)
+            return 0
+        return int(plain(answer.get("Attributes", {})).get("failures", 0))
+
+    def _update(
+        self, file: FileRef, expression: str, values: dict[str, Any], *, condition: str | None = None
+    ) -> dict[str, Any] | None:
+        """Update one item; None when ``condition`` failed."""
+        args: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": typed({"pk": BACKLOG_PK, "sk": file.key}),
+            "UpdateExpression": expression,
+            "ExpressionAttributeValues": typed(values),
+            "ReturnValues": "ALL_NEW",
+        }
+        if condition is not None:
+            args["ConditionExpression"] = condition
+        with store_errors(STORE):
+            try:
+                return dict(self._client.update_item(**args))
+            except ClientError as exc:
+                if condition is not None and error_code(exc) == "ConditionalCheckFailedException":
+                    return None
+                raise
+
     def remove(self, files: Sequence[FileRef]) -> None:
-        try:
-            with self._table.batch_writer() as batch:
-                for file in dict.fromkeys(files):
-                    batch.delete_item(Key={"pk": BACKLOG_PK, "sk": file.key})
-        except (ClientError, BotoCoreError) as exc:
-            raise StoreUnavailable(f"backlog: {describe_aws_error(exc)}") from None
+        deletes = [
+            {"DeleteRequest": {"Key": typed({"pk": BACKLOG_PK, "sk": f.key})}} for f in dict.fromkeys(files)
+        ]
+        batch_write(self._client, self._table, deletes, store=STORE)
 
     def pending(self, files: Sequence[FileRef]) -> dict[FileRef, DeferredFile]:
-        found: dict[FileRef, DeferredFile] = {}
-        keys = [{"pk": BACKLOG_PK, "sk": f.key} for f in dict.fromkeys(files)]
-        for i in range(0, len(keys), 100):
-            request: dict[str, Any] = {self._table.name: {"Keys": keys[i : i + 100]}}
-            while request:
-                try:
-                    answer = self._resource.batch_get_item(RequestItems=request)
-                except (ClientError, BotoCoreError) as exc:
-                    raise StoreUnavailable(f"backlog: {describe_aws_error(exc)}") from None
-                for item in answer.get("Responses", {}).get(self._table.name, []):
-                    deferred = _deferred(item)
-                    found[deferred.file] = deferred
-                request = dict(answer.get("UnprocessedKeys") or {})
-        return found
+        keys = [typed({"pk": BACKLOG_PK, "sk": f.key}) for f in dict.fromkeys(files)]
+        found = (_deferred(item) for item in batch_get(self._client, self._table, keys, store=STORE))
+        return {deferred.file: deferred for deferred in found}
 
     def stats(self) -> tuple[int, str | None]:
         count = 0
-        args: dict[str, Any] = {"KeyConditionExpression": Key("pk").eq(BACKLOG_PK), "Select": "COUNT"}
-        try:
-            while True:
-                answer = self._table.query(**args)
-                count += int(answer.get("Count", 0))
-                if "LastEvaluatedKey" not in answer:
-                    break
-                args["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
-        except (ClientError, BotoCoreError) as exc:
-            raise StoreUnavailable(f"backlog: {describe_aws_error(exc)}") from None
+        args: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": typed({":pk": BACKLOG_PK}),
+            "Select": "COUNT",
+        }
+        while True:
+            answer = self._query(args, index=None)
+            count += int(answer.get("Count", 0))
+            if "LastEvaluatedKey" not in answer:
+                break
+            args["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
         oldest = self.oldest(1)
         return count, oldest[0].deferred_at if oldest else None
 

@@ -16,7 +16,10 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from .model import QuotaSummary, VideoStatus
 
 EXIT_OK, EXIT_NOT_DONE, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
@@ -206,8 +209,10 @@ def _console() -> Any:
 
 
 def _emit(args: argparse.Namespace, data: Any, render: Any) -> None:
+    """Print ``data`` as JSON (its ``to_summary()`` if it has one) or as ``render`` draws it."""
     if args.json:
-        print(json.dumps(data, ensure_ascii=False, indent=2))
+        summary = data.to_summary() if hasattr(data, "to_summary") else data
+        print(json.dumps(summary, ensure_ascii=False, indent=2))
     else:
         render(_console(), data)
 
@@ -278,7 +283,8 @@ def _deadline() -> Any:
 
 # -- invoke ---------------------------------------------------------------------------------------
 def cmd_invoke(args: argparse.Namespace) -> int:
-    from .handler import FilesHandedBack, InvalidEvent, lambda_handler
+    from .events import InvalidEvent
+    from .handler import FilesHandedBack, lambda_handler
     from .lambda_context import LocalLambdaContext
 
     try:
@@ -310,16 +316,15 @@ def cmd_quota(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _render_quota(console: Any, q: dict[str, Any]) -> None:
+def _render_quota(console: Any, summary: QuotaSummary) -> None:
     from rich.table import Table
 
-    table = Table(title=f"quota day {q['day']}", show_header=False)
-    table.add_row("used", f"{q['used']} of {q['limit']}")
-    table.add_row(
-        "remaining", str(q["remaining"]) + (" (Polyv says the day is spent)" if q.get("exhausted") else "")
-    )
-    table.add_row("deferred backlog", f"{q['backlog']['files']} files")
-    table.add_row("oldest deferral", str(q["backlog"]["oldestDeferredAt"] or "—"))
+    q, backlog = summary.quota, summary.backlog
+    table = Table(title=f"quota day {q.day}", show_header=False)
+    table.add_row("used", f"{q.used} of {q.limit}")
+    table.add_row("remaining", str(q.remaining) + (" (Polyv says the day is spent)" if q.exhausted else ""))
+    table.add_row("deferred backlog", f"{backlog.files} files")
+    table.add_row("oldest deferral", str(backlog.oldest_deferred_at or "—"))
     console.print(table)
 
 
@@ -332,13 +337,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _render_status(console: Any, status: dict[str, Any]) -> None:
+def _render_status(console: Any, status: VideoStatus) -> None:
     from rich.table import Table
 
-    table = Table(title=f"video {status['vid']}")
+    table = Table(title=f"video {status.vid}")
     for column in ("day", "brIndex", "state", "at", "taskId / reason", "origin", "lease / failures"):
         table.add_column(column)
-    for day, by_br in status["days"].items():
+    for day, by_br in status.to_summary()["days"].items():
         for br, e in by_br.items():
             table.add_row(
                 day,
@@ -349,23 +354,22 @@ def _render_status(console: Any, status: dict[str, Any]) -> None:
                 e.get("origin", ""),
                 e.get("leaseUntil", ""),
             )
-    for br, d in status["deferred"].items():
-        state = "parked" if d.get("parked") else "deferred"
-        failures = f"{d['failures']} drains failed" if d.get("failures") else ""
-        table.add_row("(backlog)", br, state, d["deferredAt"], d.get("lastError", ""), d["origin"], failures)
-    console.print(table if table.row_count else f"nothing known of {status['vid']} in the retained days")
+    for br, d in sorted(status.deferred.items()):
+        state = "parked" if d.parked else "deferred"
+        failures = f"{d.failures} drains failed" if d.failures else ""
+        table.add_row("(backlog)", str(br), state, d.deferred_at, d.last_error or "", d.origin, failures)
+    console.print(table if table.row_count else f"nothing known of {status.vid} in the retained days")
 
 
 def cmd_backlog(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise CliError("--limit must be at least 1", EXIT_USAGE)
     service = _service()
-    quota = service.quota()
     files = [
         {"vid": d.file.vid, "brIndex": d.file.br_index, **d.to_summary()}
         for d in service.deferred(args.limit)
     ]
-    _emit(args, {"files": quota["backlog"]["files"], "oldest": files}, _render_backlog)
+    _emit(args, {"files": service.backlog_figures().files, "oldest": files}, _render_backlog)
     return EXIT_OK
 
 
@@ -391,7 +395,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
 
     service = _service()
     before = service.quota()
-    expected = min(before["backlog"]["files"], before["remaining"])
+    expected = min(before.backlog.files, before.quota.remaining)
     with Progress(transient=True, disable=args.json or expected == 0, console=_console()) as progress:
         task = progress.add_task("draining the backlog", total=expected)
 
@@ -400,9 +404,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
             progress.update(task, completed=done)
 
         report = service.drain(on_slice=advance, time_left_ms=_deadline().get_remaining_time_in_millis)
-    summary = report.to_summary()
-    summary["backlog"] = service.quota()["backlog"]
-    _emit(args, summary, _render_drain)
+    _emit(args, report.to_summary(), _render_drain)
     return EXIT_NOT_DONE if any(r.fate.needs_retry for r in report.results) else EXIT_OK
 
 
@@ -411,7 +413,8 @@ def _render_drain(console: Any, summary: dict[str, Any]) -> None:
     console.print(f"drain: {counts}; {len(summary['calls'])} Polyv call(s)")
     if summary.get("stoppedBecause"):
         console.print(f"stopped: {summary['stoppedBecause']}")
-    console.print(f"backlog now: {summary['backlog']['files']} files")
+    if "backlog" in summary:
+        console.print(f"backlog now: {summary['backlog']['files']} files")
 
 
 COMMANDS = {

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote_plus
 
 from .model import FileRequest, Origin
+from .plan import VID_RE
 from .ports import PrewarmError
 
 #: A vid-shaped token anywhere in an S3 key (every one is considered; see ``_vids_in_key``).
@@ -74,6 +75,11 @@ class UnsupportedEvent(PrewarmError):
     """A Lambda event of no shape this function accepts."""
 
 
+class InvalidEvent(PrewarmError):
+    """An event of a known kind whose content cannot be read (a direct invocation, a notification
+    delivered directly, an SQS record without a messageId)."""
+
+
 class EventKind(StrEnum):
     SQS = "sqs"  # the main path: partial batch response
     S3 = "s3"  # S3 notification delivered directly to the function (asynchronous invocation)
@@ -110,6 +116,68 @@ def classify(event: object) -> EventKind:
     )
 
 
+# -- a person's invocations: {"videos"/"vids"/"vid": ..., flags} and {"action": ...} --------------
+@dataclass(frozen=True, slots=True)
+class DirectFlags:
+    dry_run: bool = False
+    force: bool = False
+    priority_high: bool = False  # may use the day's MANUAL_RESERVE
+
+
+def direct_flags(event: Mapping[str, Any]) -> DirectFlags:
+    """The flags of a direct invocation: ``dryRun``, ``force`` (booleans), ``priority``."""
+    priority = event.get("priority", "normal")
+    if priority not in ("normal", "high"):
+        raise InvalidEvent('priority must be "high" or "normal"')
+    return DirectFlags(_flag(event, "dryRun"), _flag(event, "force"), priority == "high")
+
+
+def _flag(event: Mapping[str, Any], name: str) -> bool:
+    value = event.get(name, False)
+    if not isinstance(value, bool):
+        raise InvalidEvent(f"{name} must be true or false")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class DrainAction:
+    """Submit deferred files as today's quota allows (the daily schedule sends this)."""
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaAction:
+    day: str | None = None  # YYYY-MM-DD; None: today
+
+
+@dataclass(frozen=True, slots=True)
+class StatusAction:
+    vid: str
+
+
+Action = DrainAction | QuotaAction | StatusAction
+
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def parse_action(event: Mapping[str, Any]) -> Action:
+    """``{"action": "drain" | "quota" [, "day"] | "status", "vid"}``; raises :class:`InvalidEvent`."""
+    action = event.get("action")
+    if action == "drain":
+        return DrainAction()
+    if action == "quota":
+        day = event.get("day")
+        if day is not None and not (isinstance(day, str) and _DAY.fullmatch(day)):
+            raise InvalidEvent("day must be a YYYY-MM-DD string")
+        return QuotaAction(day)
+    if action == "status":
+        vid = event.get("vid")
+        if not isinstance(vid, str) or not VID_RE.fullmatch(vid):
+            raise InvalidEvent("status needs a vid of the Polyv shape")
+        return StatusAction(vid)
+    raise InvalidEvent(f"unknown action {str(action)[:32]!r}: expected drain, status or quota")
+
+
+# -- file requests ----------------------------------------------------------------------------------
 def parse_body(body: object, origin: Origin, options: ParseOptions) -> Parsed:
     """An SQS message body: JSON of any accepted shape, or a callback query string."""
     if not isinstance(body, str):

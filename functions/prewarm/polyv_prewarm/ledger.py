@@ -33,9 +33,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from boto3.dynamodb.types import TypeDeserializer
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
+from .dynamo import batch_get, error_code, plain, store_errors
 from .model import EntryState, FileRef, Lease, LedgerEntry, QuotaView, epoch_ms
 from .ports import ClaimResult, Settlement, StoreUnavailable
 from .quotaday import day_end
@@ -51,7 +51,7 @@ MAX_CLAIM_FILES = MAX_ACTIONS - 1  # the counter takes one action
 CLAIM_ATTEMPTS = 25  # each failed attempt means another invocation changed the day: progress
 TEXT_CAP = 200  # origins and reasons: keeps every file item under 1 KB (one write unit)
 
-_deserialize = TypeDeserializer().deserialize
+STORE = "day ledger"
 
 
 def quota_key(day: str) -> dict[str, Any]:
@@ -88,10 +88,6 @@ def balanced_parts(files: Sequence[FileRef], most: int) -> list[list[FileRef]]:
         parts.append(list(files[start:end]))
         start = end
     return parts
-
-
-def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _deserialize(v) for k, v in item.items()}
 
 
 def _text(value: str) -> dict[str, str]:
@@ -156,41 +152,25 @@ class DynamoDayLedger:
         return result
 
     def _claim_part(self, call: _ClaimCall, part: list[FileRef], result: ClaimResult) -> None:
-        limit, lease, now, conditions = call.limit, call.lease, call.now, call.conditions
-        pending = part[:limit]
-        result.no_room += part[limit:]
+        """Claim one part (one transaction with its count), trying again with what is still
+        claimable while concurrent invocations change the day."""
+        pending = part[: call.limit]
+        result.no_room += part[call.limit :]
         for _ in range(CLAIM_ATTEMPTS):
             if not pending:
                 return
             try:
                 self._transact(self._claim_actions(call, pending))
             except _Cancelled as cancelled:
-                counter, entries = cancelled.items[0], cancelled.items[1:]
-                if any(e is not None and e.get("w") == lease.owner for e in entries):
+                refusal = _ClaimRefusal.of(cancelled)
+                if refusal.ours(call.lease):
                     # This very request committed, its answer was lost and the SDK sent it again
                     # (DynamoDB's idempotency token makes that a no-op; moto has none): all ours.
                     result.granted += pending
                     return
-                still: list[FileRef] = []
-                for file, item in zip(pending, entries, strict=False):
-                    entry = parse_entry(item) if item else None
-                    if entry is not None and entry.held(now):
-                        result.held[file] = entry
-                    elif entry is not None and not entry.claimable(
-                        now,
-                        force=conditions.get(file) is _CLAIMABLE_FORCED,
-                        explicit=conditions.get(file) is _CLAIMABLE_EXPLICIT,
-                    ):
-                        result.known[file] = entry
-                    else:
-                        still.append(file)  # its condition held, or it changed since: try again
-                if counter is not None:
-                    room = 0 if counter.get("exhausted") else max(0, limit - int(counter.get("used", 0)))
-                    still, overflow = still[:room], still[room:]
-                    result.no_room += overflow
-                if all(item is None for item in cancelled.items):
+                if refusal.conflict_only:
                     time.sleep(random.uniform(0, 0.02))  # a concurrent transaction: step aside
-                pending = still
+                pending = _still_claimable(call, pending, refusal, result)
                 continue
             result.granted += pending
             return
@@ -258,41 +238,57 @@ class DynamoDayLedger:
 
     # -- record ---------------------------------------------------------------------------------
     def settle(self, day: str, settlement: Settlement, *, lease: Lease, now: datetime) -> None:
-        fates: list[tuple[FileRef, EntryState, str | None]] = [
-            *((f, EntryState.SUBMITTED, t) for f, t in settlement.submitted.items()),
-            *((f, EntryState.REJECTED, r) for f, r in settlement.rejected.items()),
-            *((f, EntryState.IN_DOUBT, None) for f in settlement.in_doubt),
-            *((f, EntryState.HANDED_BACK, r) for f, r in settlement.handed_back.items()),
-        ]
         actions: list[dict[str, Any]] = []
         if settlement.release:
             actions += self._release_actions(day, settlement.release, lease)
-        for file, state, text in fates:
-            # the taskId of a submission, the reason of anything else
-            field = "t" if state is EntryState.SUBMITTED else "r"
-            values = {":s": _state(state), ":at": {"S": now.isoformat()}, ":owner": {"S": lease.owner}}
-            sets = "SET #s = :s, #at = :at"
-            if text is not None:
-                values[":v"] = _text(text)
-                sets += f", {field} = :v"
-            retry_after = settlement.retry_after_ms.get(file) if state is EntryState.REJECTED else None
-            if retry_after is not None:
-                values[":x"] = {"N": str(retry_after)}
-                sets += ", x = :x"
+        for file, task_id in settlement.submitted.items():
+            actions.append(self._fate_action(day, file, EntryState.SUBMITTED, lease, now, task_id=task_id))
+        for file, reason in settlement.rejected.items():
+            retry_after = settlement.retry_after_ms.get(file)
             actions.append(
-                {
-                    "Update": {
-                        "TableName": self._table,
-                        "Key": file_key(day, file),
-                        "UpdateExpression": sets + " REMOVE #l",
-                        "ConditionExpression": "#w = :owner",
-                        "ExpressionAttributeNames": {"#s": "s", "#at": "at", "#l": "l", "#w": "w"},
-                        "ExpressionAttributeValues": values,
-                    }
-                }
+                self._fate_action(
+                    day, file, EntryState.REJECTED, lease, now, reason=reason, retry_after_ms=retry_after
+                )
             )
+        for file in settlement.in_doubt:
+            actions.append(self._fate_action(day, file, EntryState.IN_DOUBT, lease, now))
+        for file, reason in settlement.handed_back.items():
+            actions.append(self._fate_action(day, file, EntryState.HANDED_BACK, lease, now, reason=reason))
         for start in range(0, len(actions), MAX_ACTIONS):
             self._transact_owned(actions[start : start + MAX_ACTIONS])
+
+    def _fate_action(
+        self,
+        day: str,
+        file: FileRef,
+        state: EntryState,
+        lease: Lease,
+        now: datetime,
+        *,
+        task_id: str | None = None,
+        reason: str | None = None,
+        retry_after_ms: int | None = None,
+    ) -> dict[str, Any]:
+        """Record one file's fate, ending its lease, if the claim is still ours."""
+        values = {":s": _state(state), ":at": {"S": now.isoformat()}, ":owner": {"S": lease.owner}}
+        sets = "SET #s = :s, #at = :at"
+        for name, value in (("t", task_id), ("r", reason)):
+            if value is not None:
+                values[f":{name}"] = _text(value)
+                sets += f", {name} = :{name}"
+        if retry_after_ms is not None:
+            values[":x"] = {"N": str(retry_after_ms)}
+            sets += ", x = :x"
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": file_key(day, file),
+                "UpdateExpression": sets + " REMOVE #l",
+                "ConditionExpression": "#w = :owner",
+                "ExpressionAttributeNames": {"#s": "s", "#at": "at", "#l": "l", "#w": "w"},
+                "ExpressionAttributeValues": values,
+            }
+        }
 
     def _release_actions(self, day: str, release: int, lease: Lease) -> list[dict[str, Any]]:
         """Give back ``release`` files of quota, once: with a receipt item (``RELEASE#<owner>``)
@@ -330,7 +326,7 @@ class DynamoDayLedger:
                 self._transact(actions, retry_conflicts=True)
                 return
             except _Cancelled as cancelled:
-                lost = {i for i, item in enumerate(cancelled.items) if item is not None}
+                lost = {i for i, item in enumerate(cancelled.failed) if item is not None}
                 if not lost:
                     raise StoreUnavailable("day ledger: a record kept being cancelled") from None
                 for i in list(lost):
@@ -395,24 +391,21 @@ class DynamoDayLedger:
         }
         if condition:
             args["ConditionExpression"] = condition
-        try:
-            self._client.update_item(**args)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                raise _Cancelled([]) from None
-            raise StoreUnavailable(f"day ledger: {describe_aws_error(exc)}") from None
-        except BotoCoreError as exc:
-            raise StoreUnavailable(f"day ledger: {describe_aws_error(exc)}") from None
+        with store_errors(STORE):
+            try:
+                self._client.update_item(**args)
+            except ClientError as exc:
+                if error_code(exc) == "ConditionalCheckFailedException":
+                    raise _Cancelled([]) from None
+                raise
 
     # -- reads ----------------------------------------------------------------------------------
     def usage(self, day: str, limit: int) -> QuotaView:
-        try:
+        with store_errors(STORE):
             raw = self._client.get_item(TableName=self._table, Key=quota_key(day), ConsistentRead=True).get(
                 "Item"
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise StoreUnavailable(f"day ledger: {describe_aws_error(exc)}") from None
-        item = _plain(raw or {})
+        item = plain(raw or {})
         return QuotaView(
             day=day, used=int(item.get("used", 0)), limit=limit, exhausted=bool(item.get("exhausted"))
         )
@@ -433,48 +426,43 @@ class DynamoDayLedger:
         return found
 
     def _batch_get(self, keys: Sequence[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        for i in range(0, len(keys), 100):
-            request: dict[str, Any] = {self._table: {"Keys": list(keys[i : i + 100]), "ConsistentRead": True}}
-            while request:
-                try:
-                    answer = self._client.batch_get_item(RequestItems=request)
-                except (ClientError, BotoCoreError) as exc:
-                    raise StoreUnavailable(f"day ledger: {describe_aws_error(exc)}") from None
-                for raw in answer.get("Responses", {}).get(self._table, []):
-                    yield _plain(raw)
-                request = dict(answer.get("UnprocessedKeys") or {})
+        return batch_get(self._client, self._table, keys, store=STORE)
 
     # -- transactions ---------------------------------------------------------------------------
     def _transact(self, actions: list[dict[str, Any]], *, retry_conflicts: bool = False) -> None:
-        """Run a transaction. On cancellation, raise :class:`_Cancelled` with, per action, the item
-        whose condition failed (``{}`` if it had none) or ``None`` (its condition held)."""
+        """Run a transaction. When conditions fail, raise :class:`_Cancelled`; a conflict with a
+        concurrent transaction is tried again when ``retry_conflicts``, else a ``_Cancelled``
+        whose conditions all held."""
         for attempt in range(5 if retry_conflicts else 1):
+            reasons = self._try_transaction(actions)
+            if reasons is None:
+                return
+            codes = {r.get("Code") for r in reasons}
+            if "ConditionalCheckFailed" in codes:
+                raise _Cancelled(
+                    [
+                        plain(r.get("Item") or {}) if r.get("Code") == "ConditionalCheckFailed" else None
+                        for r in reasons
+                    ]
+                )
+            if not codes <= _TRANSIENT:
+                # e.g. ThrottlingError, ValidationError (an item over 400 KB): not ours to fix
+                raise StoreUnavailable(f"day ledger: transaction cancelled ({sorted(map(str, codes))})")
+            if not retry_conflicts:
+                raise _Cancelled([None] * len(actions))
+            time.sleep(random.uniform(0, 0.02 * 2**attempt))  # a concurrent transaction: step aside
+        raise StoreUnavailable("day ledger: transaction kept conflicting with concurrent ones")
+
+    def _try_transaction(self, actions: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        """None once committed; else DynamoDB's cancellation reasons, one per action."""
+        with store_errors(STORE):
             try:
                 self._client.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
-                return
+                return None
             except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                    raise StoreUnavailable(f"day ledger: {describe_aws_error(exc)}") from None
-                reasons = exc.response.get("CancellationReasons") or []
-                codes = {r.get("Code") for r in reasons}
-                if "ConditionalCheckFailed" in codes:
-                    raise _Cancelled(
-                        [
-                            _plain(r.get("Item") or {}) if r.get("Code") == "ConditionalCheckFailed" else None
-                            for r in reasons
-                        ]
-                    ) from None
-                if not codes <= _TRANSIENT:
-                    # e.g. ThrottlingError, ValidationError (an item over 400 KB): not ours to fix
-                    raise StoreUnavailable(
-                        f"day ledger: transaction cancelled ({sorted(map(str, codes))})"
-                    ) from None
-                if not retry_conflicts:
-                    raise _Cancelled([None] * len(actions)) from None
-                time.sleep(random.uniform(0, 0.02 * 2**attempt))  # a concurrent transaction: step aside
-            except BotoCoreError as exc:
-                raise StoreUnavailable(f"day ledger: {describe_aws_error(exc)}") from None
-        raise StoreUnavailable("day ledger: transaction kept conflicting with concurrent ones")
+                if error_code(exc) != "TransactionCanceledException":
+                    raise
+                return list(exc.response.get("CancellationReasons") or [])  # type: ignore[arg-type]
 
 
 #: Cancellation reasons that say "try again": another transaction, or throttling.
@@ -486,12 +474,58 @@ def _state(state: EntryState) -> dict[str, str]:
 
 
 class _Cancelled(Exception):
-    def __init__(self, items: list[dict[str, Any] | None]) -> None:
-        self.items = items or [None]
+    """A transaction cancelled because conditions failed: per action, the item whose condition
+    failed (``{}`` if it had no item) or None (its condition held)."""
+
+    def __init__(self, failed: list[dict[str, Any] | None]) -> None:
+        self.failed = failed or [None]
 
 
-def describe_aws_error(exc: Exception) -> str:
-    """The AWS error code (or the SDK's exception name): short, and never an item's content."""
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", "ClientError"))
-    return type(exc).__name__
+@dataclass(frozen=True, slots=True)
+class _ClaimRefusal:
+    """A cancelled claim, by name: the day's counter and the part's files."""
+
+    counter: dict[str, Any] | None  # the counter, if its condition failed (no room, exhausted)
+    files: list[dict[str, Any] | None]  # per file: its item if its condition failed
+
+    @classmethod
+    def of(cls, cancelled: _Cancelled) -> _ClaimRefusal:
+        return cls(cancelled.failed[0], cancelled.failed[1:])
+
+    def ours(self, lease: Lease) -> bool:
+        """A file refused because it is claimed under this very lease: our own request committed."""
+        return any(item is not None and item.get("w") == lease.owner for item in self.files)
+
+    @property
+    def conflict_only(self) -> bool:
+        return self.counter is None and all(item is None for item in self.files)
+
+    def room(self, limit: int) -> int | None:
+        """Files the counter has room for, if it refused; None if its condition held."""
+        if self.counter is None:
+            return None
+        return 0 if self.counter.get("exhausted") else max(0, limit - int(self.counter.get("used", 0)))
+
+
+def _still_claimable(
+    call: _ClaimCall, pending: list[FileRef], refusal: _ClaimRefusal, result: ClaimResult
+) -> list[FileRef]:
+    """Sort a refused part's files: another invocation's live claim (held), handled today (known),
+    or still claimable; of the last, keep as many as the counter has room for (the rest: no room)."""
+    still: list[FileRef] = []
+    for file, item in zip(pending, refusal.files, strict=False):
+        entry = parse_entry(item) if item else None
+        condition = call.conditions.get(file)
+        if entry is not None and entry.held(call.now):
+            result.held[file] = entry
+        elif entry is not None and not entry.claimable(
+            call.now, force=condition is _CLAIMABLE_FORCED, explicit=condition is _CLAIMABLE_EXPLICIT
+        ):
+            result.known[file] = entry
+        else:
+            still.append(file)  # its condition held, or it changed since: try again
+    room = refusal.room(call.limit)
+    if room is not None:
+        still, overflow = still[:room], still[room:]
+        result.no_room += overflow
+    return still

@@ -76,13 +76,13 @@ class Fate(StrEnum):
     DUPLICATE = "duplicate"  # already requested in this invocation, or already handled this quota day
     REJECTED = "rejected"  # invalid, or refused by Polyv for this file; has a reason; never retried
     DEFERRED = "deferred"  # today's quota is spent: stored in the backlog for the next quota day
-    RETRY = "retry"  # not submitted because of a transient fault; handed back for retry
+    HANDED_BACK = "handed_back"  # not done because of a transient fault: its message is retried
     EXPIRED = "expired"  # waited in the backlog longer than BACKLOG_MAX_AGE_DAYS: dropped, not sent
 
     @property
     def needs_retry(self) -> bool:
         """A file in this state is not done: the message that carried it must be handed back."""
-        return self is Fate.RETRY
+        return self is Fate.HANDED_BACK
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +255,45 @@ class QuotaView:
         return summary
 
 
+@dataclass(frozen=True, slots=True)
+class BacklogFigures:
+    files: int  # waiting (parked ones included)
+    oldest_deferred_at: str | None
+
+    def to_summary(self) -> dict[str, Any]:
+        return {"files": self.files, "oldestDeferredAt": self.oldest_deferred_at}
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaSummary:
+    """The answer to "how much of a day's quota is used, and what waits for the next one"."""
+
+    quota: QuotaView
+    backlog: BacklogFigures
+
+    def to_summary(self) -> dict[str, Any]:
+        return {**self.quota.to_summary(), "backlog": self.backlog.to_summary()}
+
+
+@dataclass(frozen=True, slots=True)
+class VideoStatus:
+    """What happened to each bitrate of one video, per retained day, and what still waits."""
+
+    vid: str
+    days: dict[str, dict[int, LedgerEntry]]  # day -> brIndex -> entry
+    deferred: dict[int, DeferredFile]  # brIndex -> its backlog item
+
+    def to_summary(self) -> dict[str, Any]:
+        return {
+            "vid": self.vid,
+            "days": {
+                day: {str(br): entry.to_summary() for br, entry in sorted(by_br.items())}
+                for day, by_br in sorted(self.days.items(), reverse=True)
+            },
+            "deferred": {str(br): d.to_summary() for br, d in sorted(self.deferred.items())},
+        }
+
+
 @dataclass(slots=True)
 class Report:
     """What one invocation did with every file it was asked for."""
@@ -264,6 +303,7 @@ class Report:
     quota: QuotaView | None = None
     dry_run: bool = False
     stopped_because: str | None = None  # why the service stopped calling Polyv early, if it did
+    backlog: BacklogFigures | None = None  # a drain's: what is left in the backlog after it
 
     def count(self, fate: Fate) -> int:
         return sum(1 for r in self.results if r.fate is fate)
@@ -290,4 +330,6 @@ class Report:
             summary["quota"] = self.quota.to_summary()
         if self.stopped_because is not None:
             summary["stoppedBecause"] = self.stopped_because
+        if self.backlog is not None:
+            summary["backlog"] = self.backlog.to_summary()
         return summary

@@ -45,7 +45,7 @@ def validate(request: FileRequest, userid: str) -> FileRef:
 
 
 @dataclass(frozen=True, slots=True)
-class Claim:
+class RequestedFile:
     """A unique file and the first request that asked for it."""
 
     file: FileRef
@@ -57,13 +57,13 @@ class Plan:
     """The files of one invocation, sorted into: already decided (rejected, duplicate) and to send."""
 
     decided: list[FileResult] = field(default_factory=list)
-    unique: list[Claim] = field(default_factory=list)
+    unique: list[RequestedFile] = field(default_factory=list)
 
-    def chunks(self, size: int = MAX_FILES_PER_CALL) -> list[list[Claim]]:
+    def chunks(self, size: int = MAX_FILES_PER_CALL) -> list[list[RequestedFile]]:
         return chunk(self.unique, size)
 
 
-def chunk(items: Sequence[Claim], size: int = MAX_FILES_PER_CALL) -> list[list[Claim]]:
+def chunk(items: Sequence[RequestedFile], size: int = MAX_FILES_PER_CALL) -> list[list[RequestedFile]]:
     """Split into the minimum number of calls, ceil(n/size), none larger than ``size``."""
     if not 1 <= size <= MAX_FILES_PER_CALL:
         raise ValueError(f"chunk size must be 1..{MAX_FILES_PER_CALL}")
@@ -76,19 +76,19 @@ def build_plan(requests: Iterable[FileRequest], userid: str) -> Plan:
     Order is preserved, so files of one message stay together in as few calls as possible.
     """
     plan = Plan()
-    first_claim: dict[FileRef, Claim] = {}
+    first_request: dict[FileRef, RequestedFile] = {}
     for request in requests:
         try:
             file = validate(request, userid)
         except InvalidFile as exc:
             plan.decided.append(FileResult(request, Fate.REJECTED, reason=str(exc)))
             continue
-        if file in first_claim:
+        if file in first_request:
             plan.decided.append(
                 FileResult(request, Fate.DUPLICATE, file=file, reason="already requested in this invocation")
             )
             continue
-        claim = Claim(file, request)
-        first_claim[file] = claim
-        plan.unique.append(claim)
+        requested = RequestedFile(file, request)
+        first_request[file] = requested
+        plan.unique.append(requested)
     return plan

@@ -6,16 +6,17 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import requests
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 from urllib3.util.retry import Retry
 
-from . import NAMESPACE, SERVICE
+from . import SERVICE
 from .credentials import CredentialsError, CredentialsSource
 from .model import FileRef
 from .plan import MAX_FILES_PER_CALL
@@ -27,11 +28,10 @@ from .ports import (
     PolyvUnavailable,
 )
 from .signing import signed_form
-from .telemetry import count_by, per_call_metrics_enabled
+from .telemetry import count_by, metrics, per_call_metrics_enabled
+from .tracing import tracer
 
 logger = Logger(service=SERVICE, child=True)
-tracer = Tracer(service=SERVICE)
-metrics = Metrics(namespace=NAMESPACE)  # shares the handler's metric set, flushed by its decorator
 
 
 def _count_error(message: str) -> None:
@@ -133,11 +133,11 @@ class PolyvClient:
         attempt = 0
         while True:
             attempt += 1
-            fault = self._attempt(files, attempt, refresh_secret=refresh_now)
+            outcome = self._attempt(files, attempt, refresh_secret=refresh_now)
             refresh_now = False  # once: later attempts use the (now fresh) cached secret
-            if isinstance(fault, str):
-                return fault  # the taskId
-            if fault is _SIGN_REJECTED:
+            if outcome.task_id is not None:
+                return outcome.task_id
+            if outcome.again is _Again.RESIGN:
                 if refreshed_secret:
                     raise PolyvConfigurationError(
                         "Polyv rejects the signature even with a freshly read secret: "
@@ -145,7 +145,7 @@ class PolyvClient:
                     )
                 refreshed_secret = refresh_now = True  # it may have been rotated while we were warm
                 continue
-            if fault is _PTIME_REJECTED:
+            if outcome.again is _Again.RETIME:
                 ptime_retries += 1
                 if ptime_retries > policy.ptime_retries:
                     raise PolyvUnavailable(
@@ -154,14 +154,11 @@ class PolyvClient:
                 continue  # a fresh ptime is all it needs: no back-off
             faults += 1
             if faults >= policy.attempts:
-                raise fault
+                raise outcome.fault or PolyvUnavailable("Polyv unavailable", ambiguous=False)
             self._sleep(policy.backoff(faults - 1))
 
-    def _attempt(
-        self, files: Sequence[FileRef], attempt: int, *, refresh_secret: bool
-    ) -> str | PolyvUnavailable:
-        """One signed POST. Returns the taskId, or the retryable fault; raises the final errors."""
-        policy = self._policy
+    def _attempt(self, files: Sequence[FileRef], attempt: int, *, refresh_secret: bool) -> _Attempt:
+        """One signed POST. Returns Polyv's taskId or what to do next; raises the final errors."""
         try:
             creds = self._credentials.get(refresh=refresh_secret)
         except CredentialsError as exc:  # nothing was sent: the work can safely be handed back
@@ -172,7 +169,7 @@ class PolyvClient:
         started = time.perf_counter()
         try:
             response = self._session.post(
-                self._url, data=form, timeout=(policy.connect_timeout, policy.read_timeout)
+                self._url, data=form, timeout=(self._policy.connect_timeout, self._policy.read_timeout)
             )
         except requests.RequestException as exc:
             _count_error(type(exc).__name__)
@@ -182,64 +179,93 @@ class PolyvClient:
                     f"no answer from Polyv after sending: {type(exc).__name__}", ambiguous=True
                 ) from None
             logger.warning("Polyv unreachable", extra={"attempt": attempt, "error": type(exc).__name__})
-            return PolyvUnavailable(f"cannot connect to Polyv: {type(exc).__name__}", ambiguous=False)
-        latency_ms = (time.perf_counter() - started) * 1000
-        if per_call_metrics_enabled():
-            metrics.add_metric(name="PolyvLatency", unit=MetricUnit.Milliseconds, value=round(latency_ms, 1))
+            return _Attempt.transient(f"cannot connect to Polyv: {type(exc).__name__}")
         answer = _json_answer(response)
-        message = str(answer.get("message", "")) if answer else None
-        if message != "success":
-            _count_error(message or f"HTTP {response.status_code}")
-        logger.debug(
-            "Polyv answered",
-            extra={
-                "attempt": attempt,
-                "http_status": response.status_code,
-                "files": len(files),
-                "latency_ms": round(latency_ms, 1),
-                "polyv_message": message,
-            },
-        )
-        if answer is None:
-            if response.status_code in NOT_PROCESSED:
-                return PolyvUnavailable(f"Polyv answered HTTP {response.status_code}", ambiguous=False)
-            # Any other answer whose meaning is unknown may stand for an accepted call.
-            raise PolyvUnavailable(
-                f"Polyv answered HTTP {response.status_code} with a body that is not its JSON", ambiguous=True
-            )
-        if _says_success(answer):
-            task_id = _task_id(answer)
-            if task_id is None:
-                raise PolyvUnavailable("Polyv answered success without a taskId", ambiguous=True)
-            return task_id
-        if answer.get("status") != "error":
-            raise PolyvUnavailable(
-                f"Polyv answered an envelope of unknown meaning (code {str(answer.get('code'))[:16]})",
-                ambiguous=True,
-            )
-        if message == PTIME_TOO_OLD:
-            return _PTIME_REJECTED
-        if message == SIGN_NOT_RIGHT:
-            return _SIGN_REJECTED
-        if message in (ILLEGAL_VID, BITRATE_MISSING):
-            # A bitrate that does not exist yet may exist once its transcoding finishes.
-            raise PolyvFilesRefused(message, for_now=message == BITRATE_MISSING)
-        if message == DAILY_LIMIT:
-            raise PolyvQuotaSpent(message)
-        if message == TOO_MANY_FILES:
-            raise PolyvContractViolation(f"Polyv says {message!r} for a call of {len(files)} files")
-        if response.status_code >= 500 or response.status_code == 429:
-            return PolyvUnavailable(f"Polyv answered HTTP {response.status_code}", ambiguous=False)
-        # An error we do not know: Polyv refused the call, but for no reason we can act on. Hand the
-        # work back; the drain parks a file after it drew such answers in several drains.
+        _observe(response, answer, files, attempt, latency_ms=(time.perf_counter() - started) * 1000)
+        return _interpret(response.status_code, answer, len(files))
+
+
+class _Again(Enum):
+    """An answer that asks for another attempt at once, without back-off."""
+
+    RESIGN = "re-read the secret and sign again"  # the sign is not right: maybe a rotated secret
+    RETIME = "sign again with a fresh ptime"  # ptime is too old
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """What one signed POST came to, unless it ended the call with an exception."""
+
+    task_id: str | None = None  # Polyv accepted the call
+    again: _Again | None = None  # try again at once
+    fault: PolyvUnavailable | None = None  # a transient fault: try again after a back-off
+
+    @classmethod
+    def transient(cls, message: str) -> _Attempt:
+        return cls(fault=PolyvUnavailable(message, ambiguous=False))
+
+
+def _observe(
+    response: requests.Response,
+    answer: dict[str, Any] | None,
+    files: Sequence[FileRef],
+    attempt: int,
+    *,
+    latency_ms: float,
+) -> None:
+    """PolyvLatency, PolyvErrors by message, and a debug line per answer."""
+    if per_call_metrics_enabled():
+        metrics.add_metric(name="PolyvLatency", unit=MetricUnit.Milliseconds, value=round(latency_ms, 1))
+    message = str(answer.get("message", "")) if answer else None
+    if message != "success":
+        _count_error(message or f"HTTP {response.status_code}")
+    logger.debug(
+        "Polyv answered",
+        extra={
+            "attempt": attempt,
+            "http_status": response.status_code,
+            "files": len(files),
+            "latency_ms": round(latency_ms, 1),
+            "polyv_message": message,
+        },
+    )
+
+
+def _interpret(status: int, answer: dict[str, Any] | None, files: int) -> _Attempt:
+    """Polyv's answer to one attempt (see shared/polyv-api.md); raises the answers that end the call."""
+    if answer is None:
+        if status in NOT_PROCESSED:
+            return _Attempt.transient(f"Polyv answered HTTP {status}")
+        # Any other answer whose meaning is unknown may stand for an accepted call.
         raise PolyvUnavailable(
-            f"Polyv refused the call: {str(message)[:200]!r}", ambiguous=False, refused=True
+            f"Polyv answered HTTP {status} with a body that is not its JSON", ambiguous=True
         )
+    if _says_success(answer):
+        task_id = _task_id(answer)
+        if task_id is None:
+            raise PolyvUnavailable("Polyv answered success without a taskId", ambiguous=True)
+        return _Attempt(task_id=task_id)
+    if answer.get("status") != "error":
+        code = str(answer.get("code"))[:16]
+        raise PolyvUnavailable(f"Polyv answered an envelope of unknown meaning (code {code})", ambiguous=True)
+    message = str(answer.get("message", ""))
+    if message in _AGAIN:
+        return _Attempt(again=_AGAIN[message])
+    if message in (ILLEGAL_VID, BITRATE_MISSING):
+        # A bitrate that does not exist yet may exist once its transcoding finishes.
+        raise PolyvFilesRefused(message, for_now=message == BITRATE_MISSING)
+    if message == DAILY_LIMIT:
+        raise PolyvQuotaSpent(message)
+    if message == TOO_MANY_FILES:
+        raise PolyvContractViolation(f"Polyv says {message!r} for a call of {files} files")
+    if status >= 500 or status == 429:
+        return _Attempt.transient(f"Polyv answered HTTP {status}")
+    # An error we do not know: Polyv refused the call, but for no reason we can act on. Hand the
+    # work back; the drain parks a file after it drew such answers in several drains.
+    raise PolyvUnavailable(f"Polyv refused the call: {message[:200]!r}", ambiguous=False, refused=True)
 
 
-# Sentinels for the two answers that are retried at once, without back-off.
-_PTIME_REJECTED = PolyvUnavailable(PTIME_TOO_OLD, ambiguous=False)
-_SIGN_REJECTED = PolyvUnavailable(SIGN_NOT_RIGHT, ambiguous=False)
+_AGAIN = {PTIME_TOO_OLD: _Again.RETIME, SIGN_NOT_RIGHT: _Again.RESIGN}
 
 
 def _json_answer(response: requests.Response) -> dict[str, Any] | None:

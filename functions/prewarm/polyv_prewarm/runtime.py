@@ -67,13 +67,11 @@ def build_runtime(
     polyv = PolyvClient(
         settings.api_url, credentials, policy=policy, now_ms=lambda: int(clock().timestamp() * 1000)
     )
+    dynamodb = session.client("dynamodb", config=AWS_CONFIG)  # one client for the ledger and the backlog
     ledger = DynamoDayLedger(
-        settings.quota_table,
-        session.client("dynamodb", config=AWS_CONFIG),
-        timezone=settings.timezone,
-        retention_days=settings.retention_days,
+        settings.quota_table, dynamodb, timezone=settings.timezone, retention_days=settings.retention_days
     )
-    backlog = DynamoBacklog(settings.quota_table, session.resource("dynamodb", config=AWS_CONFIG))
+    backlog = DynamoBacklog(settings.quota_table, dynamodb)
     service = PrewarmService(
         polyv=polyv,
         ledger=ledger,

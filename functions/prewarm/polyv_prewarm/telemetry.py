@@ -1,18 +1,36 @@
-"""Metrics that need a dimension of their own (a rejection reason, a Polyv error message).
+"""The function's metrics: one Powertools ``Metrics`` set per invocation (flushed by the handler's
+decorator), and what each report, backlog and batch adds to it.
 
-Powertools' ``Metrics`` gives every metric of an invocation the same dimensions, so a metric with
-its own dimension goes in an EMF document of its own: a separate Powertools EMF provider, flushed
-at once. (Powertools' ``single_metric`` does the same but prints even when
+Metrics that need a dimension of their own (a rejection reason, a Polyv error message) go in an
+EMF document of their own: Powertools' ``Metrics`` gives every metric of an invocation the same
+dimensions. (Powertools' ``single_metric`` does the same but prints even when
 ``POWERTOOLS_METRICS_DISABLED`` is set, which the CLI and the tests rely on.)
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from datetime import UTC, datetime
+
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
 from . import NAMESPACE, SERVICE
+from .model import BacklogFigures, Fate, Report
+
+#: Powertools keeps one metric set per namespace, shared by every ``Metrics`` of the process.
+metrics = Metrics(namespace=NAMESPACE)
+
+FATE_METRICS = {
+    Fate.SUBMITTED: "FilesSubmitted",
+    Fate.DUPLICATE: "FilesDuplicate",
+    Fate.DEFERRED: "FilesDeferred",
+    Fate.REJECTED: "FilesRejected",
+    Fate.HANDED_BACK: "FilesHandedBack",
+    Fate.EXPIRED: "FilesExpired",
+}
 
 
 def per_call_metrics_enabled() -> bool:
@@ -28,3 +46,50 @@ def count_by(name: str, value: float, dimension: str, label: str) -> None:
     provider.add_dimension(name="service", value=SERVICE)
     provider.add_dimension(name=dimension, value=label[:100] or "unknown")
     provider.flush_metrics()
+
+
+def rejection_reason(reason: str | None) -> str:
+    """A short, bounded label for the FilesRejectedByReason dimension."""
+    text = reason or "unknown"
+    if "another Polyv account" in text:
+        return "vid of another account"
+    if text.startswith("vid"):
+        return "invalid vid"
+    if text.startswith("brIndex"):
+        return "invalid brIndex"
+    return text[:60]
+
+
+def record_report(report: Report) -> None:
+    """Files per fate, rejections per reason, Polyv calls and the day's quota (a dry run: none)."""
+    if report.dry_run:
+        return
+    for fate, name in FATE_METRICS.items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=report.count(fate))
+    reasons = Counter(rejection_reason(r.reason) for r in report.results if r.fate is Fate.REJECTED)
+    for reason, count in reasons.items():
+        count_by("FilesRejectedByReason", count, "reason", reason)
+    metrics.add_metric(name="PolyvCalls", unit=MetricUnit.Count, value=len(report.calls))
+    if report.quota is not None:
+        metrics.add_metric(name="QuotaUsed", unit=MetricUnit.Count, value=report.quota.used)
+        metrics.add_metric(name="QuotaRemaining", unit=MetricUnit.Count, value=report.quota.remaining)
+        percent = 100.0 * report.quota.used / report.quota.limit if report.quota.limit else 0.0
+        metrics.add_metric(name="QuotaUsedPercent", unit=MetricUnit.Percent, value=round(percent, 1))
+    if report.backlog is not None:
+        record_backlog(report.backlog)
+
+
+def record_backlog(backlog: BacklogFigures) -> None:
+    """BacklogSize and BacklogOldestAgeHours (the dashboard's and the alarms' figures)."""
+    metrics.add_metric(name="BacklogSize", unit=MetricUnit.Count, value=backlog.files)
+    age_hours = 0.0
+    if backlog.oldest_deferred_at:
+        oldest = datetime.fromisoformat(backlog.oldest_deferred_at)
+        age_hours = (datetime.now(UTC) - oldest).total_seconds() / 3600
+    metrics.add_metric(
+        name="BacklogOldestAgeHours", unit=MetricUnit.Count, value=round(max(0.0, age_hours), 2)
+    )
+
+
+def record_messages_handed_back(count: int) -> None:
+    metrics.add_metric(name="MessagesHandedBack", unit=MetricUnit.Count, value=count)

@@ -1,0 +1,179 @@
+"""The daily drain: the backlog's deferred files are submitted as the new day's quota allows.
+
+First, files older than BACKLOG_MAX_AGE_DAYS expire. Then the backlog is read slice by slice in
+the drain order (newest or oldest first), each slice submitted through the service's own claim ->
+send -> record (:meth:`PrewarmService.submit`) within the day's limit less the manual reserve. A
+file leaves the backlog once it was submitted or rejected (now, or by any path since it was
+deferred). Files that cannot move now (held by another invocation, refused with an unknown error)
+are passed by (the cursor moves on), so they never block the rest; a file refused in
+``PARK_AFTER_FAILURES`` drains is parked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, timedelta
+
+from aws_lambda_powertools import Logger
+
+from . import SERVICE
+from .model import BacklogFigures, DeferredFile, Fate, FileRef, FileRequest, LedgerEntry, Origin, Report
+from .plan import RequestedFile
+from .ports import StoreUnavailable
+from .quotaday import quota_day
+from .sender import OUT_OF_TIME
+from .service import PARK_AFTER_FAILURES, PrewarmService, Run, Submitted, TimeLeft, result
+
+logger = Logger(service=SERVICE, child=True)
+
+STILL_DEFERRED_REASON = "today's Polyv quota is spent: stays in the backlog"
+DONE = (Fate.SUBMITTED, Fate.REJECTED, Fate.DUPLICATE)  # leave the backlog
+
+
+class BacklogDrain:
+    def __init__(self, service: PrewarmService) -> None:
+        self._service = service
+        self._backlog = service.backlog
+
+    def run(
+        self,
+        *,
+        time_left_ms: TimeLeft = None,
+        slice_size: int = 100,
+        on_slice: Callable[[Report], None] | None = None,
+    ) -> Report:
+        service = self._service
+        report = Report()
+        self._expire(report)
+        run = Run(report, service.limit - service.reserve, time_left_ms)
+        cursor: DeferredFile | None = None
+        while run.stopped is None:
+            batch = self._next_slice(run, slice_size, cursor)
+            if not batch:
+                break
+            cursor = batch[-1]
+            quota_left = self._drain_slice(batch, run)
+            if on_slice is not None:
+                on_slice(report)
+            if not quota_left:
+                break
+        service.finish(report, "drain finished")
+        report.backlog = self._figures()
+        return report
+
+    def _next_slice(self, run: Run, size: int, cursor: DeferredFile | None) -> list[DeferredFile]:
+        """The next files in the drain order after ``cursor``; none when the run must stop."""
+        if not self._service._time_for_a_call(run.time_left_ms):
+            run.stop(OUT_OF_TIME)
+            return []
+        try:
+            if self._service.drain_newest_first:
+                return self._backlog.newest(size, after=cursor)
+            return self._backlog.oldest(size, after=cursor)
+        except StoreUnavailable as exc:
+            run.stop(f"backlog unavailable: {exc}")
+            return []
+
+    def _drain_slice(self, batch: Sequence[DeferredFile], run: Run) -> bool:
+        """Submit one slice and update the backlog; False when today's quota is spent."""
+        first = len(run.report.results)
+        wanted = self._not_sent_since_deferral(batch, run.report)
+        run.forced = frozenset(d.file for d in batch if d.force)
+        submitted = self._service.submit(wanted, run)
+        run.report.results += [result(u, Fate.DEFERRED, STILL_DEFERRED_REASON) for u in submitted.deferred]
+        done = [r.file for r in run.report.results[first:] if r.file and r.fate in DONE]
+        self._update_backlog(done, submitted, {d.file: d for d in batch})
+        return not submitted.deferred
+
+    def _update_backlog(
+        self, done: list[FileRef], submitted: Submitted, by_file: dict[FileRef, DeferredFile]
+    ) -> None:
+        """Remove the files that are done; count a failure for those Polyv refused (parking the
+        ones that failed too often)."""
+        try:
+            self._backlog.remove(done)
+            if submitted.refused:
+                error = next(iter(submitted.refused.values()))
+                failed = [by_file[f] for f in submitted.refused if f in by_file]
+                parked = self._backlog.record_failure(failed, error, park_after=PARK_AFTER_FAILURES)
+                if parked:
+                    logger.error(
+                        "parked backlog files that Polyv refused in several drains",
+                        extra={"files": [f.key for f in parked], "error": error},
+                    )
+        except StoreUnavailable as exc:
+            # They stay in the backlog; the ledger knows they are done, so the next drain skips
+            # them as duplicates and removes them then.
+            logger.error("could not update the backlog after a drained slice", extra={"error": str(exc)})
+
+    def _expire(self, report: Report) -> None:
+        """Drop deferred files older than BACKLOG_MAX_AGE_DAYS, oldest first: a prewarm is worth
+        most before viewers arrive, and little a week later. Each gets the fate ``expired``."""
+        max_age = self._service.backlog_max_age
+        cutoff = (self._service.clock() - max_age).isoformat()
+        while True:
+            try:
+                batch = [d for d in self._backlog.oldest(100) if d.deferred_at < cutoff]
+                if not batch:
+                    return
+                self._backlog.remove([d.file for d in batch])
+            except StoreUnavailable as exc:
+                logger.error("could not expire old backlog files", extra={"error": str(exc)})
+                return
+            reason = f"more than {max_age.days} days ago"
+            report.results += [
+                result(as_request(d), Fate.EXPIRED, f"deferred at {d.deferred_at}, {reason}") for d in batch
+            ]
+            logger.warning(
+                "expired backlog files",
+                extra={"files": [d.file.key for d in batch[:20]], "count": len(batch), "cutoff": cutoff},
+            )
+
+    def _not_sent_since_deferral(self, batch: Sequence[DeferredFile], report: Report) -> list[RequestedFile]:
+        """The slice's files, less those another path submitted on an earlier day after they were
+        deferred (today's submissions are the claim's to find). Forced files are sent whatever
+        happened since."""
+        wanted = [as_request(d) for d in batch]
+        try:
+            sent = self._sent_since(batch)
+        except StoreUnavailable:
+            return wanted  # the claim still stops what was sent today
+        for requested in wanted:
+            if requested.file in sent:
+                reason = f"submitted since it was deferred (taskId {sent[requested.file].task_id})"
+                report.results.append(result(requested, Fate.DUPLICATE, reason))
+        return [u for u in wanted if u.file not in sent]
+
+    def _sent_since(self, batch: Sequence[DeferredFile]) -> dict[FileRef, LedgerEntry]:
+        """Files of ``batch`` submitted after their deferral, on a retained day before today."""
+        service = self._service
+        today = date.fromisoformat(service.today())
+        oldest = today - timedelta(days=service.retention_days)
+        days: dict[str, list[FileRef]] = {}
+        for deferred in (d for d in batch if not d.force):
+            deferred_day = quota_day(datetime.fromisoformat(deferred.deferred_at), service.timezone)
+            since = max(date.fromisoformat(deferred_day), oldest)
+            for n in range((today - since).days):
+                days.setdefault((since + timedelta(days=n)).isoformat(), []).append(deferred.file)
+        deferred_at = {d.file: d.deferred_at for d in batch}
+        sent: dict[FileRef, LedgerEntry] = {}
+        for day, files in sorted(days.items()):
+            for file, entry in service.ledger.lookup(day, files).items():
+                if entry.task_id and entry.at > deferred_at[file] and file not in sent:
+                    sent[file] = entry
+        return sent
+
+    def _figures(self) -> BacklogFigures | None:
+        try:
+            return self._service.backlog_figures()
+        except StoreUnavailable as exc:
+            logger.warning(
+                "backlog unreadable: the drain's summary has no backlog figures", extra={"error": str(exc)}
+            )
+            return None
+
+
+def as_request(deferred: DeferredFile) -> RequestedFile:
+    """A deferred file as the drain's request, with the message it first came in."""
+    origin = Origin("backlog", message_id=deferred.origin or None)
+    return RequestedFile(deferred.file, FileRequest(deferred.file.vid, deferred.file.br_index, origin))

@@ -1,0 +1,92 @@
+"""What the DynamoDB adapters (``ledger``, ``backlog``) share: one low-level client per table, the
+mapping of SDK errors to :class:`~polyv_prewarm.ports.StoreUnavailable`, and the batch loops.
+
+Both stores use botocore's low-level client, not boto3's resource layer: the resource would be a
+second client (and a second connection pool) for the same table, and loading its model costs
+every cold start. Its one convenience the backlog used, ``batch_writer`` (25 writes a request,
+resending unprocessed items), is the short loop in :func:`batch_write`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .ports import StoreUnavailable
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+BATCH_GET = 100  # keys per BatchGetItem
+BATCH_WRITE = 25  # requests per BatchWriteItem
+UNPROCESSED_ROUNDS = 8  # a batch whose items keep coming back unprocessed: the table is throttled
+
+_deserialize = TypeDeserializer().deserialize
+_serialize = TypeSerializer().serialize
+
+
+def plain(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A DynamoDB-typed item as Python values (numbers as ``Decimal``)."""
+    return {k: _deserialize(v) for k, v in item.items()}
+
+
+def typed(item: Mapping[str, Any]) -> dict[str, Any]:
+    """Python values as a DynamoDB-typed item."""
+    return {k: _serialize(v) for k, v in item.items()}
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", "ClientError"))
+
+
+def describe_aws_error(exc: Exception) -> str:
+    """The AWS error code (or the SDK's exception name): short, and never an item's content."""
+    return error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+
+
+@contextmanager
+def store_errors(store: str) -> Iterator[None]:
+    """Turn the SDK's errors into ``StoreUnavailable("<store>: <error code>")``."""
+    try:
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        raise StoreUnavailable(f"{store}: {describe_aws_error(exc)}") from None
+
+
+def batch_get(
+    client: DynamoDBClient, table: str, keys: Sequence[Mapping[str, Any]], *, store: str
+) -> Iterator[dict[str, Any]]:
+    """Every item of ``keys`` that exists (consistent reads), as Python values."""
+    for start in range(0, len(keys), BATCH_GET):
+        request: dict[str, Any] = {
+            table: {"Keys": list(keys[start : start + BATCH_GET]), "ConsistentRead": True}
+        }
+        while request:
+            with store_errors(store):
+                answer = client.batch_get_item(RequestItems=request)
+            for raw in answer.get("Responses", {}).get(table, []):
+                yield plain(raw)
+            request = dict(answer.get("UnprocessedKeys") or {})
+
+
+def batch_write(
+    client: DynamoDBClient, table: str, requests: Sequence[Mapping[str, Any]], *, store: str
+) -> None:
+    """Run ``PutRequest``/``DeleteRequest`` items, 25 a request, resending unprocessed ones."""
+    for start in range(0, len(requests), BATCH_WRITE):
+        pending = list(requests[start : start + BATCH_WRITE])
+        for round_ in range(UNPROCESSED_ROUNDS):
+            with store_errors(store):
+                answer = client.batch_write_item(RequestItems={table: pending})  # type: ignore[dict-item]
+            pending = list((answer.get("UnprocessedItems") or {}).get(table, []))
+            if not pending:
+                break
+            time.sleep(random.uniform(0, min(1.0, 0.05 * 2**round_)))  # throttled: back off
+        else:
+            raise StoreUnavailable(f"{store}: writes kept coming back unprocessed (throttled)")

@@ -1,0 +1,276 @@
+"""One claimed chunk's Polyv calls, and what became of each of its files: a :class:`ChunkOutcome`.
+
+* When Polyv refuses a call because of some files, the sender isolates them by bisection: one bad
+  file among n costs at most about 2*log2(n) extra calls.
+* When a call's outcome is unknown (Polyv may have accepted it), it re-sends the call only after
+  its budget counted the files again: the counter may over-count, never under-count.
+* Before every call it asks its budget for the time: bisection and re-sends obey the deadline.
+
+The outcome is true at every instant (``in_flight`` holds the files of a call that has not
+answered), so the owner of the claim can record it in a ``finally`` whatever interrupts the calls;
+:meth:`ChunkOutcome.close` then builds, in one place, both the ledger record and the file results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from aws_lambda_powertools import Logger
+
+from . import SERVICE
+from .model import CallRecord, Fate, FileRef, FileResult
+from .plan import RequestedFile
+from .ports import (
+    PolyvConfigurationError,
+    PolyvContractViolation,
+    PolyvFilesRefused,
+    PolyvGateway,
+    PolyvQuotaSpent,
+    PolyvUnavailable,
+    Settlement,
+)
+
+logger = Logger(service=SERVICE, child=True)
+
+OUT_OF_TIME = "too little time left in this invocation for another call"
+INTERRUPTED = "the invocation stopped before the calls ended"
+
+
+class CallBudget(Protocol):
+    """What a chunk's calls may spend beyond the claim: time, and quota to re-send."""
+
+    def time_for_a_call(self) -> bool: ...
+
+    def count_again(self, files: int, resend: int) -> bool:
+        """Back off before re-send number ``resend``, then count ``files`` more on the day's
+        counter; False when the day has no room for them."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Why a chunk's calls ended early. ``whole_run``: no further call in this invocation (Polyv or
+    the store down, a configuration error); otherwise only this chunk's files failed."""
+
+    reason: str
+    whole_run: bool = True
+    quota_spent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedCall:
+    call: CallRecord
+    files: list[RequestedFile]
+
+
+@dataclass(slots=True)
+class ChunkRecord:
+    """What the owner of a claim writes and reports once the chunk's calls are over."""
+
+    settlement: Settlement  # for the day ledger
+    results: list[FileResult]  # one per granted file, except the unsent files of a spent day
+    calls: list[CallRecord]  # the accepted calls, in order
+    unsent: list[RequestedFile]  # certainly not sent (handed back, or deferred when the day is spent)
+
+
+@dataclass(slots=True)
+class ChunkOutcome:
+    """What is known of a chunk's granted files at this instant."""
+
+    granted: Sequence[RequestedFile]
+    accepted: list[AcceptedCall] = field(default_factory=list)
+    task_ids: dict[FileRef, str] = field(default_factory=dict)
+    answered_day: dict[FileRef, str] = field(default_factory=dict)  # quota day of Polyv's answer
+    rejected: dict[FileRef, str] = field(default_factory=dict)  # file -> Polyv's reason
+    refused_for_now: set[FileRef] = field(default_factory=set)  # a bitrate that may exist later
+    in_doubt: set[FileRef] = field(default_factory=set)  # in a call whose outcome is unknown
+    in_flight: list[FileRef] = field(default_factory=list)  # in a call that has not answered
+    unknown_outcomes: int = 0  # file-attempts that may have been accepted
+    counted_again: int = 0  # quota counted again to re-send calls in doubt
+    stop: Stop | None = Stop(INTERRUPTED)  # None once the calls ended normally
+    bug: PolyvContractViolation | None = None  # Polyv says we broke its limits: fail loudly
+
+    def close(self, first_call: int, *, retry_after_ms: int) -> ChunkRecord:
+        """The ledger record and the file results, both from what is known now (``first_call``:
+        the number the report gives this chunk's first accepted call)."""
+        if self.in_flight:  # interrupted while a call was out: it may have been accepted
+            self._unknown(self.in_flight)
+            self.in_flight = []
+        stop = self.stop
+        leftover = stop.reason if stop is not None else ""
+        quota_spent = stop is not None and stop.quota_spent
+        record = ChunkRecord(Settlement(), [], [a.call for a in self.accepted], [])
+        call_of = {
+            f.file: (n, a.call.task_id) for n, a in enumerate(self.accepted, first_call) for f in a.files
+        }
+        for requested in self.granted:
+            file = requested.file
+            if file in self.task_ids:
+                record.settlement.submitted[file] = self.task_ids[file]
+                number, task_id = call_of[file]
+                result = FileResult(
+                    requested.request, Fate.SUBMITTED, file=file, task_id=task_id, call=number
+                )
+            elif file in self.rejected:
+                record.settlement.rejected[file] = self.rejected[file]
+                if file in self.refused_for_now:
+                    record.settlement.retry_after_ms[file] = retry_after_ms
+                result = FileResult(requested.request, Fate.REJECTED, file=file, reason=self.rejected[file])
+            elif file in self.in_doubt:
+                record.settlement.in_doubt.add(file)
+                result = FileResult(requested.request, Fate.HANDED_BACK, file=file, reason=leftover)
+            else:
+                record.settlement.handed_back[file] = leftover
+                record.unsent.append(requested)
+                if quota_spent:
+                    continue  # deferred by the caller
+                result = FileResult(requested.request, Fate.HANDED_BACK, file=file, reason=leftover)
+            record.results.append(result)
+        # Quota of files Polyv certainly did not take goes back; files in doubt stay counted.
+        # A day Polyv says is spent stays at its limit.
+        if not quota_spent:
+            taken = len(self.task_ids) + self.unknown_outcomes
+            record.settlement.release = len(self.granted) + self.counted_again - taken
+        return record
+
+    def _unknown(self, files: Sequence[FileRef]) -> None:
+        self.in_doubt.update(files)
+        self.unknown_outcomes += len(files)
+
+
+class ChunkSender:
+    """Sends one chunk's granted files, filling in its :class:`ChunkOutcome` as answers come."""
+
+    def __init__(
+        self, polyv: PolyvGateway, budget: CallBudget, *, today: Callable[[], str], resends: int
+    ) -> None:
+        self._polyv = polyv
+        self._budget = budget
+        self._today = today
+        self._resends = resends
+
+    def send(self, outcome: ChunkOutcome) -> None:
+        """Send ``outcome.granted``; sets ``outcome.stop`` to why the calls ended early, or None.
+        Only a ``BaseException`` (Ctrl-C, a system exit) leaves it at :data:`INTERRUPTED`."""
+        try:
+            refusal = self._try(outcome.granted, outcome)
+            if refusal is not None:
+                self._isolate(outcome.granted, refusal, outcome)
+            outcome.stop = None
+        except Exception as exc:  # every exception ends the calls; the claim's owner records them
+            outcome.stop = stop_for(exc)
+            if isinstance(exc, PolyvContractViolation):
+                outcome.bug = exc
+
+    def _try(self, group: Sequence[RequestedFile], outcome: ChunkOutcome) -> PolyvFilesRefused | None:
+        """Push ``group``; None once Polyv accepted it, else Polyv's refusal of it."""
+        files = [u.file for u in group]
+        resend = 0
+        while True:
+            if not self._budget.time_for_a_call():
+                raise _OutOfTime
+            outcome.in_flight = files
+            try:
+                task_id = self._polyv.push(files)
+                break
+            except PolyvFilesRefused as refusal:
+                outcome.in_flight = []
+                return refusal
+            except PolyvUnavailable as exc:
+                outcome.in_flight = []
+                if not exc.ambiguous:
+                    raise
+                outcome._unknown(files)
+                if not self._may_resend(len(files), resend):
+                    raise
+                outcome.counted_again += len(files)
+                resend += 1
+                logger.warning(
+                    "Polyv call outcome unknown: counted its files again and re-sending",
+                    extra={"files": len(files), "error": str(exc), "resend": resend},
+                )
+            except (PolyvQuotaSpent, PolyvConfigurationError, PolyvContractViolation):
+                outcome.in_flight = []  # Polyv answered: it did not take the call
+                raise
+            # any other exception leaves in_flight set: those files are in doubt
+        outcome.in_flight = []
+        self._accepted(group, task_id, outcome)
+        return None
+
+    def _may_resend(self, files: int, resend: int) -> bool:
+        return (
+            resend < self._resends
+            and self._budget.time_for_a_call()
+            and self._budget.count_again(files, resend)
+        )
+
+    def _accepted(self, group: Sequence[RequestedFile], task_id: str, outcome: ChunkOutcome) -> None:
+        call = CallRecord(task_id=task_id, files=len(group))
+        outcome.accepted.append(AcceptedCall(call, list(group)))
+        day = self._today()
+        for requested in group:
+            outcome.task_ids[requested.file] = task_id
+            outcome.answered_day[requested.file] = day
+            outcome.in_doubt.discard(requested.file)  # a later answer says more than an unknown one
+        logger.info(
+            "Polyv accepted a call",
+            extra={
+                "task_id": task_id,
+                "files": len(group),
+                "message_ids": sorted({m for u in group if (m := u.request.origin.message_id)}),
+                "s3_keys": sorted({k for u in group if (k := u.request.origin.s3_key)})[:10],
+            },
+        )
+
+    def _isolate(
+        self, group: Sequence[RequestedFile], refusal: PolyvFilesRefused, outcome: ChunkOutcome
+    ) -> None:
+        """``group`` is known to be refused with ``refusal``: find its bad files."""
+        if len(group) == 1:
+            file = group[0].file
+            outcome.rejected[file] = refusal.polyv_message
+            outcome.in_doubt.discard(file)
+            if refusal.for_now:
+                outcome.refused_for_now.add(file)
+            return
+        half = len(group) // 2
+        left, right = group[:half], group[half:]
+        left_refusal = self._try(left, outcome)
+        if left_refusal is None:
+            self._isolate(right, refusal, outcome)  # left is clean, so right alone caused the refusal
+            return
+        self._isolate(left, left_refusal, outcome)
+        right_refusal = self._try(right, outcome)
+        if right_refusal is not None:
+            self._isolate(right, right_refusal, outcome)
+
+
+class _OutOfTime(Exception):
+    """No time for another call before the invocation's deadline."""
+
+
+def stop_for(exc: Exception) -> Stop:
+    """Why the calls of a chunk ended, from what ended them; logs it once."""
+    if isinstance(exc, _OutOfTime):
+        return Stop(OUT_OF_TIME)
+    if isinstance(exc, PolyvQuotaSpent):
+        logger.warning("Polyv says today's quota is spent")
+        return Stop("Polyv says today's quota is spent", whole_run=False, quota_spent=True)
+    if isinstance(exc, PolyvConfigurationError):
+        logger.error("configuration error: stopping all Polyv calls", extra={"error": str(exc)})
+        return Stop(f"configuration error: {exc}")
+    if isinstance(exc, PolyvContractViolation):
+        logger.critical("BUG: Polyv says a call broke its limits", extra={"error": str(exc)})
+        return Stop(f"bug: {exc}")
+    if isinstance(exc, PolyvUnavailable) and exc.refused:
+        logger.warning("Polyv refused a call with an unknown error", extra={"error": str(exc)})
+        return Stop(str(exc), whole_run=False)
+    if isinstance(exc, PolyvUnavailable):
+        logger.warning("Polyv unavailable: handing work back", extra={"error": str(exc)})
+        return Stop(f"Polyv unavailable: {exc}")
+    # Anything else (the store failing while counting a re-send, a defect): the claims must still
+    # end. The files of an unanswered call are in doubt, the rest handed back.
+    logger.exception("unexpected error while calling Polyv: handing work back")
+    return Stop(f"unexpected error: {type(exc).__name__}")
