@@ -17,8 +17,8 @@ import requests
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities import batch, parameters  # noqa: F401  (the unavoidable imports)
 
-from polyv_prewarm.model import FileRef
-from polyv_prewarm.signing import signed_form
+from polyv_prewarm.adapters.signing import signed_form
+from polyv_prewarm.domain.model import FileRef
 
 logger = Logger(service="baseline")
 dynamodb = boto3.client("dynamodb")

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 
 import requests
 
-from polyv_prewarm.model import FileRef
-from polyv_prewarm.signing import signed_form
+from polyv_prewarm.adapters.signing import signed_form
+from polyv_prewarm.domain.model import FileRef
 
 
 def prewarm_one_by_one(url: str, userid: str, secretkey: str, files: Iterable[FileRef]) -> int:

@@ -36,11 +36,11 @@ sys.path[:0] = [str(ROOT / "functions" / "prewarm"), str(ROOT)]
 from bench.naive_client import prewarm_one_by_one  # noqa: E402
 from devstack.stack import DevStack  # noqa: E402
 from polyv_prewarm import runtime  # noqa: E402
+from polyv_prewarm.adapters.signing import signed_form  # noqa: E402
+from polyv_prewarm.domain.model import FileRef, FileRequest, Origin  # noqa: E402
 from polyv_prewarm.events import ParseOptions, parse_body  # noqa: E402
 from polyv_prewarm.lambda_context import LocalLambdaContext  # noqa: E402
-from polyv_prewarm.model import FileRef, FileRequest, Origin  # noqa: E402
-from polyv_prewarm.service import PrewarmService  # noqa: E402
-from polyv_prewarm.signing import signed_form  # noqa: E402
+from polyv_prewarm.logic.service import PrewarmService  # noqa: E402
 from tests.fakes import FakePolyv, InMemoryBacklog, InMemoryLedger  # noqa: E402
 
 USERID = "e6b23c6f51"

@@ -199,7 +199,7 @@ def show_faults(stack: DevStack, app: Any) -> None:
 
 
 def _request(vid: str) -> Any:
-    from polyv_prewarm.model import FileRequest, Origin
+    from polyv_prewarm.domain.model import FileRequest, Origin
 
     return FileRequest(vid, 1, Origin("direct"))
 

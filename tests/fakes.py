@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from polyv_prewarm.model import DeferredFile, EntryState, FileRef, LedgerEntry, QuotaView
-from polyv_prewarm.ports import (
+from polyv_prewarm.domain.model import DeferredFile, EntryState, FileRef, LedgerEntry, QuotaView
+from polyv_prewarm.domain.ports import (
     ClaimResult,
     PolyvFilesRefused,
     Settlement,

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from polyv_prewarm import runtime
-from polyv_prewarm.model import FileRequest, Origin
-from polyv_prewarm.service import PrewarmService
+from polyv_prewarm.domain.model import FileRequest, Origin
+from polyv_prewarm.logic.service import PrewarmService
 from tests.fakes import USERID, FakePolyv, InMemoryBacklog, InMemoryLedger, vid
 
 if TYPE_CHECKING:

@@ -39,7 +39,7 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "functions" / "prewarm"))
     import app
     from polyv_prewarm import runtime
-    from polyv_prewarm.service import PrewarmService
+    from polyv_prewarm.logic.service import PrewarmService
 
     offset = timedelta(days=args.days_ahead, seconds=args.offset_seconds)
     runtime.current = functools.cache(  # type: ignore[assignment]

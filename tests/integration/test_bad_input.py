@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from polyv_prewarm.ports import PrewarmError
+from polyv_prewarm.domain.ports import PrewarmError
 from tests.helpers import set_limit, sqs_event, vid
 
 pytestmark = pytest.mark.integration

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from polyv_prewarm import runtime
+from polyv_prewarm.domain.ports import PolyvContractViolation
 from polyv_prewarm.lambda_context import LocalLambdaContext
-from polyv_prewarm.ports import PolyvContractViolation
 from tests.helpers import set_limit, sqs_event, vid
 
 pytestmark = pytest.mark.integration

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from polyv_prewarm.ledger import MAX_ACTIONS, DynamoDayLedger, balanced_parts
-from polyv_prewarm.model import EntryState, FileRef, Lease
-from polyv_prewarm.ports import Settlement
+from polyv_prewarm.adapters.ledger import MAX_ACTIONS, DynamoDayLedger, balanced_parts
+from polyv_prewarm.domain.model import EntryState, FileRef, Lease
+from polyv_prewarm.domain.ports import Settlement
 from tests.helpers import vid
 
 pytestmark = pytest.mark.integration

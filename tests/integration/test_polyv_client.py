@@ -7,10 +7,10 @@ import socket
 import pytest
 
 from devstack.polyv_simulator import PolyvSimulator
-from polyv_prewarm.credentials import PolyvCredentials
-from polyv_prewarm.model import FileRef
-from polyv_prewarm.polyv import PolyvClient, RetryPolicy
-from polyv_prewarm.ports import PolyvConfigurationError, PolyvFilesRefused, PolyvUnavailable
+from polyv_prewarm.adapters.credentials import PolyvCredentials
+from polyv_prewarm.adapters.polyv import PolyvClient, RetryPolicy
+from polyv_prewarm.domain.model import FileRef
+from polyv_prewarm.domain.ports import PolyvConfigurationError, PolyvFilesRefused, PolyvUnavailable
 
 pytestmark = pytest.mark.integration
 
@@ -135,7 +135,7 @@ def test_answers_of_unknown_meaning_are_in_doubt_whatever_their_status(sim, faul
 
 class UnreadableSecret:
     def get(self, *, refresh: bool = False) -> PolyvCredentials:
-        from polyv_prewarm.credentials import CredentialsError
+        from polyv_prewarm.adapters.credentials import CredentialsError
 
         raise CredentialsError("cannot read secret 'polyv': InternalServiceError")
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from polyv_prewarm.model import EntryState, Fate, FileRef, FileRequest, Origin
-from polyv_prewarm.ports import PolyvUnavailable, StoreUnavailable
+from polyv_prewarm.domain.model import EntryState, Fate, FileRef, FileRequest, Origin
+from polyv_prewarm.domain.ports import PolyvQuotaSpent, PolyvUnavailable, StoreUnavailable
 from tests.fakes import FakePolyv, vid
 from tests.helpers import DAY, World, requests_for
 
@@ -176,7 +176,7 @@ def test_every_requested_file_gets_exactly_one_fate(n, limit, already, bad, faul
     errors = {
         "down": PolyvUnavailable("HTTP 503", ambiguous=False),
         "ambiguous": PolyvUnavailable("ReadTimeout", ambiguous=True),
-        "spent": __import__("polyv_prewarm.ports").ports.PolyvQuotaSpent("spent"),
+        "spent": PolyvQuotaSpent("spent"),
         "crash": RuntimeError("a defect"),
         "refused": PolyvUnavailable("Polyv refused the call: 'new error'", ambiguous=False, refused=True),
     }

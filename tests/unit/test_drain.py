@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from polyv_prewarm.model import EntryState, Fate, FileRef, Lease, Origin
-from polyv_prewarm.ports import PolyvUnavailable
-from polyv_prewarm.service import PARK_AFTER_FAILURES
+from polyv_prewarm.domain.model import EntryState, Fate, FileRef, Lease, Origin
+from polyv_prewarm.domain.ports import PolyvUnavailable
+from polyv_prewarm.logic.service import PARK_AFTER_FAILURES
 from tests.fakes import vid
 from tests.helpers import DAY, World, requests_for
 

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from polyv_prewarm.domain.model import Origin
 from polyv_prewarm.events import (
     EventKind,
     InvalidMessage,
@@ -15,7 +16,6 @@ from polyv_prewarm.events import (
     parse_body,
     parse_document,
 )
-from polyv_prewarm.model import Origin
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 OPTS = ParseOptions()

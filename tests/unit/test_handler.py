@@ -8,9 +8,9 @@ import pytest
 
 from polyv_prewarm import handler, runtime
 from polyv_prewarm.config import Settings
+from polyv_prewarm.domain.ports import PolyvUnavailable
 from polyv_prewarm.events import InvalidEvent
 from polyv_prewarm.lambda_context import LocalLambdaContext
-from polyv_prewarm.ports import PolyvUnavailable
 from tests.helpers import DAY, World, sqs_event, vid
 
 ENV = {"POLYV_SECRET_ID": "polyv/test", "QUOTA_TABLE": "quota", "MANUAL_RESERVE": "0"}

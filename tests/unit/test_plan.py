@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from polyv_prewarm.model import Fate, FileRef, FileRequest, Origin
-from polyv_prewarm.plan import (
+from polyv_prewarm.domain.model import Fate, FileRef, FileRequest, Origin
+from polyv_prewarm.domain.plan import (
     MAX_FILES_PER_CALL,
     InvalidFile,
     build_plan,

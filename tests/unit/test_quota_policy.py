@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from polyv_prewarm.config import ConfigurationError, Settings
-from polyv_prewarm.model import Fate, FileRef, Origin
+from polyv_prewarm.domain.model import Fate, FileRef, Origin
 from tests.fakes import vid
 from tests.helpers import World, requests_for
 

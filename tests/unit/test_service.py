@@ -3,8 +3,8 @@ from datetime import timedelta
 
 import pytest
 
-from polyv_prewarm.model import EntryState, Fate, FileRef, FileRequest, Lease, Origin
-from polyv_prewarm.ports import (
+from polyv_prewarm.domain.model import EntryState, Fate, FileRef, FileRequest, Lease, Origin
+from polyv_prewarm.domain.ports import (
     PolyvConfigurationError,
     PolyvContractViolation,
     PolyvQuotaSpent,

@@ -1,6 +1,6 @@
 from devstack.polyv_simulator import expected_sign
-from polyv_prewarm.model import FileRef
-from polyv_prewarm.signing import sign, signed_form, videos_json
+from polyv_prewarm.adapters.signing import sign, signed_form, videos_json
+from polyv_prewarm.domain.model import FileRef
 
 VID = "e6b23c6f513fbe025b94efdd10d7ab47_e"
 

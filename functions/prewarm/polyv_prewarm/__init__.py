@@ -2,7 +2,7 @@
 
 Layers, from the outside in:
 
-* ``events``      Lambda event shapes -> :class:`~polyv_prewarm.model.FileRequest` (event adapters)
+* ``events``      Lambda event shapes -> :class:`~polyv_prewarm.domain.model.FileRequest` (event adapters)
 * ``plan``        validate, dedup, chunk: pure domain logic, no I/O
 * ``service``     plan -> reserve quota -> call Polyv -> record: the one orchestrator
 * ``ports``       the interfaces the service needs, and the errors they raise

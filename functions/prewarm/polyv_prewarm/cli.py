@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
-    from .model import QuotaSummary, VideoStatus
+    from .domain.model import QuotaSummary, VideoStatus
 
 EXIT_OK, EXIT_NOT_DONE, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
@@ -59,6 +59,8 @@ class CliError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line in one declaration (long, but without a branch): read top to bottom
+    it is the command's help, which a split into one function per subcommand would scatter."""
     parser = argparse.ArgumentParser(
         prog="polyv-prewarm",
         description="Prewarm Polyv VOD CDN caches and inspect the daily quota, the ledger of file fates "
@@ -171,10 +173,10 @@ def _run(args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
     from . import SERVICE, handler  # noqa: F401  (importing it sets up the function's Logger)
+    from .adapters.credentials import CredentialsError
     from .config import ConfigurationError
-    from .credentials import CredentialsError
+    from .domain.ports import PolyvError, StoreUnavailable
     from .events import UnsupportedEvent
-    from .ports import PolyvError, StoreUnavailable
 
     # The function's JSON log lines go to stderr, so stdout holds only the command's answer.
     service_logger = logging.getLogger(SERVICE)  # Powertools names its logger after the service
@@ -220,7 +222,7 @@ def _emit(args: argparse.Namespace, data: Any, render: Any) -> None:
 # -- submit ---------------------------------------------------------------------------------------
 def cmd_submit(args: argparse.Namespace) -> int:
     from . import runtime
-    from .model import FileRequest, Origin
+    from .domain.model import FileRequest, Origin
 
     settings = runtime.current().settings
     brs: Sequence[object] = settings.default_br_indexes if args.br is None else args.br.split(",")
@@ -329,7 +331,7 @@ def _render_quota(console: Any, summary: QuotaSummary) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .plan import VID_RE
+    from .domain.plan import VID_RE
 
     if not VID_RE.fullmatch(args.vid):
         raise CliError(f"{args.vid!r} is not a Polyv vid (32 chars [0-9a-z], '_', 1 char)", EXIT_USAGE)
@@ -391,7 +393,7 @@ def _render_backlog(console: Any, data: dict[str, Any]) -> None:
 def cmd_drain(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
-    from .model import Fate
+    from .domain.model import Fate
 
     service = _service()
     before = service.quota()

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .domain.model import BR_INDEXES
+from .domain.ports import PrewarmError
 from .events import DEFAULT_VID_KEY_PATTERN, ParseOptions
-from .model import BR_INDEXES
-from .ports import PrewarmError
 
 DEFAULT_API_URL = "https://api.polyv.net/v2/video/refresh-cdn-cache"
 

@@ -23,9 +23,9 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import parse_qs, unquote_plus
 
-from .model import FileRequest, Origin
-from .plan import VID_RE
-from .ports import PrewarmError
+from .domain.model import FileRequest, Origin
+from .domain.plan import VID_RE
+from .domain.ports import PrewarmError
 
 #: A vid-shaped token anywhere in an S3 key (every one is considered; see ``_vids_in_key``).
 DEFAULT_VID_KEY_PATTERN = r"(?<![0-9a-z])(?P<vid>[0-9a-z]{32}_[0-9a-z])(?![0-9a-z])"
@@ -201,7 +201,9 @@ def parse_body(body: object, origin: Origin, options: ParseOptions) -> Parsed:
 
 
 def parse_document(document: object, origin: Origin, options: ParseOptions, depth: int = 0) -> Parsed:
-    """A decoded message or directly invoked event of any accepted shape."""
+    """A decoded message or directly invoked event of any accepted shape. One branch per shape,
+    in the order that tells them apart (an envelope before its content): the list of shapes is the
+    function, so it stays whole."""
     if depth > MAX_NESTING:
         raise InvalidMessage("message nests envelopes too deeply")
     if not isinstance(document, dict):

@@ -19,6 +19,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from polyv_prewarm import SERVICE, runtime, telemetry
+from polyv_prewarm.domain.model import Origin, Report
+from polyv_prewarm.domain.ports import PrewarmError
 from polyv_prewarm.events import (
     DirectFlags,
     DrainAction,
@@ -35,8 +37,6 @@ from polyv_prewarm.events import (
     parse_body,
     parse_document,
 )
-from polyv_prewarm.model import Origin, Report
-from polyv_prewarm.ports import PrewarmError
 from polyv_prewarm.telemetry import metrics
 from polyv_prewarm.tracing import tracer
 

@@ -17,12 +17,12 @@ import boto3
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from botocore.config import Config
 
-from .backlog import DynamoBacklog
+from .adapters.backlog import DynamoBacklog
+from .adapters.credentials import SecretsManagerCredentials
+from .adapters.ledger import DynamoDayLedger
+from .adapters.polyv import PolyvClient, RetryPolicy
 from .config import Settings
-from .credentials import SecretsManagerCredentials
-from .ledger import DynamoDayLedger
-from .polyv import PolyvClient, RetryPolicy
-from .service import PrewarmService
+from .logic.service import PrewarmService
 
 # botocore's standard retry mode: backoff with jitter on throttling and transient errors.
 AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=2, read_timeout=5)
@@ -52,7 +52,9 @@ def build_runtime(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     session: boto3.session.Session | None = None,
 ) -> Runtime:
-    """``session``: the boto3 session for the AWS clients (a benchmark counts requests on it)."""
+    """Wire the service from ``env``: straight-line construction, one adapter after another, kept
+    in one function so that the whole object graph reads in one place. ``session``: the boto3
+    session for the AWS clients (a benchmark counts requests on it)."""
     settings = Settings.from_env(env)
     keep_secrets_out_of_wire_logs()
     session = session or boto3.session.Session()

@@ -18,7 +18,7 @@ from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
 from . import NAMESPACE, SERVICE
-from .model import BacklogFigures, Fate, Report
+from .domain.model import BacklogFigures, Fate, Report
 
 #: Powertools keeps one metric set per namespace, shared by every ``Metrics`` of the process.
 metrics = Metrics(namespace=NAMESPACE)

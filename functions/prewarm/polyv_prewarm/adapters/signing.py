@@ -10,7 +10,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 
-from .model import FileRef
+from ..domain.model import FileRef
 
 
 def sign(params: Mapping[str, str], secretkey: str) -> str:

@@ -35,10 +35,10 @@ from zoneinfo import ZoneInfo
 
 from botocore.exceptions import ClientError
 
+from ..domain.model import EntryState, FileRef, Lease, LedgerEntry, QuotaView, epoch_ms
+from ..domain.ports import ClaimResult, Settlement, StoreUnavailable
+from ..domain.quotaday import day_end
 from .dynamo import batch_get, error_code, plain, store_errors
-from .model import EntryState, FileRef, Lease, LedgerEntry, QuotaView, epoch_ms
-from .ports import ClaimResult, Settlement, StoreUnavailable
-from .quotaday import day_end
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient

@@ -8,7 +8,7 @@ that failed too many drains is parked: its ``age`` becomes ``"PARKED#<when>#<vid
 which sorts after every date, so drains (which read ages below ``"A"``) pass it by while
 ``backlog`` and ``status`` still show it. No TTL: a deferred file leaves only once it was
 submitted or rejected. Uses the same low-level client as the day ledger
-(:mod:`polyv_prewarm.dynamo`).
+(:mod:`polyv_prewarm.adapters.dynamo`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from ..domain.model import DeferredFile, FileRef
 from .dynamo import batch_get, batch_write, error_code, plain, store_errors, typed
-from .model import DeferredFile, FileRef
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient

@@ -2,13 +2,13 @@
 
 Every chunk of at most 100 files lives through one claim (the README draws it as a state
 diagram), read top to bottom in :meth:`PrewarmService._run_chunk`: the claim counts the files and
-leases them to this invocation until its deadline; the calls follow (:mod:`polyv_prewarm.sender`);
+leases them to this invocation until its deadline; the calls follow (:mod:`polyv_prewarm.logic.sender`);
 the record is written in a ``finally``, so whatever ends the calls (an answer, a fault, the
 deadline, an exception nobody expected) every claimed file is recorded as submitted, rejected, in
 doubt or handed back. If the process dies before that, the lease ends with the invocation and the
 claims are in doubt: claimable again, counted again (the counter over-counts, never under-counts).
 
-The daily drain of the backlog lives in :mod:`polyv_prewarm.drain` and submits through the same
+The daily drain of the backlog lives in :mod:`polyv_prewarm.logic.drain` and submits through the same
 :meth:`PrewarmService.submit`.
 """
 
@@ -24,8 +24,8 @@ from zoneinfo import ZoneInfo
 
 from aws_lambda_powertools import Logger
 
-from . import SERVICE
-from .model import (
+from .. import SERVICE
+from ..domain.model import (
     BacklogFigures,
     DeferredFile,
     Fate,
@@ -40,9 +40,9 @@ from .model import (
     VideoStatus,
     epoch_ms,
 )
-from .plan import RequestedFile, build_plan, chunk
-from .ports import Backlog, ClaimResult, DayLedger, PolyvGateway, Settlement, StoreUnavailable
-from .quotaday import quota_day
+from ..domain.plan import RequestedFile, build_plan, chunk
+from ..domain.ports import Backlog, ClaimResult, DayLedger, PolyvGateway, Settlement, StoreUnavailable
+from ..domain.quotaday import quota_day
 from .sender import OUT_OF_TIME, ChunkOutcome, ChunkSender
 
 logger = Logger(service=SERVICE, child=True)
@@ -163,7 +163,7 @@ class PrewarmService:
         slice_size: int = 100,
         on_slice: Callable[[Report], None] | None = None,
     ) -> Report:
-        """The backlog's drain (:class:`polyv_prewarm.drain.BacklogDrain`); ``on_slice`` is
+        """The backlog's drain (:class:`polyv_prewarm.logic.drain.BacklogDrain`); ``on_slice`` is
         called after every slice (a progress bar)."""
         from .drain import BacklogDrain  # only the daily schedule and the CLI drain
 
@@ -450,7 +450,7 @@ class PrewarmService:
 
 
 class _Budget:
-    """A chunk's :class:`~polyv_prewarm.sender.CallBudget`: the run's deadline, and the day's
+    """A chunk's :class:`~polyv_prewarm.logic.sender.CallBudget`: the run's deadline, and the day's
     counter for re-sending a call of unknown outcome (after a back-off)."""
 
     def __init__(self, service: PrewarmService, day: str, run: Run) -> None:

@@ -16,11 +16,20 @@ from datetime import date, datetime, timedelta
 
 from aws_lambda_powertools import Logger
 
-from . import SERVICE
-from .model import BacklogFigures, DeferredFile, Fate, FileRef, FileRequest, LedgerEntry, Origin, Report
-from .plan import RequestedFile
-from .ports import StoreUnavailable
-from .quotaday import quota_day
+from .. import SERVICE
+from ..domain.model import (
+    BacklogFigures,
+    DeferredFile,
+    Fate,
+    FileRef,
+    FileRequest,
+    LedgerEntry,
+    Origin,
+    Report,
+)
+from ..domain.plan import RequestedFile
+from ..domain.ports import StoreUnavailable
+from ..domain.quotaday import quota_day
 from .sender import OUT_OF_TIME
 from .service import PARK_AFTER_FAILURES, PrewarmService, Run, Submitted, TimeLeft, result
 

@@ -16,20 +16,20 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 from urllib3.util.retry import Retry
 
-from . import SERVICE
-from .credentials import CredentialsError, CredentialsSource
-from .model import FileRef
-from .plan import MAX_FILES_PER_CALL
-from .ports import (
+from .. import SERVICE
+from ..domain.model import FileRef
+from ..domain.plan import MAX_FILES_PER_CALL
+from ..domain.ports import (
     PolyvConfigurationError,
     PolyvContractViolation,
     PolyvFilesRefused,
     PolyvQuotaSpent,
     PolyvUnavailable,
 )
+from ..telemetry import count_by, metrics, per_call_metrics_enabled
+from ..tracing import tracer
+from .credentials import CredentialsError, CredentialsSource
 from .signing import signed_form
-from .telemetry import count_by, metrics, per_call_metrics_enabled
-from .tracing import tracer
 
 logger = Logger(service=SERVICE, child=True)
 
@@ -100,7 +100,7 @@ def build_session(policy: RetryPolicy) -> requests.Session:
 
 
 class PolyvClient:
-    """Submits prewarm calls. Raises the errors of :mod:`polyv_prewarm.ports` on failure."""
+    """Submits prewarm calls. Raises the errors of :mod:`polyv_prewarm.domain.ports` on failure."""
 
     def __init__(
         self,

@@ -19,10 +19,10 @@ from typing import Protocol
 
 from aws_lambda_powertools import Logger
 
-from . import SERVICE
-from .model import CallRecord, Fate, FileRef, FileResult
-from .plan import RequestedFile
-from .ports import (
+from .. import SERVICE
+from ..domain.model import CallRecord, Fate, FileRef, FileResult
+from ..domain.plan import RequestedFile
+from ..domain.ports import (
     PolyvConfigurationError,
     PolyvContractViolation,
     PolyvFilesRefused,
@@ -98,42 +98,44 @@ class ChunkOutcome:
         if self.in_flight:  # interrupted while a call was out: it may have been accepted
             self._unknown(self.in_flight)
             self.in_flight = []
-        stop = self.stop
-        leftover = stop.reason if stop is not None else ""
-        quota_spent = stop is not None and stop.quota_spent
+        quota_spent = self.stop is not None and self.stop.quota_spent
         record = ChunkRecord(Settlement(), [], [a.call for a in self.accepted], [])
-        call_of = {
-            f.file: (n, a.call.task_id) for n, a in enumerate(self.accepted, first_call) for f in a.files
-        }
+        numbers = {f.file: n for n, a in enumerate(self.accepted, first_call) for f in a.files}
         for requested in self.granted:
-            file = requested.file
-            if file in self.task_ids:
-                record.settlement.submitted[file] = self.task_ids[file]
-                number, task_id = call_of[file]
-                result = FileResult(
-                    requested.request, Fate.SUBMITTED, file=file, task_id=task_id, call=number
-                )
-            elif file in self.rejected:
-                record.settlement.rejected[file] = self.rejected[file]
-                if file in self.refused_for_now:
-                    record.settlement.retry_after_ms[file] = retry_after_ms
-                result = FileResult(requested.request, Fate.REJECTED, file=file, reason=self.rejected[file])
-            elif file in self.in_doubt:
-                record.settlement.in_doubt.add(file)
-                result = FileResult(requested.request, Fate.HANDED_BACK, file=file, reason=leftover)
-            else:
-                record.settlement.handed_back[file] = leftover
-                record.unsent.append(requested)
-                if quota_spent:
-                    continue  # deferred by the caller
-                result = FileResult(requested.request, Fate.HANDED_BACK, file=file, reason=leftover)
-            record.results.append(result)
+            result = self._close_one(requested, record, numbers.get(requested.file), retry_after_ms)
+            if result is not None:
+                record.results.append(result)
         # Quota of files Polyv certainly did not take goes back; files in doubt stay counted.
         # A day Polyv says is spent stays at its limit.
         if not quota_spent:
             taken = len(self.task_ids) + self.unknown_outcomes
             record.settlement.release = len(self.granted) + self.counted_again - taken
         return record
+
+    def _close_one(
+        self, requested: RequestedFile, record: ChunkRecord, call: int | None, retry_after_ms: int
+    ) -> FileResult | None:
+        """One file's entry in the record and its result (None: deferred by the caller, as the
+        unsent files of a day Polyv says is spent are). The latest answer wins: an accepted call
+        over a refusal, a refusal over an unknown outcome."""
+        file, request, settlement = requested.file, requested.request, record.settlement
+        leftover = self.stop.reason if self.stop is not None else ""
+        if file in self.task_ids:
+            settlement.submitted[file] = self.task_ids[file]
+            return FileResult(request, Fate.SUBMITTED, file=file, task_id=self.task_ids[file], call=call)
+        if file in self.rejected:
+            settlement.rejected[file] = self.rejected[file]
+            if file in self.refused_for_now:
+                settlement.retry_after_ms[file] = retry_after_ms
+            return FileResult(request, Fate.REJECTED, file=file, reason=self.rejected[file])
+        if file in self.in_doubt:
+            settlement.in_doubt.add(file)
+            return FileResult(request, Fate.HANDED_BACK, file=file, reason=leftover)
+        settlement.handed_back[file] = leftover
+        record.unsent.append(requested)
+        if self.stop is not None and self.stop.quota_spent:
+            return None
+        return FileResult(request, Fate.HANDED_BACK, file=file, reason=leftover)
 
     def _unknown(self, files: Sequence[FileRef]) -> None:
         self.in_doubt.update(files)

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
 
-from .ports import PrewarmError
+from ..domain.ports import PrewarmError
 
 
 class CredentialsError(PrewarmError):

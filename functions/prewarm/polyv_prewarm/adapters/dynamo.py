@@ -1,5 +1,5 @@
 """What the DynamoDB adapters (``ledger``, ``backlog``) share: one low-level client per table, the
-mapping of SDK errors to :class:`~polyv_prewarm.ports.StoreUnavailable`, and the batch loops.
+mapping of SDK errors to :class:`~polyv_prewarm.domain.ports.StoreUnavailable`, and the batch loops.
 
 Both stores use botocore's low-level client, not boto3's resource layer: the resource would be a
 second client (and a second connection pool) for the same table, and loading its model costs
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .ports import StoreUnavailable
+from ..domain.ports import StoreUnavailable
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient

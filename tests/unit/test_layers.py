@@ -1,0 +1,38 @@
+"""The folders are the layers: what each may import (README, Architecture)."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "functions" / "prewarm" / "polyv_prewarm"
+
+
+def imported(path: Path) -> set[str]:
+    """Top-level names of the modules ``path`` imports (absolute ones), and ``.``-relative targets."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            names.add("." * node.level + (node.module or "") if node.level else node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("module", sorted((PACKAGE / "domain").glob("*.py")), ids=lambda p: p.name)
+def test_the_domain_imports_the_standard_library_and_itself_only(module):
+    for name in imported(module):
+        assert (name.startswith(".") and not name.startswith("..")) or name in sys.stdlib_module_names, name
+
+
+@pytest.mark.parametrize("module", sorted((PACKAGE / "logic").glob("*.py")), ids=lambda p: p.name)
+def test_the_logic_never_imports_an_aws_or_http_library_or_an_adapter(module):
+    names = imported(module)
+    assert not names & {"boto3", "botocore", "requests", "urllib3"}
+    assert not {n for n in names if n.startswith("..adapters")}
+    assert {n for n in names if not n.startswith(".") and n not in sys.stdlib_module_names} <= {
+        "aws_lambda_powertools"
+    }
