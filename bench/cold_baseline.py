@@ -2,7 +2,8 @@
 
 Import boto3, requests and Powertools (Logger, batch, parameters); create the AWS clients; read
 the secret; make one conditional counter update; make one signed POST. Run in a fresh interpreter
-by bench/run.py with the local stack's environment and a vid as argv[1].
+by bench/run.py with the local stack's environment and a vid as argv[1]. Only Polyv's signing rule
+comes from the product (``adapters/signing.py`` imports nothing else of it).
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import requests
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities import batch, parameters  # noqa: F401  (the unavoidable imports)
 
-from polyv_prewarm.adapters.signing import signed_form
-from polyv_prewarm.domain.model import FileRef
+from polyv_prewarm.adapters.signing import sign
 
 logger = Logger(service="baseline")
-dynamodb = boto3.client("dynamodb")
-secret = json.loads(parameters.get_secret(os.environ["POLYV_SECRET_ID"]))
+session = boto3.session.Session()  # one session for both clients: its loaded models are shared
+dynamodb = session.client("dynamodb")
+secrets = parameters.SecretsProvider(boto3_client=session.client("secretsmanager"))
+secret = json.loads(str(secrets.get(os.environ["POLYV_SECRET_ID"])))
 dynamodb.update_item(
     TableName=os.environ["QUOTA_TABLE"],
     Key={"pk": {"S": "BENCH"}, "sk": {"S": "BASELINE"}},
@@ -30,11 +32,13 @@ dynamodb.update_item(
     ConditionExpression="attribute_not_exists(used) OR used < :limit",
     ExpressionAttributeValues={":zero": {"N": "0"}, ":one": {"N": "1"}, ":limit": {"N": "1000000"}},
 )
-form = signed_form(
-    userid=secret["userid"],
-    secretkey=secret["secretkey"],
-    files=[FileRef(sys.argv[1], 1)],
-    ptime_ms=int(time.time() * 1000),
-)
+form = {
+    "userid": secret["userid"],
+    "ptime": str(int(time.time() * 1000)),
+    "action": "push",
+    "fileType": "zip",
+    "videos": json.dumps([{"vid": sys.argv[1], "brIndex": 1}], separators=(",", ":")),
+}
+form["sign"] = sign(form, secret["secretkey"])
 answer = requests.post(os.environ["POLYV_API_URL"], data=form, timeout=10).json()
 assert answer["code"] == 200, answer

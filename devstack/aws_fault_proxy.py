@@ -11,6 +11,9 @@ Every request is forwarded to moto unchanged, unless a queued fault matches its 
 * ``hang``: no answer for ``delay`` seconds, then the connection closes; nothing done
 * ``lose_answer``: the request is done by moto, then the connection closes without its answer
 
+``latency`` adds a modelled network round trip to every forwarded request (the benchmark's
+DynamoDB in a region), and ``upstream_seconds`` adds up the time moto itself took to answer.
+
 Each fault skips the first ``after`` matching requests, then meets the next ``count`` (``None``:
 every later one, until :meth:`clear`). botocore retries 500s and throttling by itself, so a
 fault meant to outlast its retries needs a count above ``max_attempts``, or ``None``.
@@ -47,6 +50,8 @@ class AwsFaultProxy:
         self._lock = threading.Lock()
         self.seen: list[str] = []  # every operation, in order (``*`` for untargeted requests)
         self.met: list[tuple[str, str]] = []  # (fault kind, operation) of every fault met
+        self.latency = 0.0  # seconds added to every forwarded request
+        self.upstream_seconds = 0.0  # time spent waiting on moto's answers, all requests together
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -100,7 +105,12 @@ class AwsFaultProxy:
                 if fault is not None and fault.kind != "lose_answer":
                     self._answer_fault(fault.kind)
                     return
+                if proxy.latency:
+                    time.sleep(proxy.latency)
+                started = time.perf_counter()
                 status, headers, payload = self._forward(body)
+                with proxy._lock:
+                    proxy.upstream_seconds += time.perf_counter() - started
                 if fault is not None:  # lose_answer: moto did the work; the caller never hears it
                     self.drop()
                     return

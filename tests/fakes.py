@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import datetime
 
 from polyv_prewarm.domain.model import DeferredFile, EntryState, FileRef, LedgerEntry, QuotaView
@@ -226,8 +225,8 @@ class InMemoryBacklog:
             if current is None:
                 continue
             failures = current.failures + 1
-            self.items[deferred.file] = replace(
-                current, failures=failures, last_error=error, parked=failures >= park_after
+            self.items[deferred.file] = current._replace(
+                failures=failures, last_error=error, parked=failures >= park_after
             )
             if failures >= park_after:
                 parked.append(deferred.file)

@@ -168,3 +168,14 @@ def test_the_layer_installs_a_full_lock_with_hashes():
     assert lock.count("--hash=sha256:") >= len(pins)
     for wanted in ("aws-lambda-powertools", "boto3", "requests", "tzdata"):
         assert any(pin.startswith(f"{wanted}==") for pin in pins), wanted
+
+
+def test_one_tracing_parameter_sets_lambdas_tracing_and_the_functions_tracer(template):
+    tracing = template["Parameters"]["Tracing"]
+    assert tracing["AllowedValues"] == ["Active", "PassThrough"]
+    assert tracing["Default"] == "PassThrough"  # README "Metrics, traces and logs" says why
+    assert template["Globals"]["Function"]["Tracing"] == {"Ref": "Tracing"}
+    assert template["Conditions"]["TracingActive"] == {"Fn::Equals": [{"Ref": "Tracing"}, "Active"]}
+    (fn,) = resources(template, "AWS::Serverless::Function").values()
+    env = fn["Properties"]["Environment"]["Variables"]
+    assert env["POWERTOOLS_TRACE_DISABLED"] == {"Fn::If": ["TracingActive", "false", "true"]}

@@ -18,9 +18,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote_plus
 
 from .domain.model import FileRequest, Origin
@@ -37,10 +37,12 @@ class InvalidMessage(PrewarmError):
     """A message (or directly invoked event) that cannot be read. Fails alone, never its batch."""
 
 
-@dataclass(frozen=True, slots=True)
-class ParseOptions:
+_DEFAULT_KEY_PATTERN = re.compile(DEFAULT_VID_KEY_PATTERN)
+
+
+class ParseOptions(NamedTuple):
     default_br_indexes: tuple[int, ...] = (1, 2, 3)
-    key_pattern: re.Pattern[str] = field(default_factory=lambda: re.compile(DEFAULT_VID_KEY_PATTERN))
+    key_pattern: re.Pattern[str] = _DEFAULT_KEY_PATTERN
     userid: str | None = None  # the account's: S3 keys yield only its vids (default pattern)
 
     @property
@@ -48,8 +50,7 @@ class ParseOptions:
         return self.key_pattern.pattern != DEFAULT_VID_KEY_PATTERN
 
 
-@dataclass(frozen=True, slots=True)
-class Ignored:
+class Ignored(NamedTuple):
     """Something an event reported that is not a file to warm (an S3 test event, a deletion...)."""
 
     origin: Origin
@@ -117,8 +118,7 @@ def classify(event: object) -> EventKind:
 
 
 # -- a person's invocations: {"videos"/"vids"/"vid": ..., flags} and {"action": ...} --------------
-@dataclass(frozen=True, slots=True)
-class DirectFlags:
+class DirectFlags(NamedTuple):
     dry_run: bool = False
     force: bool = False
     priority_high: bool = False  # may use the day's MANUAL_RESERVE
@@ -139,18 +139,15 @@ def _flag(event: Mapping[str, Any], name: str) -> bool:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class DrainAction:
+class DrainAction(NamedTuple):
     """Submit deferred files as today's quota allows (the daily schedule sends this)."""
 
 
-@dataclass(frozen=True, slots=True)
-class QuotaAction:
+class QuotaAction(NamedTuple):
     day: str | None = None  # YYYY-MM-DD; None: today
 
 
-@dataclass(frozen=True, slots=True)
-class StatusAction:
+class StatusAction(NamedTuple):
     vid: str
 
 
@@ -323,7 +320,7 @@ def _eventbridge(document: Mapping[str, Any], origin: Origin, options: ParseOpti
 def _object_created(
     event_name: object, key: str, size: object, origin: Origin, options: ParseOptions, *, prefix: str
 ) -> Parsed:
-    here = replace(origin, s3_key=key[:1024])
+    here = origin._replace(s3_key=key[:1024])
     if not isinstance(event_name, str) or not event_name.startswith(prefix):
         return Parsed(ignored=[Ignored(here, f"S3 event {str(event_name)[:64]!r} is not an object creation")])
     if key.endswith("/"):

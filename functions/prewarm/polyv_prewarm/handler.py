@@ -9,7 +9,6 @@ Lambda; the CLI's ``invoke`` calls it directly.
 from __future__ import annotations
 
 import warnings
-from dataclasses import replace
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -196,7 +195,7 @@ def _read_document(event: dict[str, Any], origin: Origin) -> Parsed:
 def _parse_options() -> ParseOptions:
     """The configured options, with the account's userid: S3 keys yield only its vids."""
     current = runtime.current()
-    return replace(current.settings.parse_options, userid=current.service.userid())
+    return current.settings.parse_options._replace(userid=current.service.userid())
 
 
 def _correlation_id(event: dict[str, Any], kind: EventKind, context: LambdaContext) -> str:

@@ -42,8 +42,8 @@ class DynamoBacklog:
         already = self.pending(list(wanted))
         new = [f for f in wanted if f not in already]
         stamp = now.isoformat()
-        puts = []
-        for file in new:
+
+        def put(file: FileRef) -> dict[str, Any]:
             item: dict[str, Any] = {
                 "pk": BACKLOG_PK,
                 "sk": file.key,
@@ -55,8 +55,9 @@ class DynamoBacklog:
             }
             if force:
                 item["force"] = True
-            puts.append({"PutRequest": {"Item": typed(item)}})
-        batch_write(self._client, self._table, puts, store=STORE)
+            return {"PutRequest": {"Item": typed(item)}}
+
+        batch_write(self._client, self._table, (put(f) for f in new), store=STORE)
         return len(new)
 
     def oldest(self, limit: int, *, after: DeferredFile | None = None) -> list[DeferredFile]:
@@ -137,9 +138,8 @@ class DynamoBacklog:
                 raise
 
     def remove(self, files: Sequence[FileRef]) -> None:
-        deletes = [
-            {"DeleteRequest": {"Key": typed({"pk": BACKLOG_PK, "sk": f.key})}} for f in dict.fromkeys(files)
-        ]
+        keys = dict.fromkeys(files)
+        deletes = ({"DeleteRequest": {"Key": typed({"pk": BACKLOG_PK, "sk": f.key})}} for f in keys)
         batch_write(self._client, self._table, deletes, store=STORE)
 
     def pending(self, files: Sequence[FileRef]) -> dict[FileRef, DeferredFile]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -76,17 +77,21 @@ def batch_get(
 
 
 def batch_write(
-    client: DynamoDBClient, table: str, requests: Sequence[Mapping[str, Any]], *, store: str
+    client: DynamoDBClient, table: str, requests: Iterable[Mapping[str, Any]], *, store: str
 ) -> None:
-    """Run ``PutRequest``/``DeleteRequest`` items, 25 a request, resending unprocessed ones."""
-    for start in range(0, len(requests), BATCH_WRITE):
-        pending = list(requests[start : start + BATCH_WRITE])
-        for round_ in range(UNPROCESSED_ROUNDS):
-            with store_errors(store):
-                answer = client.batch_write_item(RequestItems={table: pending})  # type: ignore[dict-item]
-            pending = list((answer.get("UnprocessedItems") or {}).get(table, []))
-            if not pending:
-                break
-            time.sleep(random.uniform(0, min(1.0, 0.05 * 2**round_)))  # throttled: back off
-        else:
-            raise StoreUnavailable(f"{store}: writes kept coming back unprocessed (throttled)")
+    """Run ``PutRequest``/``DeleteRequest`` items, 25 a request, resending unprocessed ones.
+    ``requests`` is consumed 25 at a time: a generator keeps thousands of items out of memory."""
+    pending_all = iter(requests)
+    while batch := list(islice(pending_all, BATCH_WRITE)):
+        _write_batch(client, table, batch, store=store)
+
+
+def _write_batch(client: DynamoDBClient, table: str, pending: list[Mapping[str, Any]], *, store: str) -> None:
+    for round_ in range(UNPROCESSED_ROUNDS):
+        with store_errors(store):
+            answer = client.batch_write_item(RequestItems={table: pending})  # type: ignore[dict-item]
+        pending = list((answer.get("UnprocessedItems") or {}).get(table, []))
+        if not pending:
+            return
+        time.sleep(random.uniform(0, min(1.0, 0.05 * 2**round_)))  # throttled: back off
+    raise StoreUnavailable(f"{store}: writes kept coming back unprocessed (throttled)")

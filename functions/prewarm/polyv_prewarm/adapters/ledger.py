@@ -28,9 +28,8 @@ import random
 import time
 import uuid
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from botocore.exceptions import ClientError
@@ -104,8 +103,7 @@ _CLAIMABLE_EXPLICIT = (
 _CLAIMABLE_FORCED = "attribute_not_exists(pk) OR #s <> :claimed OR #l < :now"
 
 
-@dataclass(frozen=True, slots=True)
-class _ClaimCall:
+class _ClaimCall(NamedTuple):
     """What one ``claim`` asks, shared by its parts and their attempts."""
 
     day: str
@@ -481,8 +479,7 @@ class _Cancelled(Exception):
         self.failed = failed or [None]
 
 
-@dataclass(frozen=True, slots=True)
-class _ClaimRefusal:
+class _ClaimRefusal(NamedTuple):
     """A cancelled claim, by name: the day's counter and the part's files."""
 
     counter: dict[str, Any] | None  # the counter, if its condition failed (no room, exhausted)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 import requests
 from aws_lambda_powertools import Logger
@@ -48,8 +47,7 @@ TOO_MANY_FILES = "can't submit more than 100 files"
 DAILY_LIMIT = "can't submit more than 2000 files one day"
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class RetryPolicy(NamedTuple):
     attempts: int = 3  # signed attempts per call (each with a fresh ptime and sign)
     backoff_base: float = 0.5  # seconds; full jitter: sleep U(0, min(cap, base * 2**n))
     backoff_cap: float = 8.0
@@ -192,8 +190,7 @@ class _Again(Enum):
     RETIME = "sign again with a fresh ptime"  # ptime is too old
 
 
-@dataclass(frozen=True, slots=True)
-class _Attempt:
+class _Attempt(NamedTuple):
     """What one signed POST came to, unless it ended the call with an exception."""
 
     task_id: str | None = None  # Polyv accepted the call

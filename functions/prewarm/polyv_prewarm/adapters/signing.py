@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
-from ..domain.model import FileRef
+if TYPE_CHECKING:
+    from ..domain.model import FileRef
 
 
 def sign(params: Mapping[str, str], secretkey: str) -> str:

@@ -35,8 +35,7 @@ class FileRef(NamedTuple):
         return cls(vid, int(br))
 
 
-@dataclass(frozen=True, slots=True)
-class Origin:
+class Origin(NamedTuple):
     """Where a request came from, for correlation in logs, summaries and retries."""
 
     source: str  # "sqs", "s3", "eventbridge", "direct", ...
@@ -56,8 +55,7 @@ class Origin:
         return keys
 
 
-@dataclass(frozen=True, slots=True)
-class FileRequest:
+class FileRequest(NamedTuple):
     """A file some event asked for, before validation: values are as the event carried them.
     ``explicit``: the event named this bitrate (a brIndex, a callback's df), rather than the
     function filling in DEFAULT_BR_INDEXES."""
@@ -85,8 +83,7 @@ class Fate(StrEnum):
         return self is Fate.HANDED_BACK
 
 
-@dataclass(frozen=True, slots=True)
-class FileResult:
+class FileResult(NamedTuple):
     request: FileRequest
     fate: Fate
     file: FileRef | None = None  # None when the request could not be read as a valid file
@@ -120,8 +117,7 @@ class EntryState(StrEnum):
     HANDED_BACK = "handed_back"  # not sent: a fault, or the invocation stopped (not counted)
 
 
-@dataclass(frozen=True, slots=True)
-class Lease:
+class Lease(NamedTuple):
     """Who holds a claim, and until when: the owning invocation's deadline (plus a grace for clock
     skew). A claim whose lease has ended belongs to nobody: its outcome is unknown (in doubt)."""
 
@@ -137,8 +133,7 @@ def epoch_ms(instant: datetime) -> int:
     return int(instant.timestamp() * 1000)
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerEntry:
+class LedgerEntry(NamedTuple):
     state: EntryState
     at: str  # ISO-8601 UTC time of the last change
     task_id: str | None = None
@@ -196,8 +191,7 @@ class LedgerEntry:
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class DeferredFile:
+class DeferredFile(NamedTuple):
     file: FileRef
     deferred_at: str
     origin: str
@@ -218,16 +212,14 @@ class DeferredFile:
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class CallRecord:
+class CallRecord(NamedTuple):
     """One Polyv call that was accepted."""
 
     task_id: str
     files: int
 
 
-@dataclass(slots=True)
-class QuotaView:
+class QuotaView(NamedTuple):
     day: str
     used: int
     limit: int
@@ -255,8 +247,7 @@ class QuotaView:
         return summary
 
 
-@dataclass(frozen=True, slots=True)
-class BacklogFigures:
+class BacklogFigures(NamedTuple):
     files: int  # waiting (parked ones included)
     oldest_deferred_at: str | None
 
@@ -264,8 +255,7 @@ class BacklogFigures:
         return {"files": self.files, "oldestDeferredAt": self.oldest_deferred_at}
 
 
-@dataclass(frozen=True, slots=True)
-class QuotaSummary:
+class QuotaSummary(NamedTuple):
     """The answer to "how much of a day's quota is used, and what waits for the next one"."""
 
     quota: QuotaView
@@ -275,8 +265,7 @@ class QuotaSummary:
         return {**self.quota.to_summary(), "backlog": self.backlog.to_summary()}
 
 
-@dataclass(frozen=True, slots=True)
-class VideoStatus:
+class VideoStatus(NamedTuple):
     """What happened to each bitrate of one video, per retained day, and what still waits."""
 
     vid: str

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .model import BR_INDEXES, Fate, FileRef, FileRequest, FileResult
 
@@ -44,8 +45,7 @@ def validate(request: FileRequest, userid: str) -> FileRef:
     return FileRef(validate_vid(request.vid, userid), validate_br_index(request.br_index))
 
 
-@dataclass(frozen=True, slots=True)
-class RequestedFile:
+class RequestedFile(NamedTuple):
     """A unique file and the first request that asked for it."""
 
     file: FileRef

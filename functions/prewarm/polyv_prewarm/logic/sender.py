@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from aws_lambda_powertools import Logger
 
@@ -49,8 +49,7 @@ class CallBudget(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class Stop:
+class Stop(NamedTuple):
     """Why a chunk's calls ended early. ``whole_run``: no further call in this invocation (Polyv or
     the store down, a configuration error); otherwise only this chunk's files failed."""
 
@@ -59,8 +58,10 @@ class Stop:
     quota_spent: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class AcceptedCall:
+NOT_ENDED = Stop(INTERRUPTED)
+
+
+class AcceptedCall(NamedTuple):
     call: CallRecord
     files: list[RequestedFile]
 
@@ -89,7 +90,7 @@ class ChunkOutcome:
     in_flight: list[FileRef] = field(default_factory=list)  # in a call that has not answered
     unknown_outcomes: int = 0  # file-attempts that may have been accepted
     counted_again: int = 0  # quota counted again to re-send calls in doubt
-    stop: Stop | None = Stop(INTERRUPTED)  # None once the calls ended normally
+    stop: Stop | None = NOT_ENDED  # None once the calls ended normally
     bug: PolyvContractViolation | None = None  # Polyv says we broke its limits: fail loudly
 
     def close(self, first_call: int, *, retry_after_ms: int) -> ChunkRecord:

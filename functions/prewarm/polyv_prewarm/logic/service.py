@@ -416,9 +416,7 @@ class PrewarmService:
         )
 
     def _usage(self, day: str) -> QuotaView:
-        view = self.ledger.usage(day, self.limit)
-        view.reserve = self.reserve
-        return view
+        return self.ledger.usage(day, self.limit)._replace(reserve=self.reserve)
 
     def finish(self, report: Report, message: str) -> None:
         """Add the day's quota figures to the report, then log its rejections and its summary."""

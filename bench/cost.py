@@ -1,0 +1,77 @@
+"""What prewarming costs in AWS: DynamoDB write units from the sizes DynamoDB bills for the items
+the function writes, Lambda GB-seconds from a latency model, and a month at a given traffic.
+
+Prices: us-east-1 list prices for on-demand DynamoDB, arm64 Lambda, SQS and Secrets Manager as
+published in 2026; they change, so every figure says which price it used. The fixed
+observability costs (custom metrics, dashboard, alarms) are the README's ("What it costs").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+LAMBDA_GB_SECOND = 0.0000133334  # arm64
+LAMBDA_REQUEST = 0.20 / 1e6
+DYNAMODB_WRITE_UNIT = 0.625 / 1e6  # on-demand write request unit
+DYNAMODB_READ_UNIT = 0.125 / 1e6
+SQS_REQUEST = 0.40 / 1e6
+SECRET_MONTH = 0.40
+OBSERVABILITY_MONTH = 9.50  # ~20 custom metrics, the dashboard, five alarms (README)
+MEMORY_GB = 0.25  # template.yaml MemorySize: 256
+
+
+def attribute_size(value: Mapping[str, Any]) -> int:
+    """The size DynamoDB bills for one typed attribute value (its name not included)."""
+    ((kind, raw),) = value.items()
+    if kind == "S":
+        return len(raw.encode("utf-8"))
+    if kind == "N":  # about one byte per two significant digits, plus one
+        digits = Decimal(raw).normalize().as_tuple().digits
+        return math.ceil(len(digits) / 2) + 1
+    if kind == "B":
+        return len(raw)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind in ("L", "M"):
+        items = raw if kind == "L" else list(raw.values())
+        names = sum(len(k.encode("utf-8")) for k in raw) if kind == "M" else 0
+        return 3 + names + sum(1 + attribute_size(v) for v in items)
+    raise ValueError(f"unsized DynamoDB type {kind}")
+
+
+def item_size(item: Mapping[str, Mapping[str, Any]]) -> int:
+    """Attribute names and values, as DynamoDB sizes an item."""
+    return sum(len(name.encode("utf-8")) + attribute_size(value) for name, value in item.items())
+
+
+def write_units(size: int, *, transactional: bool) -> int:
+    """Write request units for one item of ``size`` bytes: 1 a KB, doubled in a transaction."""
+    return max(1, math.ceil(size / 1024)) * (2 if transactional else 1)
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """A month of one traffic shape, and what the latency model says one invocation takes."""
+
+    files_per_day: int
+    files_per_invocation: int
+    seconds_per_invocation: float  # the model's duration of one invocation of that many files
+    write_units_per_100_files: float
+    reads_per_invocation: int = 1  # the summary's quota read (the claims' reads are writes)
+
+    def monthly(self) -> dict[str, float]:
+        invocations = 30 * math.ceil(self.files_per_day / self.files_per_invocation)
+        messages = 30 * math.ceil(self.files_per_day / 3)  # one message a video of 3 bitrates
+        return {
+            "Lambda": invocations
+            * (LAMBDA_REQUEST + self.seconds_per_invocation * MEMORY_GB * LAMBDA_GB_SECOND),
+            "DynamoDB": 30 * self.files_per_day / 100 * self.write_units_per_100_files * DYNAMODB_WRITE_UNIT
+            + invocations * self.reads_per_invocation * DYNAMODB_READ_UNIT,
+            "SQS": 3 * messages * SQS_REQUEST,  # send, receive, delete
+            "Secrets Manager": SECRET_MONTH,
+            "observability": OBSERVABILITY_MONTH,
+        }
