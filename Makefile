@@ -25,6 +25,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m compileall -q functions/prewarm  # bytecode, as make sam-build ships it (see README: Deploy)
 	rm -f $(VENV)/.installed-*
 	touch $@
 

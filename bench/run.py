@@ -255,6 +255,7 @@ class Bench:
                 subprocess.run([sys.executable, str(script), v], env=env, check=True, cwd=ROOT)
                 times[name].append(time.perf_counter() - started)
         median = {name: statistics.median(runs) for name, runs in times.items()}
+        spread = {name: _middle_half_ms(runs) for name, runs in times.items()}
         rows = []
         for name, goal in (("tracing off", 1.15), ("tracing on", None)):
             ratio = median[name] / median["baseline"]
@@ -263,7 +264,8 @@ class Bench:
                     f"cold start, {name}: fresh interpreter, 1-file direct invocation "
                     f"(median of {sizes.cold_runs}, interleaved)",
                     f"{ratio:.2f}x the hand-written baseline (medians {median[name] * 1000:.0f} ms vs "
-                    f"{median['baseline'] * 1000:.0f} ms on this machine)",
+                    f"{median['baseline'] * 1000:.0f} ms on this machine; middle halves {spread[name]} "
+                    f"and {spread['baseline']})",
                     "≤ 1.15x (goal 1.05x)" if goal else "reported: the user's choice",
                     ratio <= goal if goal else None,
                 )
@@ -586,6 +588,12 @@ def _zip_size(folder: Path, *, bytecode: bool = False) -> int:
             if path.is_file() and (bytecode or "__pycache__" not in path.parts):
                 archive.write(path, path.relative_to(folder))
     return buffer.tell()
+
+
+def _middle_half_ms(runs: list[float]) -> str:
+    """The interquartile range of ``runs``, in ms: how far one run may say otherwise."""
+    low, _, high = statistics.quantiles(runs, n=4)
+    return f"{low * 1000:.0f} to {high * 1000:.0f} ms"
 
 
 def compile_product() -> None:
