@@ -238,7 +238,9 @@ class Bench:
     def cold_start(self, sizes: Sizes) -> list[Row]:
         """Fresh interpreters, interleaved: the baseline, the product with tracing off, the product
         with tracing on (as in Lambda with the Tracing parameter Active). The product's modules are
-        compiled first, as ``make sam-build`` ships them."""
+        compiled first, as ``make sam-build`` ships them. A cold start ends when the answer is
+        ready (each script prints that instant): Lambda keeps the process, so the interpreter's
+        teardown that follows (here ~0.2 s, mostly freeing botocore's loaded models) is reported apart."""
         compile_product()
         self.use(limit=100_000)
         variants = {
@@ -246,26 +248,38 @@ class Bench:
             "tracing off": self.child_env(),
             "tracing on": _traced_env(),
         }
-        times: dict[str, list[float]] = {name: [] for name in variants}
+        answered: dict[str, list[float]] = {name: [] for name in variants}
+        whole: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(sizes.cold_runs):  # interleaved, so drift hits all alike
             for name, env in variants.items():
                 (v,) = self.fresh_vids(1)
                 script = ROOT / "bench" / ("cold_baseline.py" if name == "baseline" else "cold_product.py")
-                started = time.perf_counter()
-                subprocess.run([sys.executable, str(script), v], env=env, check=True, cwd=ROOT)
-                times[name].append(time.perf_counter() - started)
-        median = {name: statistics.median(runs) for name, runs in times.items()}
-        spread = {name: _middle_half_ms(runs) for name, runs in times.items()}
+                started = time.time()
+                out = subprocess.run(
+                    [sys.executable, str(script), v],
+                    env=env,
+                    check=True,
+                    cwd=ROOT,
+                    capture_output=True,
+                    text=True,
+                ).stdout
+                whole[name].append(time.time() - started)
+                answered[name].append(float(out.rsplit("answered at ", 1)[1]) - started)
+        median = {name: statistics.median(runs) for name, runs in answered.items()}
+        spread = {name: _middle_half_ms(runs) for name, runs in answered.items()}
+        with_exit = {name: statistics.median(runs) for name, runs in whole.items()}
         rows = []
         for name, goal in (("tracing off", 1.15), ("tracing on", None)):
             ratio = median[name] / median["baseline"]
             rows.append(
                 Row(
-                    f"cold start, {name}: fresh interpreter, 1-file direct invocation "
+                    f"cold start, {name}: fresh interpreter to the answer of a 1-file direct invocation "
                     f"(median of {sizes.cold_runs}, interleaved)",
                     f"{ratio:.2f}x the hand-written baseline (medians {median[name] * 1000:.0f} ms vs "
                     f"{median['baseline'] * 1000:.0f} ms on this machine; middle halves {spread[name]} "
-                    f"and {spread['baseline']})",
+                    f"and {spread['baseline']}); counting the interpreter's teardown too: "
+                    f"{with_exit[name] / with_exit['baseline']:.2f}x ({with_exit[name] * 1000:.0f} ms vs "
+                    f"{with_exit['baseline'] * 1000:.0f} ms)",
                     "≤ 1.15x (goal 1.05x)" if goal else "reported: the user's choice",
                     ratio <= goal if goal else None,
                 )

@@ -60,7 +60,7 @@ class Ignored(NamedTuple):
         return {"reason": self.reason, **self.origin.log_keys()}
 
 
-@dataclass(slots=True)
+@dataclass
 class Parsed:
     requests: list[FileRequest] = field(default_factory=list)
     ignored: list[Ignored] = field(default_factory=list)  # not a file to warm, and why

@@ -283,7 +283,7 @@ class VideoStatus(NamedTuple):
         }
 
 
-@dataclass(slots=True)
+@dataclass
 class Report:
     """What one invocation did with every file it was asked for."""
 

@@ -52,7 +52,7 @@ class RequestedFile(NamedTuple):
     request: FileRequest
 
 
-@dataclass(slots=True)
+@dataclass
 class Plan:
     """The files of one invocation, sorted into: already decided (rejected, duplicate) and to send."""
 

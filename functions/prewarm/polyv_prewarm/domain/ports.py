@@ -65,7 +65,7 @@ class StoreUnavailable(PrewarmError):
     """The ledger or the backlog could not be read or written: nothing may be sent unaccounted."""
 
 
-@dataclass(slots=True)
+@dataclass
 class ClaimResult:
     """The outcome of claiming a chunk of files for one quota day: each file is in exactly one."""
 
@@ -75,7 +75,7 @@ class ClaimResult:
     no_room: list[FileRef] = field(default_factory=list)  # today's quota is spent
 
 
-@dataclass(slots=True)
+@dataclass
 class Settlement:
     """What happened to the files of one claim, to be written to the ledger by their owner."""
 

@@ -66,7 +66,7 @@ class AcceptedCall(NamedTuple):
     files: list[RequestedFile]
 
 
-@dataclass(slots=True)
+@dataclass
 class ChunkRecord:
     """What the owner of a claim writes and reports once the chunk's calls are over."""
 
@@ -76,7 +76,7 @@ class ChunkRecord:
     unsent: list[RequestedFile]  # certainly not sent (handed back, or deferred when the day is spent)
 
 
-@dataclass(slots=True)
+@dataclass
 class ChunkOutcome:
     """What is known of a chunk's granted files at this instant."""
 

@@ -64,7 +64,7 @@ PARK_AFTER_FAILURES = 3
 TimeLeft = Callable[[], int] | None
 
 
-@dataclass(slots=True)
+@dataclass
 class Run:
     """One invocation's submission (a prewarm, or a whole drain): its quota limit, its deadline,
     the files it must send even if settled today, the report it fills, and whether it stopped."""
@@ -79,7 +79,7 @@ class Run:
         self.stopped = self.report.stopped_because = reason
 
 
-@dataclass(slots=True)
+@dataclass
 class Submitted:
     """What :meth:`PrewarmService.submit` leaves to its caller: the files that wait for quota."""
 
