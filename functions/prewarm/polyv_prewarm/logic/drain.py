@@ -72,7 +72,7 @@ class BacklogDrain:
 
     def _next_slice(self, run: Run, size: int, cursor: DeferredFile | None) -> list[DeferredFile]:
         """The next files in the drain order after ``cursor``; none when the run must stop."""
-        if not self._service._time_for_a_call(run.time_left_ms):
+        if not self._service.time_for_a_call(run.time_left_ms):
             run.stop(OUT_OF_TIME)
             return []
         try:

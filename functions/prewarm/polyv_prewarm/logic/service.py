@@ -179,7 +179,7 @@ class PrewarmService:
                 self._hand_back(group, run.stopped, run.report)
             elif not quota_left:
                 submitted.deferred += group
-            elif not self._time_for_a_call(run.time_left_ms):
+            elif not self.time_for_a_call(run.time_left_ms):
                 run.stop(OUT_OF_TIME)
                 self._hand_back(group, OUT_OF_TIME, run.report)
             else:
@@ -390,7 +390,8 @@ class PrewarmService:
     def _time_left(self, run: Run) -> timedelta:
         return DEFAULT_RUN_TIME if run.time_left_ms is None else timedelta(milliseconds=run.time_left_ms())
 
-    def _time_for_a_call(self, time_left_ms: TimeLeft) -> bool:
+    def time_for_a_call(self, time_left_ms: TimeLeft) -> bool:
+        """Whether the invocation has time for one more Polyv call, its retries included."""
         return time_left_ms is None or time_left_ms() >= self._min_time_per_call_ms
 
     # -- queries --------------------------------------------------------------------------------
@@ -457,7 +458,7 @@ class _Budget:
         self._run = run
 
     def time_for_a_call(self) -> bool:
-        return self._service._time_for_a_call(self._run.time_left_ms)
+        return self._service.time_for_a_call(self._run.time_left_ms)
 
     def count_again(self, files: int, resend: int) -> bool:
         self._service._sleep(self._service._backoff(resend))
