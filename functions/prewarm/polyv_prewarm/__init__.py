@@ -1,13 +1,17 @@
 """polyv-prewarm: warm Polyv VOD CDN caches as soon as a video finishes transcoding.
 
-Layers, from the outside in:
+The folders are the layers (README: Architecture):
 
-* ``events``      Lambda event shapes -> :class:`~polyv_prewarm.domain.model.FileRequest` (event adapters)
-* ``plan``        validate, dedup, chunk: pure domain logic, no I/O
-* ``service``     plan -> reserve quota -> call Polyv -> record: the one orchestrator
-* ``ports``       the interfaces the service needs, and the errors they raise
-* ``polyv``, ``quota``, ``credentials``   adapters: HTTP client, DynamoDB store, Secrets Manager
-* ``runtime``     the composition root that wires adapters from configuration
+* ``handler``, ``events``, ``telemetry``, ``tracing``: the Lambda entry, its event adapters (event
+  shapes -> :class:`~polyv_prewarm.domain.model.FileRequest`, typed actions), metrics and traces
+* ``domain/``: files, fates and their rules (``model``, ``plan``, ``quotaday``) and the ports the
+  logic needs (``ports``); standard library only
+* ``logic/``: a prewarm's claim -> send -> record (``service``), one chunk's Polyv calls
+  (``sender``), the daily drain (``drain``)
+* ``adapters/``: Polyv's HTTP API (``polyv``, ``signing``), the DynamoDB day ledger and backlog
+  (``ledger``, ``backlog``, ``dynamo``), Secrets Manager (``credentials``)
+* ``config``, ``runtime``: settings from the environment, and the composition root
+* ``cli``: the operator's command on the same code
 """
 
 import os

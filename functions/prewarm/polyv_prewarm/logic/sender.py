@@ -97,7 +97,7 @@ class ChunkOutcome:
         """The ledger record and the file results, both from what is known now (``first_call``:
         the number the report gives this chunk's first accepted call)."""
         if self.in_flight:  # interrupted while a call was out: it may have been accepted
-            self._unknown(self.in_flight)
+            self.mark_unknown(self.in_flight)
             self.in_flight = []
         quota_spent = self.stop is not None and self.stop.quota_spent
         record = ChunkRecord(Settlement(), [], [a.call for a in self.accepted], [])
@@ -138,7 +138,8 @@ class ChunkOutcome:
             return None
         return FileResult(request, Fate.HANDED_BACK, file=file, reason=leftover)
 
-    def _unknown(self, files: Sequence[FileRef]) -> None:
+    def mark_unknown(self, files: Sequence[FileRef]) -> None:
+        """These files were in a call whose outcome is unknown: in doubt, and still counted."""
         self.in_doubt.update(files)
         self.unknown_outcomes += len(files)
 
@@ -156,7 +157,7 @@ class ChunkSender:
 
     def send(self, outcome: ChunkOutcome) -> None:
         """Send ``outcome.granted``; sets ``outcome.stop`` to why the calls ended early, or None.
-        Only a ``BaseException`` (Ctrl-C, a system exit) leaves it at :data:`INTERRUPTED`."""
+        Only a ``BaseException`` (Ctrl-C, a system exit) leaves it at :data:`NOT_ENDED`."""
         try:
             refusal = self._try(outcome.granted, outcome)
             if refusal is not None:
@@ -185,7 +186,7 @@ class ChunkSender:
                 outcome.in_flight = []
                 if not exc.ambiguous:
                     raise
-                outcome._unknown(files)
+                outcome.mark_unknown(files)
                 if not self._may_resend(len(files), resend):
                     raise
                 outcome.counted_again += len(files)
