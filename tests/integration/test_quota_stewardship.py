@@ -10,7 +10,7 @@ import pytest
 from polyv_prewarm import runtime
 from polyv_prewarm.handler import InvalidEvent
 from polyv_prewarm.lambda_context import LocalLambdaContext
-from tests.helpers import EVENTS, set_limit, shift_days, sqs_event, vid
+from tests.helpers import EVENTS, pin_hour, set_limit, shift_days, sqs_event, vid
 
 pytestmark = pytest.mark.integration
 
@@ -168,14 +168,14 @@ def test_expiry_and_drain_order_across_three_quota_days(stack, invoke, monkeypat
     vids = [vid(0x7300 + i) for i in range(6)]
     for v in vids:
         stack.polyv.add_video(v)
-    shift_days(stack, monkeypatch, 0)
+    ten = pin_hour(stack, monkeypatch, 10)  # an hour later stays in the same quota day
     invoke({"vids": vids[:4], "brIndexes": [1]})  # day 0: two sent, two deferred
-    stack.seconds_offset = 3600
+    stack.seconds_offset = ten + 3600
     invoke({"vids": vids[4:], "brIndexes": [1]})  # an hour later: two more deferred
     sent_by_day = []
     for day in (1, 2):
         shift_days(stack, monkeypatch, day)
-        stack.seconds_offset = 3600
+        stack.seconds_offset = ten + 3600
         before = len(stack.polyv.accepted_files())
         summary = invoke(SCHEDULED)
         sent_by_day.append([v for v, _ in stack.polyv.accepted_files()[before:]])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import shift_days, sqs_event, vid
+from tests.helpers import pin_hour, sqs_event, vid
 
 pytestmark = pytest.mark.integration
 
@@ -43,12 +43,12 @@ def s3_message(*records: dict) -> str:
 def test_a_bitrate_transcoded_an_hour_later_is_prewarmed_the_same_day(stack, invoke, monkeypatch):
     v = vid(0x7000)
     stack.polyv.add_video(v, (1, 2))  # 超清 is still being transcoded
+    ten = pin_hour(stack, monkeypatch, 10)  # the hour later stays in the same quota day
     first = invoke(sqs_event(s3_message(s3_record(f"transcoded/{v}.zip")), ids=["s3-put"]))
     assert first == {"batchItemFailures": []}
     assert sorted(br for _, br in stack.polyv.accepted_files()) == [1, 2]
     stack.polyv.add_video(v, (1, 2, 3))  # an hour later the encode callback for df=3 arrives
-    shift_days(stack, monkeypatch, 0)
-    stack.seconds_offset = 3600
+    stack.seconds_offset = ten + 3600
     callback = invoke(sqs_event(f"vid={v}&df=3&type=encode", ids=["callback"]))
     assert callback == {"batchItemFailures": []}
     assert sorted(br for _, br in stack.polyv.accepted_files()) == [1, 2, 3]
