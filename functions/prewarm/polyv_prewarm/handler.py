@@ -222,9 +222,7 @@ def _summary(report: Report, parsed: Parsed) -> dict[str, Any]:
 
 def _log_summary(report: Report) -> dict[str, Any]:
     """The summary without the per-file list, which can be 10,000 entries long."""
-    summary = report.to_summary()
-    summary.pop("files")
-    return summary
+    return report.to_summary(files=False)
 
 
 __all__ = ["FilesHandedBack", "InvalidEvent", "UnsupportedEvent", "lambda_handler"]

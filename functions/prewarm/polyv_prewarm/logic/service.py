@@ -191,10 +191,10 @@ class PrewarmService:
         spent (Polyv says so, or the claim found no room)."""
         day = self.today()  # the day of each chunk: an invocation may outlive midnight
         lease = Lease.until(self._new_owner(), self.clock() + self._time_left(run) + LEASE_GRACE)
-        claimed = self._claim(day, group, lease, run)
+        by_file = {u.file: u for u in group}
+        claimed = self._claim(day, by_file, lease, run)
         if claimed is None:
             return True
-        by_file = {u.file: u for u in group}
         submitted.deferred += [by_file[f] for f in claimed.no_room]
         outcome = ChunkOutcome([by_file[f] for f in claimed.granted])
         if outcome.granted:
@@ -210,9 +210,12 @@ class PrewarmService:
                 return self._after_stop(day, outcome, unsent, run, submitted)
         return not claimed.no_room
 
-    def _claim(self, day: str, group: Sequence[RequestedFile], lease: Lease, run: Run) -> ClaimResult | None:
-        """Claim and count the group; report the files that cannot be claimed now. None when the
-        ledger is unavailable: the whole run stops and the group is handed back."""
+    def _claim(
+        self, day: str, by_file: dict[FileRef, RequestedFile], lease: Lease, run: Run
+    ) -> ClaimResult | None:
+        """Claim and count the chunk's files; report those that cannot be claimed now. None when the
+        ledger is unavailable: the whole run stops and the chunk is handed back."""
+        group = list(by_file.values())
         now = self.clock()
         try:
             claimed = self.ledger.claim(
@@ -229,7 +232,6 @@ class PrewarmService:
             run.stop("quota ledger unavailable")
             self._hand_back(group, "quota ledger unavailable", run.report)
             return None
-        by_file = {u.file: u for u in group}
         for file, entry in {**claimed.known, **claimed.held}.items():
             run.report.results.append(unclaimable(by_file[file], entry, now))
         return claimed
