@@ -115,13 +115,18 @@ def _report_lines(summary: dict[str, Any]) -> list[str]:
 
 
 def _logged_lines(logs: list[dict[str, Any]]) -> list[str]:
-    """The log lines a reader wants to see: rejections, malformed messages, ignored records."""
+    """The log lines a reader wants to see: rejections, malformed messages, ignored records (the
+    function logs each kind once per invocation, with a count and a few examples)."""
     lines = []
     for record in logs:
-        if record.get("message") in ("file rejected", "malformed message", "ignored"):
-            what = record.get("vid") or record.get("s3_key") or record.get("message_id", "")
-            why = record.get("reason") or record.get("error")
-            lines.append(f"   {record['message']}: {what} — {why}")
+        if record.get("message") == "malformed message":
+            lines.append(f"   malformed message: {record.get('message_id', '')} — {record.get('error')}")
+        elif record.get("message") in ("files rejected", "ignored"):
+            for example in record.get("examples", []):
+                what = example.get("vid") or example.get("s3_key") or example.get("message_id", "")
+                lines.append(f"   {record['message']}: {what} — {example.get('reason')}")
+            if record.get("count", 0) > len(record.get("examples", [])):
+                lines.append(f"   ... {record['count']} in all")
     return lines
 
 

@@ -58,7 +58,17 @@ def error(message: str) -> tuple[int, dict[str, Any]]:
     return 400, {"code": 400, "status": "error", "message": message, "data": None}
 
 
-FAULT_KINDS = ("http_error", "non_json", "slow", "reset", "error", "blackhole", "no_task_id")
+FAULT_KINDS = (
+    "http_error",
+    "non_json",
+    "slow",
+    "reset",
+    "error",
+    "blackhole",
+    "no_task_id",
+    "redirect",
+    "oversized",
+)
 
 
 @dataclass
@@ -73,6 +83,9 @@ class Fault:
     * ``blackhole``: the request is lost on its way: nothing processed, no answer; the connection
       is held ``delay`` seconds, then closed
     * ``no_task_id``: processed, then answered 200 ``success`` without ``data.taskId``
+    * ``redirect``: answer HTTP ``status`` (301, 302, 303, 307, 308) with ``Location: location``;
+      nothing processed (a hijacked DNS name or a misconfigured gateway would answer so)
+    * ``oversized``: processed if ``process``, then answered 200 with a JSON body of ``size`` bytes
 
     A task processed under a fault is marked ``faulted``: its caller could not know the outcome.
     """
@@ -83,6 +96,8 @@ class Fault:
     delay: float = 0.0
     process: bool = False
     message: str = ""
+    location: str = ""
+    size: int = 0
 
 
 @dataclass(frozen=True)
@@ -290,12 +305,16 @@ class PolyvSimulator:
                     simulator._record(f"[fault] HTTP {fault.status}")
                     self._send_raw(fault.status, b"<html><body>Bad Gateway</body></html>", "text/html")
                     return
+                if fault.kind == "redirect":
+                    simulator._record(f"[fault] redirect {fault.status}")
+                    self.reply(fault.status, [("Location", fault.location)], b"")
+                    return
                 if fault.kind == "blackhole":
                     simulator._record("[fault] blackhole")
                     time.sleep(fault.delay)
                     self.drop()
                     return
-                # slow, reset, non_json, no_task_id: Polyv may have done the work before the fault
+                # slow, reset, non_json, no_task_id, oversized: Polyv may have done the work first
                 if fault.process or fault.kind in ("slow", "no_task_id"):
                     status, answer = simulator.handle(
                         self.command, self.path, content_type, body, faulted=True
@@ -306,6 +325,11 @@ class PolyvSimulator:
                     if answer.get("data"):
                         answer = {**answer, "data": {}}
                     self._send(status, answer)
+                    return
+                if fault.kind == "oversized":
+                    padding = "x" * max(0, fault.size)
+                    payload = {"code": 200, "status": "success", "data": {"taskId": "t"}, "pad": padding}
+                    self._send(200, payload)
                     return
                 if fault.kind == "slow":
                     time.sleep(fault.delay)

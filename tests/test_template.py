@@ -89,13 +89,110 @@ def test_secret_stays_out_of_outputs(template):
     assert "secret" not in outputs.lower()
 
 
-def test_least_privilege_no_wildcard_actions(template):
-    (fn,) = resources(template, "AWS::Serverless::Function").values()
-    for policy in fn["Properties"]["Policies"]:
-        for statement in policy["Statement"]:
-            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-            assert all("*" not in action for action in actions), actions
-            assert statement["Resource"] != "*"
+def statements(template, role_id):
+    role = template["Resources"][role_id]
+    assert role["Type"] == "AWS::IAM::Role"
+    for policy in role["Properties"]["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if "Fn::If" in statement:  # [condition, statement, AWS::NoValue]
+                condition, statement, _ = statement["Fn::If"]
+                yield condition, statement
+            else:
+                yield None, statement
+
+
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def test_every_function_has_an_explicit_role_of_scoped_statements(template):
+    """Without Role, SAM attaches AWS managed policies whose SQS and log statements are on "*"."""
+    functions = resources(template, "AWS::Serverless::Function")
+    assert functions
+    for name, fn in functions.items():
+        role = fn["Properties"].get("Role")
+        assert role is not None, f"{name} has no explicit role"
+        assert "Fn::GetAtt" in role, f"{name}: its role must be the template's own"
+        assert "Policies" not in fn["Properties"], f"{name}: SAM policies would join the role"
+        for condition, statement in statements(template, role["Fn::GetAtt"][0]):
+            assert statement["Effect"] == "Allow"
+            assert all("*" not in action for action in as_list(statement["Action"])), statement
+            if statement["Resource"] == "*":  # X-Ray's write actions take no resource...
+                assert {a.split(":")[0] for a in as_list(statement["Action"])} == {"xray"}
+                assert condition == "TracingActive"  # ...and only when tracing is on
+        log_group = fn["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        granted = [
+            s for _, s in statements(template, role["Fn::GetAtt"][0]) if "logs:PutLogEvents" in s["Action"]
+        ]
+        assert [s["Resource"] for s in granted] == [{"Fn::GetAtt": [log_group, "Arn"]}]
+
+
+def test_the_prewarm_role_reaches_its_queue_table_index_and_secret_only(template):
+    (fn,) = [f for n, f in resources(template, "AWS::Serverless::Function").items() if n == "PrewarmFunction"]
+    granted = {}
+    for _, statement in statements(template, fn["Properties"]["Role"]["Fn::GetAtt"][0]):
+        for action in as_list(statement["Action"]):
+            granted.setdefault(action.split(":")[0], []).extend(as_list(statement["Resource"]))
+    assert {r["Fn::GetAtt"][0] for r in granted["sqs"]} == {"PrewarmQueue", "PrewarmDeadLetterQueue"}
+    assert {"Fn::GetAtt": ["QuotaTable", "Arn"]} in granted["dynamodb"]
+    assert {"Fn::Sub": "${QuotaTable.Arn}/index/byAge"} in granted["dynamodb"]
+    assert all("${PolyvSecretName}-??????" in r["Fn::Sub"] for r in granted["secretsmanager"])
+
+
+def test_queue_and_bucket_policies_deny_plain_http(template):
+    denied = set()
+    for kind, key in (("AWS::SQS::QueuePolicy", "Queues"), ("AWS::S3::BucketPolicy", "Bucket")):
+        for policy in resources(template, kind).values():
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                if isinstance(statement, dict) and statement.get("Effect") == "Deny":
+                    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+                    denied |= {json.dumps(t) for t in as_list(policy["Properties"][key])}
+    assert denied == {
+        json.dumps({"Ref": "PrewarmQueue"}),
+        json.dumps({"Ref": "PrewarmDeadLetterQueue"}),
+        json.dumps({"Ref": "TranscodedBucket"}),
+    }
+
+
+def test_only_the_prewarm_queue_may_dead_letter_into_the_dlq(template):
+    queue = template["Resources"]["PrewarmQueue"]["Properties"]
+    dlq = template["Resources"]["PrewarmDeadLetterQueue"]["Properties"]
+    assert dlq["RedriveAllowPolicy"]["redrivePermission"] == "byQueue"
+    (source,) = dlq["RedriveAllowPolicy"]["sourceQueueArns"]
+    assert source["Fn::Sub"].endswith(":" + queue["QueueName"]["Fn::Sub"])
+
+
+def test_the_queue_admits_the_eventbridge_rule_the_readme_suggests(template):
+    rule = template["Resources"]["EventBridgeObjectCreatedRule"]["Properties"]
+    assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": ["PrewarmQueue", "Arn"]}
+    assert rule["EventPattern"]["detail-type"] == ["Object Created"]
+    policy = template["Resources"]["PrewarmQueuePolicy"]["Properties"]["PolicyDocument"]
+    admitted = [s["Fn::If"][1] for s in policy["Statement"] if "Fn::If" in s]
+    (events,) = [s for s in admitted if s["Principal"] == {"Service": "events.amazonaws.com"}]
+    assert events["Condition"]["ArnEquals"]["aws:SourceArn"] == {
+        "Fn::GetAtt": ["EventBridgeObjectCreatedRule", "Arn"]
+    }
+
+
+def test_cloudwatch_alarms_can_publish_to_the_alarm_topic(template):
+    """CloudWatch cannot use the AWS managed key alias/aws/sns: every alarm action would fail."""
+    (topic,) = resources(template, "AWS::SNS::Topic").values()
+    key_ref = topic["Properties"].get("KmsMasterKeyId")
+    if key_ref is None:
+        return  # an unencrypted topic is deliverable
+    assert isinstance(key_ref, dict), f"{key_ref!r}: an AWS managed key admits no alarm"
+    assert "Ref" in key_ref, f"{key_ref!r}: the key must be the stack's own"
+    key = template["Resources"][key_ref["Ref"]]
+    assert key["Type"] == "AWS::KMS::Key"
+    assert key["Properties"]["EnableKeyRotation"] is True
+    allowed = [
+        s
+        for s in key["Properties"]["KeyPolicy"]["Statement"]
+        if s["Effect"] == "Allow" and s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    ]
+    assert allowed, "the key policy must admit cloudwatch.amazonaws.com"
+    actions = {a for s in allowed for a in as_list(s["Action"])}
+    assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= actions
 
 
 def test_alarms_notify_the_topic_and_watch_metrics_the_code_emits(template):
@@ -114,8 +211,6 @@ def test_alarms_notify_the_topic_and_watch_metrics_the_code_emits(template):
     for namespace, name in watched:
         if namespace == "PolyvPrewarm":
             assert name in emitted
-    (topic,) = resources(template, "AWS::SNS::Topic").values()
-    assert topic["Properties"]["KmsMasterKeyId"]
 
 
 def test_dashboard_body_is_valid_json_with_the_operator_widgets(template):

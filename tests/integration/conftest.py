@@ -3,6 +3,7 @@ emptied before every test. Every AWS and Polyv call in these tests is real HTTP 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -35,6 +36,20 @@ def stack(_session_stack: DevStack, monkeypatch: pytest.MonkeyPatch) -> Iterator
     runtime.current.cache_clear()
     yield _session_stack
     runtime.current.cache_clear()
+
+
+@pytest.fixture
+def log_stream() -> Iterator[io.StringIO]:
+    """The handler's JSON log lines (its StreamHandler was bound to stdout at import)."""
+    from polyv_prewarm import handler
+
+    buffer = io.StringIO()
+    previous = [h.stream for h in handler.logger.handlers]
+    for h in handler.logger.handlers:
+        h.stream = buffer
+    yield buffer
+    for h, stream in zip(handler.logger.handlers, previous, strict=True):
+        h.stream = stream
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from polyv_prewarm.domain.ports import PrewarmError
+from polyv_prewarm.events import MAX_FILES_PER_MESSAGE
 from tests.helpers import set_limit, sqs_event, vid
 
 pytestmark = pytest.mark.integration
@@ -65,16 +66,25 @@ def test_fuzzed_events_return_or_raise_a_typed_error(stack, invoke, event):
     assert isinstance(result, dict)
 
 
-def test_huge_message_is_processed_up_to_the_quota_and_the_rest_deferred(stack, invoke, monkeypatch):
+def test_a_message_at_the_cap_is_processed_up_to_the_quota_and_the_rest_deferred(stack, invoke, monkeypatch):
     set_limit(stack, monkeypatch, 300)
-    vids = [vid(i) for i in range(10_000)]
+    vids = [vid(i) for i in range(MAX_FILES_PER_MESSAGE)]
     for v in vids:
         stack.polyv.add_video(v, (1,))
     response = invoke(sqs_event({"vids": vids, "brIndexes": [1]}, {"vid": vids[0], "brIndex": 1}))
     assert response == {"batchItemFailures": []}
     assert len(stack.polyv.tasks()) == 3
     assert len(stack.polyv.accepted_files()) == 300
-    assert len(stack.backlog_keys()) == 9700
+    assert len(stack.backlog_keys()) == MAX_FILES_PER_MESSAGE - 300
+
+
+def test_a_message_over_the_cap_fails_alone_and_the_rest_of_its_batch_is_submitted(stack, invoke):
+    stack.polyv.add_video(vid(1), (1,))
+    huge = {"vids": [vid(i) for i in range(10_000)], "brIndexes": [1]}
+    response = invoke(sqs_event(huge, {"vid": vid(1), "brIndex": 1}))
+    assert response == {"batchItemFailures": [{"itemIdentifier": "msg-0"}]}
+    assert stack.polyv.accepted_files() == [(vid(1), 1)]
+    assert stack.backlog_keys() == []
 
 
 @pytest.mark.parametrize(

@@ -167,3 +167,37 @@ def test_submit_with_priority_high_uses_the_reserve(run, stack, videos, monkeypa
     summary = json.loads(out)
     assert summary["counts"] == {"submitted": 1}
     assert summary["quota"]["reserve"] == {"files": 1, "used": 1}
+
+
+HOSTILE = "[bold red]x[/x]\x1b]0;pwned\x07\x1b[2J\u202e"
+
+
+def test_untrusted_text_is_printed_without_markup_or_control_characters(run, stack, monkeypatch):
+    """An S3 key (a backlog file's origin) and a Polyv message (its last error) are untrusted."""
+    monkeypatch.setenv("COLUMNS", "400")  # a wide terminal: the cells are not wrapped
+    stamp = "2026-11-30T01:02:03+00:00"
+    stack.client("dynamodb").put_item(
+        TableName=stack.tables["QuotaTable"],
+        Item={
+            "pk": {"S": "BACKLOG"},
+            "sk": {"S": f"{vid(1)}#1"},
+            "age": {"S": f"{stamp}#{vid(1)}#1"},
+            "vid": {"S": vid(1)},
+            "brIndex": {"N": "1"},
+            "deferredAt": {"S": stamp},
+            "origin": {"S": HOSTILE},
+        },
+    )
+    code, out, err = run("backlog")
+    assert code == 0, err  # rich would raise MarkupError on "[/x]" if it read markup
+    assert "[bold red]x[/x]" in out
+    assert "\\x1b" in out
+    assert "\\u202e" in out
+    assert "\x1b" not in out
+    assert "\x07" not in out
+    assert "\u202e" not in out
+    code, out, _ = run("--json", "backlog")
+    assert code == 0
+    assert "\x1b" not in out
+    assert "\u202e" not in out
+    assert json.loads(out)["oldest"][0]["origin"] == HOSTILE  # escaped, not lost

@@ -255,7 +255,13 @@ def test_the_deadline_reached_during_bisection(stack, harness):
     mixed = [v for pair in zip(unknown[::2], unknown[1::2], good, strict=True) for v in pair]
     event = sqs_event({"vids": mixed, "brIndexes": [1]}, ids=["m0"])
     stack.polyv.latency = 0.25
-    harness.env = {"POLYV_ATTEMPTS": "1", "POLYV_CONNECT_TIMEOUT_SECONDS": "0.5"}
+    harness.env = {
+        "POLYV_ATTEMPTS": "1",
+        "POLYV_CONNECT_TIMEOUT_SECONDS": "0.5",
+        # the deadline, not the bisection budgets, must stop it (test_hostile_input has those)
+        "BISECTION_CALLS_PER_CHUNK": "10000",
+        "BISECTION_CALLS_PER_INVOCATION": "10000",
+    }
     try:
         first = harness.invoke(event, timeout=12)
         assert first.answer is not None, "the invocation ran into its deadline"

@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
 
-from polyv_prewarm import handler
 from tests.helpers import load_event, vid
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def log_stream():
-    """The handler's JSON log lines (its StreamHandler was bound to stdout at import)."""
-    buffer = io.StringIO()
-    previous = [h.stream for h in handler.logger.handlers]
-    for h in handler.logger.handlers:
-        h.stream = buffer
-    yield buffer
-    for h, stream in zip(handler.logger.handlers, previous, strict=True):
-        h.stream = stream
 
 
 def emitted(text: str) -> tuple[list[dict], list[dict]]:

@@ -8,9 +8,10 @@ import pytest
 
 from devstack.polyv_simulator import PolyvSimulator
 from polyv_prewarm.adapters.credentials import PolyvCredentials
-from polyv_prewarm.adapters.polyv import PolyvClient, RetryPolicy
+from polyv_prewarm.adapters.polyv import MAX_ANSWER_BYTES, PolyvClient, RetryPolicy
 from polyv_prewarm.domain.model import FileRef
 from polyv_prewarm.domain.ports import PolyvConfigurationError, PolyvFilesRefused, PolyvUnavailable
+from tests.recorder import RecordingServer
 
 pytestmark = pytest.mark.integration
 
@@ -148,3 +149,50 @@ def test_an_unreadable_secret_is_unavailable_and_nothing_was_sent(sim):
     assert info.value.ambiguous is False
     assert "cannot read the Polyv secret" in str(info.value)
     assert len(sim.answers()) == before
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_an_answer_of_unknown_meaning_and_is_not_followed(sim, status):
+    sim.add_account(USERID, "right")
+    with RecordingServer(status=200) as elsewhere:
+        sim.inject("redirect", status=status, location=f"{elsewhere.url}/v2/video/refresh-cdn-cache")
+        client = PolyvClient(sim.url, RotatingSecret("right", "right"), policy=FAST)
+        with pytest.raises(PolyvUnavailable, match=f"redirect \\(HTTP {status}\\)") as info:
+            client.push([FileRef(VID, 1)])
+    assert info.value.ambiguous is True
+    assert elsewhere.seen == []
+    assert "sign" not in str(info.value)
+
+
+def test_an_oversized_answer_is_not_read_on(sim):
+    sim.add_account(USERID, "right")
+    sim.inject("oversized", size=10 * MAX_ANSWER_BYTES)
+    client = PolyvClient(sim.url, RotatingSecret("right", "right"), policy=FAST)
+    with pytest.raises(PolyvUnavailable, match="not its JSON") as info:
+        client.push([FileRef(VID, 1)])
+    assert info.value.ambiguous is True
+
+
+def test_proxies_and_ca_bundles_of_the_environment_are_not_trusted(sim, monkeypatch, tmp_path):
+    sim.add_account(USERID, "right")
+    with RecordingServer(status=502) as proxy:
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+            monkeypatch.setenv(name, proxy.url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "attacker-ca.pem"))
+        monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+        client = PolyvClient(sim.url, RotatingSecret("right", "right"), policy=FAST)
+        assert client.push([FileRef(VID, 1)]) == sim.tasks()[-1].task_id
+    assert proxy.seen == []
+
+
+def test_an_explicit_proxy_carries_the_calls(sim):
+    sim.add_account(USERID, "right")
+    with RecordingServer(status=503) as proxy:
+        client = PolyvClient(
+            sim.url, RotatingSecret("right", "right"), policy=FAST, proxy_url=proxy.url, sleep=lambda _: None
+        )
+        with pytest.raises(PolyvUnavailable):
+            client.push([FileRef(VID, 1)])
+    assert [seen.target for seen in proxy.seen] == [sim.url] * FAST.attempts  # absolute URI: a proxy

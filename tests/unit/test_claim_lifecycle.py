@@ -109,7 +109,8 @@ def test_an_interrupt_during_a_call_still_records_the_claims_then_propagates():
 
 def test_bisection_stops_at_the_deadline_and_keeps_what_it_learned():
     bad = {vid(i) for i in range(0, 80, 2)}  # 40 unknown vids among 60 files
-    w = World(polyv=FakePolyv(unknown=bad))
+    # without the bisection budgets (they would stop it first: test_bisection_budget_* below)
+    w = World(polyv=FakePolyv(unknown=bad), bisection_calls=(10_000, 10_000))
     time_left = w.slow_polyv(seconds_per_call=0.25, deadline_in=12)
     w.service._min_time_per_call_ms = 3_000
     report = w.service.prewarm(requests_for(60, origin=Origin("sqs", message_id="m")), time_left_ms=time_left)

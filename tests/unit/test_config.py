@@ -51,3 +51,29 @@ def test_plain_http_only_for_loopback(url):
 
 def test_br_indexes_deduplicated_in_order():
     assert Settings.from_env({**BASE, "DEFAULT_BR_INDEXES": "3,1,3"}).default_br_indexes == (3, 1)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://evil.example\\@127.0.0.1:8900/v2/video/refresh-cdn-cache",  # urllib3 connects to evil
+        "http://user@127.0.0.1:8900/v2/video/refresh-cdn-cache",
+        "https://user:pw@api.polyv.net/v2/video/refresh-cdn-cache",
+        "http://127.0.0.1.evil.example/v2/video/refresh-cdn-cache",
+        "https://api.polyv.net /v2/video/refresh-cdn-cache",
+        "https://api.polyv.net/v2/\x1b/refresh-cdn-cache",
+        "https:///v2/video/refresh-cdn-cache",
+    ],
+)
+def test_urls_that_could_be_read_two_ways_are_refused(url):
+    with pytest.raises(ConfigurationError, match="POLYV_API_URL"):
+        Settings.from_env({**BASE, "POLYV_API_URL": url})
+
+
+def test_a_proxy_only_when_asked_for_and_without_credentials():
+    assert Settings.from_env(BASE).polyv_proxy_url is None
+    proxied = Settings.from_env({**BASE, "POLYV_PROXY_URL": "http://10.0.0.8:3128"})
+    assert proxied.polyv_proxy_url == "http://10.0.0.8:3128"
+    for bad in ("socks5://10.0.0.8:1080", "http://user:secret@10.0.0.8:3128"):
+        with pytest.raises(ConfigurationError, match="POLYV_PROXY_URL"):
+            Settings.from_env({**BASE, "POLYV_PROXY_URL": bad})

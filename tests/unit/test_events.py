@@ -317,3 +317,58 @@ def test_fuzzed_events_classify_or_raise_unsupported(event):
         return
     assert isinstance(event, dict)
     assert kind.value
+
+
+# -- bounded work per message (README: Security) ------------------------------------------------
+def test_br_indexes_are_taken_once_each_and_three_at_most():
+    body = {"vids": [V1], "brIndexes": [2, 2, 1, 2, 1]}
+    assert files(parse_body(json.dumps(body), ORIGIN, OPTS)) == [(V1, 2), (V1, 1)]
+    with pytest.raises(InvalidMessage, match="more than 3 distinct"):
+        parse_body(json.dumps({"vids": [V1], "brIndexes": [1, 2, 3, 4]}), ORIGIN, OPTS)
+    with pytest.raises(InvalidMessage, match="list of 1, 2 or 3"):
+        parse_body(json.dumps({"vid": V1, "brIndexes": [[1], [2]]}), ORIGIN, OPTS)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"vids": [V1] * 1001, "brIndexes": [1, 2]},  # 2,002 files
+        {"vids": [V1] * 700},  # x 3 default bitrates
+        {"videos": [{"vid": V1}] * 667},
+        {"videos": [{"vid": V1, "brIndex": 1}] * 2001},
+    ],
+    ids=["vids", "vids-defaults", "videos-defaults", "videos"],
+)
+def test_a_message_asking_for_more_than_the_cap_is_malformed(body):
+    with pytest.raises(InvalidMessage, match="split it into several messages"):
+        parse_body(json.dumps(body), ORIGIN, OPTS)
+
+
+def test_the_cap_counts_files_before_building_them():
+    # 10^9 files if built: the multiplication refuses it at once
+    body = {"vids": [V1] * 100_000, "brIndexes": [1, 2, 3]}
+    with pytest.raises(InvalidMessage, match="300000 files"):
+        parse_document(body, ORIGIN, OPTS._replace(max_files=2000))
+
+
+def test_the_cap_spans_the_records_of_one_notification():
+    record = s3_notification(f"t/{V1}.zip")["Records"][0]
+    document = {"Records": [record] * 700}  # 700 records x 3 bitrates
+    with pytest.raises(InvalidMessage, match="split it"):
+        parse_document(document, ORIGIN, OPTS)
+
+
+def test_an_s3_key_longer_than_s3_allows_is_malformed():
+    with pytest.raises(InvalidMessage, match="at most 1024 bytes"):
+        parse_document(s3_notification(f"{V1}/" + "x" * 2000), ORIGIN, OPTS)
+
+
+def test_echoed_values_are_cut_before_they_are_built():
+    huge = {f"key-{i}-" + "k" * 1000: i for i in range(10_000)}
+    with pytest.raises(InvalidMessage) as info:
+        parse_document(huge, ORIGIN, OPTS)
+    assert len(str(info.value)) < 400
+    assert "and 9992 more" in str(info.value)
+    with pytest.raises(UnsupportedEvent) as unsupported:
+        classify({"Records": [{"eventSource": ["x" * 10**6]}]})
+    assert len(str(unsupported.value)) < 200

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -205,16 +206,44 @@ def _service() -> Any:
 
 
 def _console() -> Any:
+    """A console that reads no markup: ``[bold]`` in an S3 key or a Polyv message is text."""
     from rich.console import Console
 
-    return Console()
+    return Console(markup=False, highlight=False, emoji=False)
+
+
+def plain(value: object, limit: int = 300) -> str:
+    """Untrusted text (a vid, an S3 key, a Polyv message) for the terminal: cut to ``limit``,
+    every control or invisible character shown as its escape (``\\x1b``), so that nothing a
+    producer or Polyv sent can move the cursor, retitle the window or hide itself."""
+    text = (value if isinstance(value, str) else str(value))[:limit]
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def _row(table: Any, *cells: object) -> None:
+    table.add_row(*(plain(cell) for cell in cells))
+
+
+def _say(console: Any, line: str) -> None:
+    console.print(plain(line, limit=2000))
+
+
+#: Characters json.dumps(ensure_ascii=False) leaves raw that a terminal may act on (C1 controls,
+#: DEL, line and paragraph separators, bidirectional overrides).
+_JSON_UNSAFE = re.compile("[\\x7f-\\x9f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069]")
+
+
+def to_json(data: Any, *, indent: int | None = 2) -> str:
+    """JSON for scripts: readable non-ASCII text, every control character escaped."""
+    text = json.dumps(data, ensure_ascii=False, indent=indent)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _emit(args: argparse.Namespace, data: Any, render: Any) -> None:
     """Print ``data`` as JSON (its ``to_summary()`` if it has one) or as ``render`` draws it."""
     if args.json:
         summary = data.to_summary() if hasattr(data, "to_summary") else data
-        print(json.dumps(summary, ensure_ascii=False, indent=2))
+        print(to_json(summary))
     else:
         render(_console(), data)
 
@@ -247,7 +276,8 @@ def _render_report(console: Any, summary: dict[str, Any]) -> None:
     for column in ("vid", "brIndex", "fate", "call", "taskId / reason"):
         table.add_column(column)
     for f in summary["files"]:
-        table.add_row(
+        _row(
+            table,
             str(f["vid"]),
             str(f["brIndex"]),
             f["fate"],
@@ -261,15 +291,16 @@ def _render_report(console: Any, summary: dict[str, Any]) -> None:
             if f.get("call"):
                 calls[f["call"]] = calls.get(f["call"], 0) + 1
         plan = ", ".join(f"call {n}: {count} files" for n, count in sorted(calls.items())) or "no call"
-        console.print(f"would make {len(calls)} call(s) — {plan}")
+        _say(console, f"would make {len(calls)} call(s) — {plan}")
     else:
-        console.print(
+        _say(
+            console,
             f"{len(summary['calls'])} Polyv call(s); "
-            + ", ".join(f"{n} {fate}" for fate, n in summary["counts"].items())
+            + ", ".join(f"{n} {fate}" for fate, n in summary["counts"].items()),
         )
     if "quota" in summary:
         q = summary["quota"]
-        console.print(f"quota {q['day']}: {q['used']} of {q['limit']} used, {q['remaining']} remaining")
+        _say(console, f"quota {q['day']}: {q['used']} of {q['limit']} used, {q['remaining']} remaining")
 
 
 #: A command's deadline, as Lambda gives one to an invocation: its claims are leased until then
@@ -301,7 +332,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         raise CliError(f"InvalidEvent: {exc}", EXIT_USAGE) from None
     except FilesHandedBack as exc:
         raise CliError(f"FilesHandedBack: {exc} (Lambda would retry this event)", EXIT_NOT_DONE) from None
-    print(json.dumps(answer, ensure_ascii=False, indent=None if args.json else 2))
+    print(to_json(answer, indent=None if args.json else 2))
     return EXIT_NOT_DONE if answer.get("batchItemFailures") else EXIT_OK
 
 
@@ -323,10 +354,10 @@ def _render_quota(console: Any, summary: QuotaSummary) -> None:
 
     q, backlog = summary.quota, summary.backlog
     table = Table(title=f"quota day {q.day}", show_header=False)
-    table.add_row("used", f"{q.used} of {q.limit}")
-    table.add_row("remaining", str(q.remaining) + (" (Polyv says the day is spent)" if q.exhausted else ""))
-    table.add_row("deferred backlog", f"{backlog.files} files")
-    table.add_row("oldest deferral", str(backlog.oldest_deferred_at or "—"))
+    _row(table, "used", f"{q.used} of {q.limit}")
+    _row(table, "remaining", str(q.remaining) + (" (Polyv says the day is spent)" if q.exhausted else ""))
+    _row(table, "deferred backlog", f"{backlog.files} files")
+    _row(table, "oldest deferral", str(backlog.oldest_deferred_at or "—"))
     console.print(table)
 
 
@@ -347,7 +378,8 @@ def _render_status(console: Any, status: VideoStatus) -> None:
         table.add_column(column)
     for day, by_br in status.to_summary()["days"].items():
         for br, e in by_br.items():
-            table.add_row(
+            _row(
+                table,
                 day,
                 br,
                 e["state"],
@@ -359,8 +391,11 @@ def _render_status(console: Any, status: VideoStatus) -> None:
     for br, d in sorted(status.deferred.items()):
         state = "parked" if d.parked else "deferred"
         failures = f"{d.failures} drains failed" if d.failures else ""
-        table.add_row("(backlog)", str(br), state, d.deferred_at, d.last_error or "", d.origin, failures)
-    console.print(table if table.row_count else f"nothing known of {status.vid} in the retained days")
+        _row(table, "(backlog)", str(br), state, d.deferred_at, d.last_error or "", d.origin, failures)
+    if table.row_count:
+        console.print(table)
+    else:
+        _say(console, f"nothing known of {status.vid} in the retained days")
 
 
 def cmd_backlog(args: argparse.Namespace) -> int:
@@ -385,7 +420,7 @@ def _render_backlog(console: Any, data: dict[str, Any]) -> None:
         state = (
             "parked: " + str(f.get("lastError")) if f.get("parked") else ("forced" if f.get("force") else "")
         )
-        table.add_row(f["vid"], str(f["brIndex"]), f["deferredAt"], f["origin"], state)
+        _row(table, f["vid"], str(f["brIndex"]), f["deferredAt"], f["origin"], state)
     console.print(table)
 
 
@@ -412,11 +447,11 @@ def cmd_drain(args: argparse.Namespace) -> int:
 
 def _render_drain(console: Any, summary: dict[str, Any]) -> None:
     counts = ", ".join(f"{n} {fate}" for fate, n in summary["counts"].items()) or "nothing to drain"
-    console.print(f"drain: {counts}; {len(summary['calls'])} Polyv call(s)")
+    _say(console, f"drain: {counts}; {len(summary['calls'])} Polyv call(s)")
     if summary.get("stoppedBecause"):
-        console.print(f"stopped: {summary['stoppedBecause']}")
+        _say(console, f"stopped: {summary['stoppedBecause']}")
     if "backlog" in summary:
-        console.print(f"backlog now: {summary['backlog']['files']} files")
+        _say(console, f"backlog now: {summary['backlog']['files']} files")
 
 
 COMMANDS = {

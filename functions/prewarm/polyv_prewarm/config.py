@@ -9,9 +9,13 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
+
 from .domain.model import BR_INDEXES
 from .domain.ports import PrewarmError
 from .events import DEFAULT_VID_KEY_PATTERN, ParseOptions
+from .logic.sender import BISECTION_CALLS_PER_CHUNK, BISECTION_CALLS_PER_RUN
 
 DEFAULT_API_URL = "https://api.polyv.net/v2/video/refresh-cdn-cache"
 
@@ -37,6 +41,9 @@ class Settings(NamedTuple):
     manual_reserve: int = 100  # files a day only "priority": "high" requests may use (5 % of 2000)
     backlog_max_age_days: int = 7  # deferred files older than this expire
     drain_newest_first: bool = True
+    polyv_proxy_url: str | None = None  # an explicit proxy for Polyv's calls; none from the environment
+    # extra calls to isolate the files of a refused call: per chunk, per invocation (code-level)
+    bisection_calls: tuple[int, int] = (BISECTION_CALLS_PER_CHUNK, BISECTION_CALLS_PER_RUN)
 
     @property
     def parse_options(self) -> ParseOptions:
@@ -61,6 +68,11 @@ class Settings(NamedTuple):
             manual_reserve=_reserve(env),
             backlog_max_age_days=_positive_int(env, "BACKLOG_MAX_AGE_DAYS", 7),
             drain_newest_first=_drain_order(env.get("DRAIN_ORDER") or "newest"),
+            polyv_proxy_url=_proxy_url(env.get("POLYV_PROXY_URL", "").strip()),
+            bisection_calls=(
+                _positive_int(env, "BISECTION_CALLS_PER_CHUNK", BISECTION_CALLS_PER_CHUNK),
+                _positive_int(env, "BISECTION_CALLS_PER_INVOCATION", BISECTION_CALLS_PER_RUN),
+            ),
         )
 
 
@@ -109,16 +121,43 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
 
 
 def _api_url(url: str) -> str:
-    """``https://`` always, except a loopback address (the local Polyv simulator)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.scheme == "https" and host:
-        return url
-    if parts.scheme == "http" and _is_loopback(host):
+    """``https://`` always, except a loopback address (the local Polyv simulator).
+
+    Read with urllib3's parser, the one requests connects with (``urllib.parse`` reads
+    ``http://evil.example\\@127.0.0.1/`` as a loopback host with a user name; urllib3 and requests
+    connect to ``evil.example``). A URL with user information, a backslash, whitespace or control
+    characters is refused outright, and so is one that the two parsers read differently."""
+    host = _url_host(url, "POLYV_API_URL")
+    scheme = parse_url(url).scheme
+    if scheme == "https" or (scheme == "http" and _is_loopback(host)):
         return url
     raise ConfigurationError(
-        f"POLYV_API_URL must be an https:// URL (http:// only for loopback), got {url!r}"
+        f"POLYV_API_URL must be an https:// URL (http:// only for loopback), got {url[:200]!r}"
     )
+
+
+def _proxy_url(raw: str) -> str | None:
+    """An explicit proxy for the Polyv calls (the client trusts no proxy from the environment)."""
+    if not raw:
+        return None
+    _url_host(raw, "POLYV_PROXY_URL")
+    if parse_url(raw).scheme not in ("http", "https"):
+        raise ConfigurationError(f"POLYV_PROXY_URL must be an http:// or https:// URL, got {raw[:200]!r}")
+    return raw
+
+
+def _url_host(url: str, name: str) -> str:
+    """The host requests would connect to; refuses what could be read two ways."""
+    if any(ch in url for ch in "\\@") or any(not ch.isprintable() or ch.isspace() for ch in url):
+        raise ConfigurationError(f"{name} must not hold user information, backslashes or spaces")
+    try:
+        parts = parse_url(url)
+    except LocationParseError:
+        raise ConfigurationError(f"{name} is not a URL: {url[:200]!r}") from None
+    host = (parts.host or "").strip("[]")
+    if not host or parts.auth is not None or host != (urlsplit(url).hostname or ""):
+        raise ConfigurationError(f"{name} must be a plain URL with a host, got {url[:200]!r}")
+    return host
 
 
 def _is_loopback(host: str) -> bool:

@@ -23,14 +23,22 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote_plus
 
-from .domain.model import FileRequest, Origin
+from .domain.model import BR_INDEXES, FileRequest, Origin
 from .domain.plan import VID_RE
 from .domain.ports import PrewarmError
+from .domain.preview import preview, sample_keys
 
 #: A vid-shaped token anywhere in an S3 key (every one is considered; see ``_vids_in_key``).
 DEFAULT_VID_KEY_PATTERN = r"(?<![0-9a-z])(?P<vid>[0-9a-z]{32}_[0-9a-z])(?![0-9a-z])"
 
 MAX_NESTING = 3  # SNS -> S3 notification is 2; anything deeper is not a shape we know
+
+#: The most files (vids x brIndexes) one message or directly invoked event may ask for: a day of
+#: Polyv's default quota. Checked before any request is built, so a 40 KB body that fans out to a
+#: million files costs a multiplication, not a million objects. A bigger job is several messages
+#: (or ``polyv-prewarm submit`` / the backlog), each of which fails or succeeds on its own.
+MAX_FILES_PER_MESSAGE = 2000
+S3_KEY_MAX = 1024  # bytes: S3's own limit on an object key
 
 
 class InvalidMessage(PrewarmError):
@@ -44,6 +52,7 @@ class ParseOptions(NamedTuple):
     default_br_indexes: tuple[int, ...] = (1, 2, 3)
     key_pattern: re.Pattern[str] = _DEFAULT_KEY_PATTERN
     userid: str | None = None  # the account's: S3 keys yield only its vids (default pattern)
+    max_files: int = MAX_FILES_PER_MESSAGE
 
     @property
     def custom_key_pattern(self) -> bool:
@@ -99,9 +108,9 @@ def classify(event: object) -> EventKind:
     if isinstance(records, list) and records and isinstance(records[0], dict):
         source = records[0].get("eventSource") or records[0].get("EventSource")
         kinds = {"aws:sqs": EventKind.SQS, "aws:s3": EventKind.S3, "aws:sns": EventKind.SNS}
-        if source in kinds:
+        if isinstance(source, str) and source in kinds:
             return kinds[source]
-        raise UnsupportedEvent(f"records from {str(source)[:64]!r} are not supported (sqs, s3, sns are)")
+        raise UnsupportedEvent(f"records from {preview(source)!r} are not supported (sqs, s3, sns are)")
     if event.get("detail-type") == "Scheduled Event":
         return EventKind.SCHEDULED
     if "detail-type" in event and "source" in event:
@@ -171,7 +180,7 @@ def parse_action(event: Mapping[str, Any]) -> Action:
         if not isinstance(vid, str) or not VID_RE.fullmatch(vid):
             raise InvalidEvent("status needs a vid of the Polyv shape")
         return StatusAction(vid)
-    raise InvalidEvent(f"unknown action {str(action)[:32]!r}: expected drain, status or quota")
+    raise InvalidEvent(f"unknown action {preview(action, 32)!r}: expected drain, status or quota")
 
 
 # -- file requests ----------------------------------------------------------------------------------
@@ -223,9 +232,7 @@ def parse_document(document: object, origin: Origin, options: ParseOptions, dept
         return _callback(document, origin, options)
     if "vid" in document:
         return _single(document, origin, options)
-    raise InvalidMessage(
-        f"unknown message shape (keys: {', '.join(sorted(map(str, document))[:8]) or 'none'})"
-    )
+    raise InvalidMessage(f"unknown message shape (keys: {sample_keys(document) or 'none'})")
 
 
 def _br_indexes(document: Mapping[str, Any], options: ParseOptions) -> Sequence[object]:
@@ -234,17 +241,42 @@ def _br_indexes(document: Mapping[str, Any], options: ParseOptions) -> Sequence[
         return options.default_br_indexes
     if not isinstance(value, list) or not value:
         raise InvalidMessage("brIndexes must be a non-empty list of 1, 2 or 3")
-    return value
+    return _distinct(value)
+
+
+def _distinct(values: list[Any]) -> list[object]:
+    """Each listed bitrate once (1 and "1" stay apart: validation tells them apart later). There
+    are three bitrates, so a list of more distinct values is not a request for files."""
+    seen: dict[tuple[type, object], object] = {}
+    for value in values:
+        if isinstance(value, dict | list):
+            raise InvalidMessage("brIndexes must be a list of 1, 2 or 3")
+        seen.setdefault((type(value), value), value)
+        if len(seen) > len(BR_INDEXES):
+            raise InvalidMessage("brIndexes lists more than 3 distinct values: the bitrates are 1, 2 and 3")
+    return list(seen.values())
+
+
+def _within(options: ParseOptions, files: int) -> None:
+    """Refuse a message that asks for more files than one message may (before building any)."""
+    if files > options.max_files:
+        raise InvalidMessage(
+            f"the message asks for {files} files (vids x brIndexes), more than the {options.max_files} "
+            "one message may ask for: split it into several messages"
+        )
 
 
 def _videos(document: Mapping[str, Any], origin: Origin, options: ParseOptions) -> Parsed:
     videos = document["videos"]
     if not isinstance(videos, list):
         raise InvalidMessage("videos must be a list of {vid, brIndex} objects")
-    parsed = Parsed()
     for i, video in enumerate(videos):
         if not isinstance(video, dict) or "vid" not in video:
             raise InvalidMessage(f"videos[{i}] must be an object with a vid")
+    defaults = len(options.default_br_indexes)
+    _within(options, sum(defaults if v.get("brIndex") is None else 1 for v in videos))
+    parsed = Parsed()
+    for video in videos:
         br = video.get("brIndex")
         brs: Sequence[object] = options.default_br_indexes if br is None else (br,)
         parsed.requests += [FileRequest(video["vid"], b, origin, explicit=br is not None) for b in brs]
@@ -256,6 +288,7 @@ def _vids(document: Mapping[str, Any], origin: Origin, options: ParseOptions) ->
     if not isinstance(vids, list):
         raise InvalidMessage("vids must be a list of vid strings")
     brs = _br_indexes(document, options)
+    _within(options, len(vids) * len(brs))
     explicit = document.get("brIndexes") is not None
     return Parsed(requests=[FileRequest(vid, br, origin, explicit=explicit) for vid in vids for br in brs])
 
@@ -277,7 +310,8 @@ def _callback(fields: Mapping[str, Any], origin: Origin, options: ParseOptions) 
     The callback's ``sign`` is not checked here: the relay that put it on the queue owns that."""
     kind = fields.get("type")
     if kind not in (None, "", "encode"):
-        return Parsed(ignored=[Ignored(origin, f"Polyv callback of type {str(kind)[:32]!r}, not 'encode'")])
+        reason = f"Polyv callback of type {preview(kind, 32)!r}, not 'encode'"
+        return Parsed(ignored=[Ignored(origin, reason)])
     if "vid" not in fields:
         raise InvalidMessage("Polyv callback has no vid")
     df = fields.get("df")
@@ -298,11 +332,13 @@ def _records(document: Mapping[str, Any], origin: Origin, options: ParseOptions,
             event_name = record.get("eventName")
             size = record["s3"]["object"].get("size")
             parsed.extend(_object_created(event_name, key, size, origin, options, prefix="ObjectCreated:"))
+            _within(options, len(parsed.requests))
         elif isinstance(record, dict) and record.get("EventSource") == "aws:sns":
             sns = record.get("Sns")
             if not isinstance(sns, dict):
                 raise InvalidMessage(f"Records[{i}] has no Sns object")
             parsed.extend(_sns_envelope({"Type": "Notification", **sns}, origin, options, depth))
+            _within(options, len(parsed.requests))
         else:
             raise InvalidMessage(f"Records[{i}] is not an S3 or SNS event record")
     return parsed
@@ -310,7 +346,7 @@ def _records(document: Mapping[str, Any], origin: Origin, options: ParseOptions,
 
 def _eventbridge(document: Mapping[str, Any], origin: Origin, options: ParseOptions) -> Parsed:
     if document.get("source") != "aws.s3":
-        raise InvalidMessage(f"EventBridge event from {str(document.get('source'))[:64]!r}, not aws.s3")
+        raise InvalidMessage(f"EventBridge event from {preview(document.get('source'))!r}, not aws.s3")
     # EventBridge sends keys as they are (S3 notifications URL-encode them; EventBridge does not).
     key = _path(document, ("detail", "object", "key"), "EventBridge event")
     size = document["detail"]["object"].get("size")
@@ -320,9 +356,11 @@ def _eventbridge(document: Mapping[str, Any], origin: Origin, options: ParseOpti
 def _object_created(
     event_name: object, key: str, size: object, origin: Origin, options: ParseOptions, *, prefix: str
 ) -> Parsed:
-    here = origin._replace(s3_key=key[:1024])
+    if len(key) > S3_KEY_MAX or len(key.encode("utf-8", "replace")) > S3_KEY_MAX:
+        raise InvalidMessage(f"an S3 key is at most {S3_KEY_MAX} bytes; this one is longer")
+    here = origin._replace(s3_key=key)
     if not isinstance(event_name, str) or not event_name.startswith(prefix):
-        return Parsed(ignored=[Ignored(here, f"S3 event {str(event_name)[:64]!r} is not an object creation")])
+        return Parsed(ignored=[Ignored(here, f"S3 event {preview(event_name)!r} is not an object creation")])
     if key.endswith("/"):
         return Parsed(ignored=[Ignored(here, "a folder marker (the key ends in '/'), not a transcoded file")])
     if size == 0:
@@ -357,13 +395,14 @@ def _vids_in_key(key: str, here: Origin, options: ParseOptions) -> Parsed:
         )
     if len(ours) > 1:
         parsed.notes.append(Ignored(here, f"the S3 key holds {len(ours)} vids of this account: all taken"))
+    _within(options, len(ours) * len(options.default_br_indexes))
     parsed.requests = [FileRequest(vid, br, here) for vid in ours for br in options.default_br_indexes]
     return parsed
 
 
 def _sns_envelope(document: Mapping[str, Any], origin: Origin, options: ParseOptions, depth: int) -> Parsed:
     if document.get("Type") != "Notification":
-        return Parsed(ignored=[Ignored(origin, f"SNS {document.get('Type')} message")])
+        return Parsed(ignored=[Ignored(origin, f"SNS {preview(document.get('Type'), 32)} message")])
     message = document.get("Message")
     if not isinstance(message, str):
         raise InvalidMessage("SNS notification has no Message string")

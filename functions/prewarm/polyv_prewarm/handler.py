@@ -9,7 +9,9 @@ Lambda; the CLI's ``invoke`` calls it directly.
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -20,10 +22,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from polyv_prewarm import SERVICE, runtime, telemetry
 from polyv_prewarm.domain.model import Origin, Report
 from polyv_prewarm.domain.ports import PrewarmError
+from polyv_prewarm.domain.preview import preview
 from polyv_prewarm.events import (
+    MAX_FILES_PER_MESSAGE,
     DirectFlags,
     DrainAction,
     EventKind,
+    Ignored,
     InvalidEvent,
     InvalidMessage,
     Parsed,
@@ -44,6 +49,11 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 # An invocation rejected before any work (an unknown event) has no metrics; that is expected.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 NO_FLAGS = DirectFlags()  # S3, SNS, EventBridge and SQS requests: no dry run, no force, no priority
+#: The most files one invocation reads. The queue's batches (BatchSize 10 in template.yaml) of
+#: messages of at most MAX_FILES_PER_MESSAGE never reach it; it bounds a batch size raised by hand.
+MAX_FILES_PER_INVOCATION = 10 * MAX_FILES_PER_MESSAGE
+CORRELATION_ID_MAX = 256  # characters of an S3 key or message id kept as the correlation id
+TALLY_REASONS, TALLY_EXAMPLES = 10, 5  # what one aggregated log line names
 
 
 class FilesHandedBack(PrewarmError):
@@ -72,13 +82,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 def _sqs_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Dedup and chunking span the whole batch, so every message is read before any call; the
     verdicts then go through Powertools' batch processor, which builds ``batchItemFailures``."""
-    parsed, malformed = _read_messages(SQSEvent(event))
-    report = _prewarm(parsed, context)
+    batch = _read_messages(SQSEvent(event))
+    report = _prewarm(batch.parsed, context)
     to_retry = report.messages_to_retry()
 
     def verdict(record: SQSRecord) -> None:
-        if record.message_id in malformed:
-            raise InvalidMessage(malformed[record.message_id])
+        if record.message_id in batch.malformed:
+            raise InvalidMessage(batch.malformed[record.message_id])
+        if record.message_id in batch.unread:
+            raise FilesHandedBack("not read: this invocation already holds its most files")
         if record.message_id in to_retry:
             raise FilesHandedBack("holds files that were not submitted (Polyv or the ledger unavailable)")
 
@@ -89,33 +101,53 @@ def _sqs_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     telemetry.record_messages_handed_back(handed_back)
     logger.info(
         "batch done",
-        extra={"summary": _log_summary(report), "malformed": len(malformed), "handed_back": handed_back},
+        extra={
+            "summary": _log_summary(report),
+            "malformed": len(batch.malformed),
+            "unread": len(batch.unread),
+            "handed_back": handed_back,
+        },
     )
     return dict(response)
 
 
-def _read_messages(batch: SQSEvent) -> tuple[Parsed, dict[str, str]]:
+class BatchRead(NamedTuple):
+    parsed: Parsed  # every readable message's file requests
+    malformed: dict[str, str]  # message id -> why it cannot be read: fails alone
+    unread: set[str]  # messages beyond MAX_FILES_PER_INVOCATION: handed back unread
+
+
+def _read_messages(batch: SQSEvent) -> BatchRead:
     """Every message's file requests, and the malformed messages (id -> why): a message that
-    cannot be read fails alone, whatever the reason, never its batch."""
+    cannot be read fails alone, whatever the reason, never its batch. Messages that would take
+    the invocation past MAX_FILES_PER_INVOCATION are handed back unread (a later batch takes them)."""
     options = _parse_options()
-    parsed = Parsed()
-    malformed: dict[str, str] = {}
+    read = BatchRead(Parsed(), {}, set())
     for record in batch.records:
         message_id = record.raw_event.get("messageId") if isinstance(record.raw_event, dict) else None
         if not isinstance(message_id, str) or not message_id:
             # Lambda never sends this; without a messageId no record could be handed back alone.
             raise InvalidEvent("an SQS record has no messageId")
         try:
-            parsed.extend(
-                parse_body(record.raw_event.get("body"), Origin("sqs", message_id=message_id), options)
-            )
+            message = parse_body(record.raw_event.get("body"), Origin("sqs", message_id=message_id), options)
         except InvalidMessage as exc:
-            malformed[message_id] = str(exc)
+            read.malformed[message_id] = str(exc)
             logger.warning("malformed message", extra={"message_id": message_id, "error": str(exc)})
+            continue
         except Exception as exc:  # a defect in a parser must fail this message alone, not its batch
-            malformed[message_id] = f"message could not be read ({type(exc).__name__})"
+            read.malformed[message_id] = f"message could not be read ({type(exc).__name__})"
             logger.exception("message could not be read", extra={"message_id": message_id})
-    return parsed, malformed
+            continue
+        if len(read.parsed.requests) + len(message.requests) > MAX_FILES_PER_INVOCATION:
+            read.unread.add(message_id)
+            continue
+        read.parsed.extend(message)
+    if read.unread:
+        logger.warning(
+            "handing back messages unread: the invocation holds its most files",
+            extra={"messages": len(read.unread), "most_files": MAX_FILES_PER_INVOCATION},
+        )
+    return read
 
 
 def _notification(event: dict[str, Any], kind: EventKind, context: LambdaContext) -> dict[str, Any]:
@@ -160,7 +192,7 @@ def _other_schedule(event: dict[str, Any]) -> dict[str, Any]:
     the function by mistake must not drain the backlog at its own hours. Nothing is done, and the
     answer (not an error, so EventBridge does not retry it) says why."""
     resources = event.get("resources")
-    rules = [str(r)[:256] for r in resources[:5]] if isinstance(resources, list) else []
+    rules = [preview(r, 256) for r in resources[:5]] if isinstance(resources, list) else []
     logger.warning("a scheduled event of another rule: nothing done", extra={"resources": rules})
     return {
         "ignored": 'not this project\'s drain schedule: the drain runs on {"action": "drain"}',
@@ -170,10 +202,8 @@ def _other_schedule(event: dict[str, Any]) -> dict[str, Any]:
 
 @tracer.capture_method
 def _prewarm(parsed: Parsed, context: LambdaContext, flags: DirectFlags = NO_FLAGS) -> Report:
-    for item in parsed.ignored:
-        logger.info("ignored", extra=item.to_summary())
-    for item in parsed.notes:
-        logger.info("read from the event", extra=item.to_summary())
+    _log_tally("ignored", parsed.ignored)
+    _log_tally("read from the event", parsed.notes)
     report = runtime.current().service.prewarm(
         parsed.requests,
         dry_run=flags.dry_run,
@@ -183,6 +213,21 @@ def _prewarm(parsed: Parsed, context: LambdaContext, flags: DirectFlags = NO_FLA
     )
     telemetry.record_report(report)
     return report
+
+
+def _log_tally(message: str, items: Sequence[Ignored]) -> None:
+    """One line for all of them: how many, by reason, and a few examples (a batch of S3
+    notifications may hold thousands)."""
+    if items:
+        by_reason = Counter(item.reason for item in items).most_common(TALLY_REASONS)
+        logger.info(
+            message,
+            extra={
+                "count": len(items),
+                "by_reason": dict(by_reason),
+                "examples": [item.to_summary() for item in items[:TALLY_EXAMPLES]],
+            },
+        )
 
 
 def _read_document(event: dict[str, Any], origin: Origin) -> Parsed:
@@ -204,13 +249,13 @@ def _correlation_id(event: dict[str, Any], kind: EventKind, context: LambdaConte
     records = event.get("Records")
     first = records[0] if isinstance(records, list) and records and isinstance(records[0], dict) else {}
     if kind is EventKind.SQS and isinstance(first.get("messageId"), str):
-        return str(first["messageId"])
+        return str(first["messageId"])[:CORRELATION_ID_MAX]
     if kind is EventKind.S3:
         s3 = first.get("s3")
         s3_object = s3.get("object") if isinstance(s3, dict) else None
         key = s3_object.get("key") if isinstance(s3_object, dict) else None
         if isinstance(key, str):
-            return key
+            return key[:CORRELATION_ID_MAX]
     return str(getattr(context, "aws_request_id", "") or "local")
 
 

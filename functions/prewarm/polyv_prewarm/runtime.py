@@ -70,7 +70,11 @@ def build_runtime(
         read_timeout=settings.polyv_read_timeout,
     )
     polyv = PolyvClient(
-        settings.api_url, credentials, policy=policy, now_ms=lambda: int(clock().timestamp() * 1000)
+        settings.api_url,
+        credentials,
+        policy=policy,
+        proxy_url=settings.polyv_proxy_url,
+        now_ms=lambda: int(clock().timestamp() * 1000),
     )
     dynamodb = session.client("dynamodb", config=DYNAMODB_CONFIG)  # one client for the ledger and the backlog
     ledger = DynamoDayLedger(
@@ -88,6 +92,7 @@ def build_runtime(
         manual_reserve=settings.manual_reserve,
         backlog_max_age=timedelta(days=settings.backlog_max_age_days),
         drain_newest_first=settings.drain_newest_first,
+        bisection_calls=settings.bisection_calls,
         # one more call needs room for its attempts, each bounded by the connect + read timeouts
         backoff=policy.backoff,
         min_time_per_call_ms=int(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -73,13 +74,19 @@ def _never_sent(exc: requests.RequestException) -> bool:
     return False
 
 
-def build_session(policy: RetryPolicy) -> requests.Session:
-    """A session whose urllib3 ``Retry`` handles connection failures only.
+def build_session(policy: RetryPolicy, *, proxy_url: str | None = None) -> requests.Session:
+    """A session whose urllib3 ``Retry`` handles connection failures only, that trusts nothing
+    from its environment, and follows no redirect.
 
     Connect errors happen before the request is sent, so re-sending the same signed body a
     moment later is safe. Everything after sending (5xx, bad bodies, ``ptime is too old``)
     is retried by :meth:`PolyvClient.push` itself, because every attempt that reaches Polyv
     needs a fresh ``ptime`` and therefore a fresh signature, which ``Retry`` cannot produce.
+
+    ``trust_env = False``: no ``HTTPS_PROXY``, ``REQUESTS_CA_BUNDLE`` or ``~/.netrc`` from the
+    machine decides where the signed form goes or whom to trust; a proxy is used only when
+    ``proxy_url`` (POLYV_PROXY_URL) names one. Redirects: ``Retry(redirect=0)`` configures urllib3
+    only, so every call also passes ``allow_redirects=False`` to requests (see :meth:`PolyvClient._post`).
     """
     retry = Retry(
         total=policy.connect_retries,
@@ -92,9 +99,16 @@ def build_session(policy: RetryPolicy) -> requests.Session:
         raise_on_status=False,
     )
     session = requests.Session()
+    session.trust_env = False
+    if proxy_url:
+        session.proxies = {"https": proxy_url, "http": proxy_url}
     session.mount("https://", HTTPAdapter(max_retries=retry))
     session.mount("http://", HTTPAdapter(max_retries=retry))
     return session
+
+
+#: Polyv's answers are a few hundred bytes; a bigger one is not Polyv's JSON, and is not read on.
+MAX_ANSWER_BYTES = 64 * 1024
 
 
 class PolyvClient:
@@ -107,21 +121,28 @@ class PolyvClient:
         *,
         policy: RetryPolicy | None = None,
         session: requests.Session | None = None,
+        proxy_url: str | None = None,
         now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._url = api_url
         self._credentials = credentials
         self._policy = policy or RetryPolicy()
-        self._session = session or build_session(self._policy)
+        self._session = session or build_session(self._policy, proxy_url=proxy_url)
         self._now_ms = now_ms
         self._sleep = sleep
 
     def userid(self) -> str:
         return self._credentials.get().userid
 
-    @tracer.capture_method(capture_response=False)
     def push(self, files: Sequence[FileRef]) -> str:
+        """One call, traced as a subsegment. Not ``tracer.capture_method``: that logs a traceback
+        at ERROR for every exception, and a refused call (``illeagal vid``) is an answer, not an
+        error: a bisection would log dozens of them."""
+        with tracer.provider.in_subsegment(name="## PolyvClient.push"):
+            return self._push(files)
+
+    def _push(self, files: Sequence[FileRef]) -> str:
         if not 1 <= len(files) <= MAX_FILES_PER_CALL:
             raise ValueError(f"a call carries 1..{MAX_FILES_PER_CALL} files, not {len(files)}")
         policy = self._policy
@@ -166,9 +187,7 @@ class PolyvClient:
         )
         started = time.perf_counter()
         try:
-            response = self._session.post(
-                self._url, data=form, timeout=(self._policy.connect_timeout, self._policy.read_timeout)
-            )
+            status, body = self._post(form)
         except requests.RequestException as exc:
             _count_error(type(exc).__name__)
             if not _never_sent(exc):
@@ -178,9 +197,29 @@ class PolyvClient:
                 ) from None
             logger.warning("Polyv unreachable", extra={"attempt": attempt, "error": type(exc).__name__})
             return _Attempt.transient(f"cannot connect to Polyv: {type(exc).__name__}")
-        answer = _json_answer(response)
-        _observe(response, answer, files, attempt, latency_ms=(time.perf_counter() - started) * 1000)
-        return _interpret(response.status_code, answer, len(files))
+        answer = _json_answer(body)
+        _observe(status, answer, files, attempt, latency_ms=(time.perf_counter() - started) * 1000)
+        return _interpret(status, answer, len(files))
+
+    def _post(self, form: dict[str, str]) -> tuple[int, bytes | None]:
+        """POST the signed form; the answer's status and body (None: over MAX_ANSWER_BYTES, not
+        read on). No redirect is followed: a 3xx is an answer like any other (its meaning is
+        unknown, see :func:`_interpret`), so the signed form never goes anywhere but ``api_url``."""
+        response = self._session.post(
+            self._url,
+            data=form,
+            timeout=(self._policy.connect_timeout, self._policy.read_timeout),
+            allow_redirects=False,
+            stream=True,
+        )
+        with response:
+            size, chunks = 0, []
+            for chunk in response.iter_content(chunk_size=16 * 1024):
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    return response.status_code, None
+                chunks.append(chunk)
+            return response.status_code, b"".join(chunks)
 
 
 class _Again(Enum):
@@ -203,7 +242,7 @@ class _Attempt(NamedTuple):
 
 
 def _observe(
-    response: requests.Response,
+    status: int,
     answer: dict[str, Any] | None,
     files: Sequence[FileRef],
     attempt: int,
@@ -215,12 +254,12 @@ def _observe(
         metrics.add_metric(name="PolyvLatency", unit=MetricUnit.Milliseconds, value=round(latency_ms, 1))
     message = str(answer.get("message", "")) if answer else None
     if message != "success":
-        _count_error(message or f"HTTP {response.status_code}")
+        _count_error(message or f"HTTP {status}")
     logger.debug(
         "Polyv answered",
         extra={
             "attempt": attempt,
-            "http_status": response.status_code,
+            "http_status": status,
             "files": len(files),
             "latency_ms": round(latency_ms, 1),
             "polyv_message": message,
@@ -230,6 +269,11 @@ def _observe(
 
 def _interpret(status: int, answer: dict[str, Any] | None, files: int) -> _Attempt:
     """Polyv's answer to one attempt (see shared/polyv-api.md); raises the answers that end the call."""
+    if 300 <= status < 400:
+        # Polyv's API does not redirect; whatever answered so is not Polyv accepting the call.
+        # Not followed (the signed form goes nowhere else) and in doubt: it may stand for anything.
+        logger.warning("Polyv's URL answered a redirect: not followed", extra={"http_status": status})
+        raise PolyvUnavailable(f"Polyv answered a redirect (HTTP {status}): not followed", ambiguous=True)
     if answer is None:
         if status in NOT_PROCESSED:
             return _Attempt.transient(f"Polyv answered HTTP {status}")
@@ -265,14 +309,17 @@ def _interpret(status: int, answer: dict[str, Any] | None, files: int) -> _Attem
 _AGAIN = {PTIME_TOO_OLD: _Again.RETIME, SIGN_NOT_RIGHT: _Again.RESIGN}
 
 
-def _json_answer(response: requests.Response) -> dict[str, Any] | None:
+def _json_answer(body: bytes | None) -> dict[str, Any] | None:
+    """Polyv's JSON envelope, or None for anything else (HTML, a truncated or oversized body)."""
+    if body is None:
+        return None
     try:
-        body = response.json()
-    except ValueError:
+        answer = json.loads(body)
+    except (ValueError, RecursionError):
         return None
-    if not isinstance(body, dict) or "code" not in body:
+    if not isinstance(answer, dict) or "code" not in answer:
         return None
-    return body
+    return answer
 
 
 #: HTTP statuses that say the request was not processed (rate limit, gateway, unavailable): safe to

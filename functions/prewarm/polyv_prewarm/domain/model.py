@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from .preview import shown
+
 #: Polyv bitrate indexes: 1 流畅 (smooth), 2 高清 (high), 3 超清 (super).
 BR_INDEXES: tuple[int, ...] = (1, 2, 3)
 
@@ -93,9 +95,9 @@ class FileResult(NamedTuple):
     call: int | None = None  # 1-based index of the Polyv call that carried it
 
     def to_summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "vid": self.file.vid if self.file else self.request.vid,
-            "brIndex": self.file.br_index if self.file else self.request.br_index,
+        out: dict[str, Any] = {  # an invalid request's values as the event had them, cut short
+            "vid": self.file.vid if self.file else shown(self.request.vid),
+            "brIndex": self.file.br_index if self.file else shown(self.request.br_index),
             "fate": self.fate.value,
         }
         if self.reason is not None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from .model import BR_INDEXES, Fate, FileRef, FileRequest, FileResult
+from .preview import preview
 
 #: Polyv accepts at most this many files per call.
 MAX_FILES_PER_CALL = 100
@@ -37,7 +38,8 @@ def validate_br_index(br_index: object) -> int:
     if isinstance(br_index, str) and br_index.strip() in ("1", "2", "3"):
         br_index = int(br_index.strip())
     if not isinstance(br_index, int) or br_index not in BR_INDEXES:
-        raise InvalidFile(f"brIndex must be 1, 2 or 3, got {br_index!r}"[:120])
+        got = repr(br_index[:40]) if isinstance(br_index, str) else preview(br_index, 40)
+        raise InvalidFile(f"brIndex must be 1, 2 or 3, got {got}")
     return br_index
 
 

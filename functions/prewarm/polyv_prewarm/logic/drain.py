@@ -54,7 +54,12 @@ class BacklogDrain:
         service = self._service
         report = Report()
         self._expire(report)
-        run = Run(report, service.limit - service.reserve, time_left_ms)
+        run = Run(
+            report,
+            service.limit - service.reserve,
+            time_left_ms,
+            bisection_calls_left=service.bisection_calls[1],
+        )
         cursor: DeferredFile | None = None
         while run.stopped is None:
             batch = self._next_slice(run, slice_size, cursor)
@@ -90,6 +95,9 @@ class BacklogDrain:
         run.forced = frozenset(d.file for d in batch if d.force)
         submitted = self._service.submit(wanted, run)
         run.report.results += [result(u, Fate.DEFERRED, STILL_DEFERRED_REASON) for u in submitted.deferred]
+        # refused in a call the bisection budget left unsplit: they stay, and count a failed drain
+        run.report.results += [result(u, Fate.DEFERRED, why) for u, why in submitted.unisolated]
+        submitted.refused.update({u.file: why for u, why in submitted.unisolated})
         done = [r.file for r in run.report.results[first:] if r.file and r.fate in DONE]
         self._update_backlog(done, submitted, {d.file: d for d in batch})
         return not submitted.deferred

@@ -1,7 +1,8 @@
 """One claimed chunk's Polyv calls, and what became of each of its files: a :class:`ChunkOutcome`.
 
 * When Polyv refuses a call because of some files, the sender isolates them by bisection: one bad
-  file among n costs at most about 2*log2(n) extra calls.
+  file among n costs at most about 2*log2(n) extra calls, and a chunk and an invocation have a
+  budget of such calls (what it leaves unsplit is deferred, never sent unaccounted or lost).
 * When a call's outcome is unknown (Polyv may have accepted it), it re-sends the call only after
   its budget counted the files again: the counter may over-count, never under-count.
 * Before every call it asks its budget for the time: bisection and re-sends obey the deadline.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import NamedTuple, Protocol
 
 from aws_lambda_powertools import Logger
@@ -37,6 +39,16 @@ logger = Logger(service=SERVICE, child=True)
 OUT_OF_TIME = "too little time left in this invocation for another call"
 INTERRUPTED = "the invocation stopped before the calls ended"
 
+#: Extra calls a chunk may spend isolating the files Polyv refused it for. One bad file among 100
+#: takes at most 2*ceil(log2(100)) = 14; two more calls let a second one be found in most chunks.
+BISECTION_CALLS_PER_CHUNK = 16
+#: ...and an invocation over all its chunks: what a producer's batch of unknown vids can cost
+#: beyond one call per 100 files. The files left unisolated when a budget is spent were not
+#: taken (not counted): they go to the backlog, whose drains try them again with budgets of
+#: their own and park a file after a few failed drains.
+BISECTION_CALLS_PER_RUN = 48
+NOT_ISOLATED = "in a call Polyv refused ({message}), not isolated within the bisection budget"
+
 
 class CallBudget(Protocol):
     """What a chunk's calls may spend beyond the claim: time, and quota to re-send."""
@@ -46,6 +58,10 @@ class CallBudget(Protocol):
     def count_again(self, files: int, resend: int) -> bool:
         """Back off before re-send number ``resend``, then count ``files`` more on the day's
         counter; False when the day has no room for them."""
+        ...
+
+    def take_bisection_call(self) -> bool:
+        """One more call to isolate refused files, from the invocation's budget; False when spent."""
         ...
 
 
@@ -74,6 +90,8 @@ class ChunkRecord:
     results: list[FileResult]  # one per granted file, except the unsent files of a spent day
     calls: list[CallRecord]  # the accepted calls, in order
     unsent: list[RequestedFile]  # certainly not sent (handed back, or deferred when the day is spent)
+    # in a refused call the bisection budget left unsplit: not sent, and why (the caller defers them)
+    unisolated: list[tuple[RequestedFile, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -86,6 +104,7 @@ class ChunkOutcome:
     answered_day: dict[FileRef, str] = field(default_factory=dict)  # quota day of Polyv's answer
     rejected: dict[FileRef, str] = field(default_factory=dict)  # file -> Polyv's reason
     refused_for_now: set[FileRef] = field(default_factory=set)  # a bitrate that may exist later
+    unisolated: dict[FileRef, str] = field(default_factory=dict)  # refused call left unsplit: why
     in_doubt: set[FileRef] = field(default_factory=set)  # in a call whose outcome is unknown
     in_flight: list[FileRef] = field(default_factory=list)  # in a call that has not answered
     unknown_outcomes: int = 0  # file-attempts that may have been accepted
@@ -129,6 +148,10 @@ class ChunkOutcome:
             if file in self.refused_for_now:
                 settlement.retry_after_ms[file] = retry_after_ms
             return FileResult(request, Fate.REJECTED, file=file, reason=self.rejected[file])
+        if file in self.unisolated:  # not taken: not counted, claimable again; the caller defers it
+            settlement.handed_back[file] = self.unisolated[file]
+            record.unisolated.append((requested, self.unisolated[file]))
+            return None
         if file in self.in_doubt:
             settlement.in_doubt.add(file)
             return FileResult(request, Fate.HANDED_BACK, file=file, reason=leftover)
@@ -148,12 +171,19 @@ class ChunkSender:
     """Sends one chunk's granted files, filling in its :class:`ChunkOutcome` as answers come."""
 
     def __init__(
-        self, polyv: PolyvGateway, budget: CallBudget, *, today: Callable[[], str], resends: int
+        self,
+        polyv: PolyvGateway,
+        budget: CallBudget,
+        *,
+        today: Callable[[], str],
+        resends: int,
+        bisection_calls: int = BISECTION_CALLS_PER_CHUNK,
     ) -> None:
         self._polyv = polyv
         self._budget = budget
         self._today = today
         self._resends = resends
+        self._bisection_calls = bisection_calls
 
     def send(self, outcome: ChunkOutcome) -> None:
         """Send ``outcome.granted``; sets ``outcome.stop`` to why the calls ended early, or None.
@@ -231,24 +261,79 @@ class ChunkSender:
     def _isolate(
         self, group: Sequence[RequestedFile], refusal: PolyvFilesRefused, outcome: ChunkOutcome
     ) -> None:
-        """``group`` is known to be refused with ``refusal``: find its bad files."""
+        """``group`` is known to be refused with ``refusal``: find its bad files, within the
+        chunk's and the invocation's bisection budgets (what they leave unsplit is deferred).
+
+        Each step tries all the parts of a split (:func:`parts_of`: a few messages apart, or two
+        halves) before it takes any refused part further apart, so that a good message of the
+        batch is sent before a bad one's files spend the budget; within one message it goes
+        depth first, so that every invocation records some files for good before its deadline."""
         if len(group) == 1:
-            file = group[0].file
-            outcome.rejected[file] = refusal.polyv_message
-            outcome.in_doubt.discard(file)
-            if refusal.for_now:
-                outcome.refused_for_now.add(file)
+            self._refused(group, outcome, refusal.polyv_message, for_now=refusal.for_now)
             return
-        half = len(group) // 2
-        left, right = group[:half], group[half:]
-        left_refusal = self._try(left, outcome)
-        if left_refusal is None:
-            self._isolate(right, refusal, outcome)  # left is clean, so right alone caused the refusal
-            return
-        self._isolate(left, left_refusal, outcome)
-        right_refusal = self._try(right, outcome)
-        if right_refusal is not None:
-            self._isolate(right, right_refusal, outcome)
+        parts = parts_of(group)
+        refused: list[tuple[Sequence[RequestedFile], PolyvFilesRefused]] = []
+        for i, part in enumerate(parts):
+            if i == len(parts) - 1 and not refused:
+                refused.append((part, refusal))  # the others are clean: this one caused the refusal
+            elif not self._may_bisect():
+                for rest in parts[i:]:
+                    self._unisolated(rest, refusal, outcome)
+                break
+            elif (part_refusal := self._try(part, outcome)) is not None:
+                refused.append((part, part_refusal))
+        for part, part_refusal in refused:
+            self._isolate(part, part_refusal, outcome)
+
+    def _may_bisect(self) -> bool:
+        """Whether one more bisection call fits the chunk's budget and the invocation's."""
+        if self._bisection_calls <= 0 or not self._budget.take_bisection_call():
+            return False
+        self._bisection_calls -= 1
+        return True
+
+    @staticmethod
+    def _refused(
+        group: Sequence[RequestedFile], outcome: ChunkOutcome, reason: str, *, for_now: bool
+    ) -> None:
+        """Files Polyv refused: not counted. Those ``for_now`` may be asked again later the same
+        day (or at once by a request naming them)."""
+        for requested in group:
+            outcome.rejected[requested.file] = reason
+            outcome.in_doubt.discard(requested.file)
+            if for_now:
+                outcome.refused_for_now.add(requested.file)
+
+    def _unisolated(
+        self, group: Sequence[RequestedFile], refusal: PolyvFilesRefused, outcome: ChunkOutcome
+    ) -> None:
+        """A refused group the bisection budget leaves unsplit: some of it may be good. Polyv
+        took none of it (a refusal is all-or-nothing): the owner defers it to the backlog."""
+        reason = NOT_ISOLATED.format(message=refusal.polyv_message)
+        for requested in group:
+            outcome.unisolated[requested.file] = reason
+            outcome.in_doubt.discard(requested.file)  # a later answer says more than an unknown one
+        logger.warning(
+            "bisection budget spent: files of a refused call left unisolated, deferred",
+            extra={"files": len(group), "polyv_message": refusal.polyv_message},
+        )
+
+
+#: A refused group of this many messages at most is split into its messages at once.
+MESSAGE_SPLIT = 8
+
+
+def parts_of(group: Sequence[RequestedFile]) -> list[Sequence[RequestedFile]]:
+    """How bisection splits a refused group: into its messages when it holds a few (files of one
+    message are contiguous in a plan), else in two at the message boundary nearest its middle, or
+    at its middle. A producer's bad message is told apart from its batch's good ones first."""
+    runs = [i for i in range(1, len(group)) if group[i].request.origin != group[i - 1].request.origin]
+    if 1 <= len(runs) < MESSAGE_SPLIT:
+        cuts = [0, *runs, len(group)]
+        return [group[a:b] for a, b in pairwise(cuts)]
+    middle = len(group) // 2
+    cut = min(runs, key=lambda i: (abs(i - middle), i)) if runs else middle
+    return [group[:cut], group[cut:]]
 
 
 class _OutOfTime(Exception):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -43,7 +44,13 @@ from ..domain.model import (
 from ..domain.plan import RequestedFile, build_plan, chunk
 from ..domain.ports import Backlog, ClaimResult, DayLedger, PolyvGateway, Settlement, StoreUnavailable
 from ..domain.quotaday import quota_day
-from .sender import OUT_OF_TIME, ChunkOutcome, ChunkSender
+from .sender import (
+    BISECTION_CALLS_PER_CHUNK,
+    BISECTION_CALLS_PER_RUN,
+    OUT_OF_TIME,
+    ChunkOutcome,
+    ChunkSender,
+)
 
 logger = Logger(service=SERVICE, child=True)
 
@@ -74,6 +81,7 @@ class Run:
     time_left_ms: TimeLeft = None
     forced: Collection[FileRef] = frozenset()
     stopped: str | None = None  # no further Polyv call in this run, and why
+    bisection_calls_left: int = BISECTION_CALLS_PER_RUN  # to isolate refused files, all chunks
 
     def stop(self, reason: str) -> None:
         self.stopped = self.report.stopped_because = reason
@@ -85,6 +93,8 @@ class Submitted:
 
     deferred: list[RequestedFile] = field(default_factory=list)  # no quota left today
     refused: dict[FileRef, str] = field(default_factory=dict)  # Polyv's unknown errors, per file
+    # in a refused call left unsplit by the bisection budget, and why: not sent, not counted
+    unisolated: list[tuple[RequestedFile, str]] = field(default_factory=list)
 
 
 class PrewarmService:
@@ -106,6 +116,7 @@ class PrewarmService:
         manual_reserve: int = 0,
         backlog_max_age: timedelta = timedelta(days=7),
         drain_newest_first: bool = False,
+        bisection_calls: tuple[int, int] = (BISECTION_CALLS_PER_CHUNK, BISECTION_CALLS_PER_RUN),
     ) -> None:
         """Only the ports are required; the rest is configuration with a default per parameter
         (``runtime.build_runtime`` passes the deployed values), so this stays one flat list."""
@@ -124,6 +135,7 @@ class PrewarmService:
         self.reserve = manual_reserve
         self.backlog_max_age = backlog_max_age
         self.drain_newest_first = drain_newest_first
+        self.bisection_calls = bisection_calls  # extra calls to isolate refused files: (chunk, run)
 
     def today(self) -> str:
         return quota_day(self.clock(), self.timezone)
@@ -150,9 +162,11 @@ class PrewarmService:
             self._dry_run(plan.unique, report, force=force, limit=limit)
         else:
             forced = frozenset(u.file for u in plan.unique) if force else frozenset()
-            run = Run(report, limit, time_left_ms, forced)
+            run = Run(report, limit, time_left_ms, forced, bisection_calls_left=self.bisection_calls[1])
             submitted = self.submit(plan.unique, run)
             self._defer(submitted.deferred, run)
+            for reason, files in _by_reason(submitted.unisolated).items():
+                self._defer(files, run, reason=f"{reason}: deferred to the backlog's drain")
         self.finish(report, "prewarm finished")
         return report
 
@@ -171,7 +185,8 @@ class PrewarmService:
 
     def submit(self, files: Sequence[RequestedFile], run: Run) -> Submitted:
         """Claim, send and record ``files`` chunk by chunk; every file gets exactly one result in
-        ``run.report``, except those that find no quota (returned for the caller to place)."""
+        ``run.report``, except those that find no quota and those a refused call left unisolated
+        (both returned, not sent and not counted, for the caller to place)."""
         submitted = Submitted()
         quota_left = True
         for group in chunk(files):
@@ -200,10 +215,14 @@ class PrewarmService:
         if outcome.granted:
             try:
                 ChunkSender(
-                    self.polyv, _Budget(self, day, run), today=self.today, resends=self._ambiguous_retries
+                    self.polyv,
+                    _Budget(self, day, run),
+                    today=self.today,
+                    resends=self._ambiguous_retries,
+                    bisection_calls=self.bisection_calls[0],
                 ).send(outcome)
             finally:  # on every exit, KeyboardInterrupt included; a killed process leaves the lease
-                unsent = self._record(day, outcome, lease, run)
+                unsent = self._record(day, outcome, lease, run, submitted)
             if outcome.bug is not None:
                 raise outcome.bug  # fail the invocation loudly: a defect, not a data or service error
             if outcome.stop is not None:
@@ -236,14 +255,18 @@ class PrewarmService:
             run.report.results.append(unclaimable(by_file[file], entry, now))
         return claimed
 
-    def _record(self, day: str, outcome: ChunkOutcome, lease: Lease, run: Run) -> list[RequestedFile]:
-        """Write the chunk's record and report its files; returns the files certainly not sent."""
+    def _record(
+        self, day: str, outcome: ChunkOutcome, lease: Lease, run: Run, submitted: Submitted
+    ) -> list[RequestedFile]:
+        """Write the chunk's record and report its files; returns the files certainly not sent.
+        Files refused but not isolated go to ``submitted.refused`` (a drain keeps them)."""
         retry_after_ms = epoch_ms(self.clock() + BITRATE_RETRY_AFTER)
         record = outcome.close(len(run.report.calls) + 1, retry_after_ms=retry_after_ms)
         self._settle_persistently(day, record.settlement, lease, run.time_left_ms)
         self._carry_over_late_answers(day, outcome)
         run.report.calls += record.calls
         run.report.results += record.results
+        submitted.unisolated += record.unisolated
         return record.unsent
 
     def _after_stop(
@@ -336,7 +359,7 @@ class PrewarmService:
         for call_no, group in enumerate(chunk(to_send), 1):
             report.results += [FileResult(u.request, Fate.PLANNED, file=u.file, call=call_no) for u in group]
 
-    def _defer(self, requested: Sequence[RequestedFile], run: Run) -> None:
+    def _defer(self, requested: Sequence[RequestedFile], run: Run, *, reason: str = DEFERRED_REASON) -> None:
         """Store files that found no quota today, except those that turn out to be handled today
         already (duplicate) or held by another invocation (handed back): each gets one fate."""
         if not requested:
@@ -358,7 +381,7 @@ class PrewarmService:
             self._hand_back(waiting, "backlog unavailable", run.report)
             return
         logger.info("deferred to the next quota day", extra={"files": len(waiting), "new_in_backlog": stored})
-        run.report.results += [result(u, Fate.DEFERRED, DEFERRED_REASON) for u in waiting]
+        run.report.results += [result(u, Fate.DEFERRED, reason) for u in waiting]
 
     def _not_handled_today(self, requested: Sequence[RequestedFile], report: Report) -> list[RequestedFile]:
         if not requested:
@@ -428,16 +451,8 @@ class PrewarmService:
             report.quota = self._usage(day)
         except StoreUnavailable:
             logger.warning("ledger unreadable: summary has no quota figures")
-        for rejected in (r for r in report.results if r.fate is Fate.REJECTED):
-            logger.warning(
-                "file rejected",
-                extra={
-                    "vid": str(rejected.request.vid)[:64],
-                    "brIndex": str(rejected.request.br_index)[:8],
-                    "reason": rejected.reason,
-                    **rejected.request.origin.log_keys(),
-                },
-            )
+        for fate, what in ((Fate.REJECTED, "files rejected"), (Fate.DUPLICATE, "duplicate files")):
+            _log_tally(what, [r for r in report.results if r.fate is fate])
         logger.info(
             message,
             extra={
@@ -465,6 +480,40 @@ class _Budget:
     def count_again(self, files: int, resend: int) -> bool:
         self._service._sleep(self._service._backoff(resend))
         return self._service.ledger.reserve_extra(self._day, files, self._run.limit)
+
+    def take_bisection_call(self) -> bool:
+        if self._run.bisection_calls_left <= 0:
+            return False
+        self._run.bisection_calls_left -= 1
+        return True
+
+
+#: What one aggregated log line names: its most common reasons, and a few files as examples.
+TALLY_REASONS, TALLY_EXAMPLES = 10, 5
+
+
+def _log_tally(message: str, results: Sequence[FileResult]) -> None:
+    """One line for a whole fate (an invocation may reject or skip thousands of files): how many,
+    by reason, and a few files. Each value is cut short (an invalid vid is shown as sent)."""
+    if not results:
+        return
+    by_reason = Counter(r.reason or "" for r in results).most_common(TALLY_REASONS)
+    log = logger.warning if results[0].fate is Fate.REJECTED else logger.info
+    log(
+        message,
+        extra={
+            "count": len(results),
+            "by_reason": dict(by_reason),
+            "examples": [r.to_summary() for r in results[:TALLY_EXAMPLES]],
+        },
+    )
+
+
+def _by_reason(files: Sequence[tuple[RequestedFile, str]]) -> dict[str, list[RequestedFile]]:
+    grouped: dict[str, list[RequestedFile]] = {}
+    for requested, reason in files:
+        grouped.setdefault(reason, []).append(requested)
+    return grouped
 
 
 def result(requested: RequestedFile, fate: Fate, reason: str) -> FileResult:
