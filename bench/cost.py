@@ -20,7 +20,12 @@ DYNAMODB_WRITE_UNIT = 0.625 / 1e6  # on-demand write request unit
 DYNAMODB_READ_UNIT = 0.125 / 1e6
 SQS_REQUEST = 0.40 / 1e6
 SECRET_MONTH = 0.40
-OBSERVABILITY_MONTH = 9.50  # ~20 custom metrics, the dashboard, five alarms (README)
+# 25 custom metrics ($0.30 each), the dashboard ($3), seven alarms of eight metrics ($0.10 each),
+# and the alarm topic's KMS key ($1: CloudWatch cannot publish under the AWS managed key)
+OBSERVABILITY_MONTH = 25 * 0.30 + 3.00 + 8 * 0.10 + 1.00
+HTTP_API_REQUEST = 1.00 / 1e6
+CALLBACKS_PER_VIDEO = 5  # upload, an encode per definition (3), TranscodeComplete
+CALLBACK_SECONDS = 0.03  # modelled: a cached secret, one SQS send (10 ms) and the MD5s
 MEMORY_GB = 0.25  # template.yaml MemorySize: 256
 
 
@@ -72,6 +77,10 @@ class Traffic:
             "DynamoDB": 30 * self.files_per_day / 100 * self.write_units_per_100_files * DYNAMODB_WRITE_UNIT
             + invocations * self.reads_per_invocation * DYNAMODB_READ_UNIT,
             "SQS": 3 * messages * SQS_REQUEST,  # send, receive, delete
+            # an account on Polyv's callbacks: the HTTP API and the callback function per notification
+            "callbacks": messages
+            * CALLBACKS_PER_VIDEO
+            * (HTTP_API_REQUEST + LAMBDA_REQUEST + CALLBACK_SECONDS * MEMORY_GB * LAMBDA_GB_SECOND),
             "Secrets Manager": SECRET_MONTH,
             "observability": OBSERVABILITY_MONTH,
         }

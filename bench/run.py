@@ -474,9 +474,9 @@ class Bench:
             )
         lines += [
             "",
-            "| a month (30 days) | traffic shape | Lambda | DynamoDB | SQS | Secrets Manager | "
+            "| a month (30 days) | traffic shape | Lambda | DynamoDB | SQS | callbacks | Secrets Manager | "
             "observability | total |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for per_day in (2_000, 20_000):
             for shape, run in shapes.items():

@@ -4,7 +4,9 @@ Starts moto's server and the Polyv simulator, creates the template's resources, 
 and a catalogue of videos, runs every file in events/ through the Lambda handler, and prints
 what happened to each event: files by fate, Polyv calls with their taskIds, and the quota.
 The daily limit is small (12 files by default) so the demo also shows files being deferred;
-then the clock moves to the next quota day and the scheduled drain submits them.
+then the clock moves to the next quota day and the scheduled drain submits them. Last, Polyv's own
+callbacks: an upload the simulator transcodes, its signed notifications to the callback endpoint
+on loopback, the queue, the prewarm function; and one forged callback, refused.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from zoneinfo import ZoneInfo
 from polyv_prewarm.events import EventKind, QuotaAction, StatusAction, classify, parse_action
 from polyv_prewarm.lambda_context import LocalLambdaContext
 
+from .local_event_source import LocalEventSource
+from .local_http_api import LocalHttpApi
+from .polyv_simulator import callback, deliver
 from .stack import ROOT, USERID, DevStack
 
 EVENTS = ROOT / "events"
@@ -157,7 +162,8 @@ def show_faults(stack: DevStack, app: Any) -> None:
     assert stack.aws_faults is not None
     from polyv_prewarm import runtime
 
-    print("\n── faults (the ledger between the happy-path steps)")
+    stack.day_offset += 1  # a quota day of their own: the days before are spent
+    print(f"\n── faults (the ledger between the happy-path steps), on the quota day {stack.polyv.today()}")
     for vid in FAULT_VIDS:
         stack.polyv.add_video(vid, (1,))
     scenarios = [
@@ -201,6 +207,54 @@ def show_faults(stack: DevStack, app: Any) -> None:
     again = app.lambda_handler({"vids": [FAULT_VIDS[3]], "brIndexes": [1]}, LocalLambdaContext())
     _show_file(stack, "...and redelivered after the visibility timeout", again, used_before)
     stack.aws_faults.clear()
+
+
+CALLBACK_VID = f"{USERID}c0ffee0000111122223333_e"  # uploaded to Polyv during the demo
+
+
+def show_callbacks(stack: DevStack, app: Any, buffer: io.StringIO, *, verbose: bool) -> None:
+    """Polyv's own callbacks, end to end: an upload Polyv transcodes (two definitions, a third
+    failed), its signed notifications to the endpoint, the queue, the prewarm function, Polyv; and
+    one forged callback, refused."""
+    assert stack.polyv is not None
+    callback_app = importlib.import_module("callback_app")  # the endpoint's Lambda entry
+    api = LocalHttpApi(callback_app.lambda_handler).start()
+    source = LocalEventSource(stack.client("sqs"), stack.queues["PrewarmQueue"], app.lambda_handler)
+    try:
+        print(f"\n── Polyv's callbacks, to the endpoint on {api.url} (in AWS: the PolyvCallbackUrl output)")
+        print(f"   an upload of {CALLBACK_VID}; Polyv transcodes 流畅 (1) and 高清 (2), 超清 (3) fails")
+        before = len(stack.polyv.tasks())
+        sent = stack.polyv.transcode(stack.userid, CALLBACK_VID, (1, 2), failed=(3,), callback_url=api.url)
+        forged = callback("encode", CALLBACK_VID, "not-the-secretkey", format="mp4", df=3)
+        sent.append(
+            (forged._replace(kind="encode, forged (signed with a wrong secretkey)"), deliver(api.url, forged))
+        )
+        # the endpoint and the prewarm function log through one Powertools logger (one service)
+        answers = [
+            r for r in _logs(buffer, verbose) if str(r.get("message", "")).startswith("Polyv callback")
+        ]
+        for (notification, status), record in zip(sent, answers, strict=True):
+            print(f"   Polyv -> {notification.method} {notification.kind}: HTTP {status}, {record['reason']}")
+        for delivery in source.drain():
+            summaries = [r["summary"] for r in _logs(buffer, verbose) if "summary" in r]
+            counts = ", ".join(f"{n} {fate}" for s in summaries for fate, n in s["counts"].items())
+            print(
+                f"   the queue delivered {delivery.messages} message(s) to the prewarm function: "
+                f"{counts}; handed back: {delivery.failed or 'none'}"
+            )
+        for task in stack.polyv.tasks()[before:]:
+            brs = sorted(br for _, br in task.files)
+            print(f"   Polyv call: {len(task.files)} files, brIndex {brs} -> taskId {task.task_id}")
+    finally:
+        api.stop()
+
+
+def _logs(buffer: io.StringIO, verbose: bool) -> list[dict[str, Any]]:
+    records = log_records(buffer)
+    if verbose:
+        for record in records:
+            print("   " + json.dumps(record, ensure_ascii=False))
+    return records
 
 
 def _request(vid: str) -> Any:
@@ -290,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"Quota day {day}: DynamoDB counter {stack.quota_used(day)}, "
                 f"Polyv counted {stack.polyv.used(stack.userid, day)}, limit {stack.daily_limit}"
             )
+        show_callbacks(stack, app, buffer, verbose=args.verbose)
+        print()
         tasks = stack.polyv.tasks()
         files = [f for t in tasks for f in t.files]
         print(

@@ -25,14 +25,16 @@ import hashlib
 import json
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, NamedTuple
+from urllib.parse import parse_qs, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from .loopback_http import LoopbackHandler
@@ -52,6 +54,73 @@ def expected_sign(params: dict[str, str], secretkey: str) -> str:
     """The signing rule, implemented independently of the product's own code on purpose."""
     plain = "&".join(f"{k}={params[k]}" for k in sorted(params) if k != "sign" and params[k] != "")
     return hashlib.sha1((plain + secretkey).encode("utf-8")).hexdigest().upper()
+
+
+def callback_sign(*parts: str) -> str:
+    """Polyv's callback sign: the lowercase MD5 hex of the parts joined, the secretkey last (its
+    own implementation, apart from the product's, like :func:`expected_sign`)."""
+    return hashlib.md5("".join(parts).encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+class Callback(NamedTuple):
+    """One notification Polyv sends to an account's callback URL."""
+
+    kind: str
+    method: str
+    query: str
+    body: bytes = b""
+
+    @property
+    def content_type(self) -> str:
+        return "application/json" if self.body else ""
+
+
+def callback(kind: str, vid: str, secretkey: str, **fields: Any) -> Callback:
+    """A notification signed as Polyv signs it (docs/polyv-api.md, "Polyv's callback notifications"):
+    ``encode``/``encode_failed`` (``format``, ``df``), ``TranscodeComplete`` (``videoInfos``),
+    ``upload``/``invalidVideo`` (``state``), ``pass``/``nopass``, ``DeleteMediaComplete``."""
+    if kind in ("encode", "encode_failed"):
+        fmt, df = str(fields.get("format", "mp4")), str(fields["df"])
+        sign = callback_sign(kind, fmt, vid, df, secretkey)
+        return Callback(
+            kind, "GET", urlencode({"type": kind, "format": fmt, "vid": vid, "df": df, "sign": sign})
+        )
+    if kind in ("upload", "invalidVideo"):
+        sign = callback_sign("upload", vid, secretkey)
+        query = {"type": kind, "vid": vid, "state": str(fields.get("state", "")), "sign": sign}
+        return Callback(kind, "GET", urlencode(query))
+    if kind in ("pass", "nopass"):
+        sign = callback_sign("manage", kind, vid, secretkey)
+        return Callback(kind, "GET", urlencode({"type": kind, "vid": vid, "sign": sign}))
+    if kind == "TranscodeComplete":
+        infos = fields.get("videoInfos", [])
+        status = "success" if any(i.get("status") == "success" for i in infos) else "fail"
+        body = {"eventType": kind, "status": status, "vid": vid, "videoInfos": infos}
+        sign = callback_sign(kind, vid, secretkey)
+        return Callback(kind, "POST", urlencode({"sign": sign}), json.dumps(body).encode())
+    if kind == "DeleteMediaComplete":
+        body = {"eventType": kind, "vids": vid, "operator": "simulator", "status": "success"}
+        return Callback(
+            kind, "POST", urlencode({"sign": callback_sign(kind, secretkey)}), json.dumps(body).encode()
+        )
+    raise ValueError(f"no such callback kind: {kind}")
+
+
+def deliver(url: str, notification: Callback, timeout: float = 30.0) -> int:
+    """Send one notification to a callback URL (loopback only); its HTTP status."""
+    if urlsplit(url).hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise ValueError("the simulator calls back loopback URLs only")
+    request = urllib.request.Request(
+        f"{url}?{notification.query}",
+        data=notification.body or None,
+        method=notification.method,
+        headers={"Content-Type": notification.content_type} if notification.body else {},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:  # loopback only (above)
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
 
 
 def error(message: str) -> tuple[int, dict[str, Any]]:
@@ -162,6 +231,32 @@ class PolyvSimulator:
             raise ValueError(f"fault kind must be one of {FAULT_KINDS}")
         with self._lock:
             self.state.faults.append(Fault(kind, count, **options))
+
+    def transcode(
+        self,
+        userid: str,
+        vid: str,
+        definitions: Iterable[int] = (1, 2, 3),
+        *,
+        failed: Iterable[int] = (),
+        callback_url: str,
+        fmt: str = "mp4",
+    ) -> list[tuple[Callback, int]]:
+        """An upload that Polyv transcodes: the video then has ``definitions`` (which it can
+        prewarm), and Polyv calls ``callback_url`` as it does: the upload, one ``encode`` per
+        definition done (``encode_failed`` per one that failed), then ``TranscodeComplete``, all
+        signed with the account's secretkey. Returns each notification with the answer's status."""
+        done, lost = list(definitions), list(failed)
+        self.add_video(vid, done)
+        with self._lock:
+            secretkey = self.state.accounts[userid].secretkey
+        sent = [callback("upload", vid, secretkey, state="simulator-upload")]
+        sent += [callback("encode", vid, secretkey, format=fmt, df=df) for df in done]
+        sent += [callback("encode_failed", vid, secretkey, format=fmt, df=df) for df in lost]
+        infos = [{"status": "success", "format": fmt, "df": df, "bitrate": 400 * df} for df in done]
+        infos += [{"status": "fail", "format": fmt, "df": df, "bitrate": 400 * df} for df in lost]
+        sent.append(callback("TranscodeComplete", vid, secretkey, videoInfos=infos))
+        return [(notification, deliver(callback_url, notification)) for notification in sent]
 
     def spend(self, userid: str, files: int, day: str | None = None) -> None:
         """Use ``files`` of the account's quota, as another client of the same account would."""

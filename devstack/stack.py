@@ -27,6 +27,7 @@ TEMPLATE = ROOT / "template.yaml"
 REGION = "us-east-1"
 USERID = "e6b23c6f51"  # the documented example account
 SECRET_NAME = "polyv-prewarm/local"
+STACK_NAME = "polyv-prewarm-local"  # what ${AWS::StackName} stands for in the local stack
 
 
 def journal_moto_transactions() -> None:
@@ -126,6 +127,39 @@ def template_resources(resource_type: str, template: Path = TEMPLATE) -> dict[st
     }
 
 
+def create_queues_from_template(client: Any, stack_name: str = STACK_NAME) -> dict[str, str]:
+    """Create the template's SQS queues (logical id -> queue URL) with their visibility timeout,
+    retention and redrive policy (``maxReceiveCount`` to the dead-letter queue), as CloudFormation
+    would, dead-letter queues first."""
+    queues = template_resources("AWS::SQS::Queue")
+    urls: dict[str, str] = {}
+    ordered = sorted(queues, key=lambda q: "RedrivePolicy" in queues[q])  # DLQs before their sources
+    for logical_id in ordered:
+        props = queues[logical_id]
+        name = _queue_name(props.get("QueueName"), stack_name) or f"{stack_name}-{logical_id}"
+        attributes: dict[str, str] = {
+            key: str(props[key]) for key in ("VisibilityTimeout", "MessageRetentionPeriod") if key in props
+        }
+        redrive = props.get("RedrivePolicy")
+        if redrive:
+            dlq = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+            dlq_arn = client.get_queue_attributes(QueueUrl=urls[dlq], AttributeNames=["QueueArn"])
+            attributes["RedrivePolicy"] = json.dumps(
+                {
+                    "deadLetterTargetArn": dlq_arn["Attributes"]["QueueArn"],
+                    "maxReceiveCount": int(redrive["maxReceiveCount"]),
+                }
+            )
+        urls[logical_id] = client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    return urls
+
+
+def _queue_name(value: Any, stack_name: str) -> str | None:
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        return str(value["Fn::Sub"]).replace("${AWS::StackName}", stack_name)
+    return value if isinstance(value, str) else None
+
+
 def create_table_from_template(client: Any, logical_id: str, props: dict[str, Any], name: str) -> None:
     """Create a DynamoDB table exactly as the template defines its keys, billing and TTL."""
     args: dict[str, Any] = {
@@ -157,6 +191,7 @@ class DevStack:
     aws_faults: AwsFaultProxy | None = None  # in front of moto: what the function talks to
     polyv: PolyvSimulator | None = None
     tables: dict[str, str] = field(default_factory=dict)  # logical id -> table name
+    queues: dict[str, str] = field(default_factory=dict)  # logical id -> queue URL
     day_offset: int = 0  # a controllable clock: how many days ahead of real time the stack lives
     seconds_offset: float = 0.0  # ...and how many seconds more (a redelivery after a visibility timeout)
 
@@ -222,6 +257,7 @@ class DevStack:
             "POLYV_CONNECT_TIMEOUT_SECONDS": "1",
             "POLYV_READ_TIMEOUT_SECONDS": "2",
             "MANUAL_RESERVE": "0",  # the local stack's limits are small; tests that need one set it
+            "PREWARM_QUEUE_URL": self.queues["PrewarmQueue"],  # the callback endpoint's
         }
 
     def _direct(self) -> dict[str, str]:
@@ -240,7 +276,9 @@ class DevStack:
         return boto3.resource(service, **self._direct())  # type: ignore[call-overload]
 
     def provision(self) -> None:
-        """Create the template's tables and the Polyv secret (a template parameter in AWS)."""
+        """Create the template's tables and queues, and the Polyv secret (a template parameter in
+        AWS)."""
+        self.queues = create_queues_from_template(self.client("sqs"))
         dynamodb = self.client("dynamodb")
         for logical_id, props in template_resources("AWS::DynamoDB::Table").items():
             name = f"polyv-prewarm-{logical_id}"

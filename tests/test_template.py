@@ -30,7 +30,7 @@ def test_cfn_lint_reports_nothing():
 
 
 def test_function_runtime_handler_and_layer(template):
-    (fn,) = resources(template, "AWS::Serverless::Function").values()
+    fn = template["Resources"]["PrewarmFunction"]
     props = {**template["Globals"]["Function"], **fn["Properties"]}
     assert props["Runtime"] == "python3.13"
     assert props["Architectures"] == ["arm64"]
@@ -44,7 +44,7 @@ def test_function_runtime_handler_and_layer(template):
 
 
 def test_every_configuration_variable_is_declared(template):
-    (fn,) = resources(template, "AWS::Serverless::Function").values()
+    fn = template["Resources"]["PrewarmFunction"]
     variables = fn["Properties"]["Environment"]["Variables"]
     for name in (
         "POLYV_SECRET_ID",
@@ -64,7 +64,7 @@ def test_every_configuration_variable_is_declared(template):
 
 
 def test_sqs_source_reports_batch_item_failures_with_long_enough_visibility(template):
-    (fn,) = resources(template, "AWS::Serverless::Function").values()
+    fn = template["Resources"]["PrewarmFunction"]
     timeout = fn["Properties"].get("Timeout", template["Globals"]["Function"]["Timeout"])
     (event,) = [e for e in fn["Properties"]["Events"].values() if e["Type"] == "SQS"]
     assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
@@ -128,7 +128,7 @@ def test_every_function_has_an_explicit_role_of_scoped_statements(template):
 
 
 def test_the_prewarm_role_reaches_its_queue_table_index_and_secret_only(template):
-    (fn,) = [f for n, f in resources(template, "AWS::Serverless::Function").items() if n == "PrewarmFunction"]
+    fn = template["Resources"]["PrewarmFunction"]
     granted = {}
     for _, statement in statements(template, fn["Properties"]["Role"]["Fn::GetAtt"][0]):
         for action in as_list(statement["Action"]):
@@ -195,19 +195,36 @@ def test_cloudwatch_alarms_can_publish_to_the_alarm_topic(template):
     assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= actions
 
 
+def alarm_metrics(props):
+    """(namespace, metric) of an alarm on one metric, or of each metric of a metric-math alarm."""
+    if "MetricName" in props:
+        return [(props["Namespace"], props["MetricName"])]
+    return [
+        (m["MetricStat"]["Metric"]["Namespace"], m["MetricStat"]["Metric"]["MetricName"])
+        for m in props["Metrics"]
+        if "MetricStat" in m
+    ]
+
+
 def test_alarms_notify_the_topic_and_watch_metrics_the_code_emits(template):
     from polyv_prewarm import telemetry
 
-    emitted = set(telemetry.FATE_METRICS.values()) | {"QuotaUsedPercent", "BacklogOldestAgeHours"}
+    emitted = (
+        set(telemetry.FATE_METRICS.values())
+        | set(telemetry.CALLBACK_METRICS.values())
+        | {"QuotaUsedPercent", "BacklogOldestAgeHours"}
+    )
     alarms = resources(template, "AWS::CloudWatch::Alarm")
-    assert len(alarms) >= 5
+    assert len(alarms) >= 7
     watched = set()
     for alarm in alarms.values():
         props = alarm["Properties"]
         assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}]
-        watched.add((props["Namespace"], props["MetricName"]))
+        watched.update(alarm_metrics(props))
     assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible") in watched
     assert ("AWS/Lambda", "Errors") in watched
+    assert ("PolyvPrewarm", "CallbacksForged") in watched
+    assert ("PolyvPrewarm", "CallbacksUnavailable") in watched
     for namespace, name in watched:
         if namespace == "PolyvPrewarm":
             assert name in emitted
@@ -226,7 +243,7 @@ def test_dashboard_body_is_valid_json_with_the_operator_widgets(template):
 
 
 def test_the_drain_is_scheduled_in_the_quota_time_zone(template):
-    (fn,) = resources(template, "AWS::Serverless::Function").values()
+    fn = template["Resources"]["PrewarmFunction"]
     (schedule,) = [e for e in fn["Properties"]["Events"].values() if e["Type"] == "ScheduleV2"]
     props = schedule["Properties"]
     assert props["ScheduleExpressionTimezone"] == {"Ref": "QuotaTimezone"}
@@ -235,7 +252,7 @@ def test_the_drain_is_scheduled_in_the_quota_time_zone(template):
 
 
 def test_the_queue_event_source_bounds_concurrency(template):
-    (fn,) = resources(template, "AWS::Serverless::Function").values()
+    fn = template["Resources"]["PrewarmFunction"]
     sqs = next(e for e in fn["Properties"]["Events"].values() if e["Type"] == "SQS")
     assert sqs["Properties"]["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "QueueMaxConcurrency"}
     parameter = template["Parameters"]["QueueMaxConcurrency"]
@@ -271,6 +288,51 @@ def test_one_tracing_parameter_sets_lambdas_tracing_and_the_functions_tracer(tem
     assert tracing["Default"] == "PassThrough"  # README "Metrics, traces and logs" says why
     assert template["Globals"]["Function"]["Tracing"] == {"Ref": "Tracing"}
     assert template["Conditions"]["TracingActive"] == {"Fn::Equals": [{"Ref": "Tracing"}, "Active"]}
-    (fn,) = resources(template, "AWS::Serverless::Function").values()
+    fn = template["Resources"]["PrewarmFunction"]
     env = fn["Properties"]["Environment"]["Variables"]
     assert env["POWERTOOLS_TRACE_DISABLED"] == {"Fn::If": ["TracingActive", "false", "true"]}
+
+
+def test_the_callback_endpoint_is_throttled_optional_and_outputs_what_to_paste_into_polyv(template):
+    from devstack.local_http_api import LocalHttpApi
+
+    api = template["Resources"]["CallbackApi"]
+    assert api["Type"] == "AWS::Serverless::HttpApi"
+    assert api["Condition"] == "CallbackEnabled"
+    assert template["Parameters"]["PolyvCallback"]["Default"] == "Enabled"
+    throttle = api["Properties"]["DefaultRouteSettings"]
+    assert throttle == {
+        "ThrottlingRateLimit": {"Ref": "CallbackRateLimit"},
+        "ThrottlingBurstLimit": {"Ref": "CallbackBurstLimit"},
+    }
+    assert template["Parameters"]["CallbackRateLimit"]["Default"] <= 20  # README: "Polyv's callbacks"
+    assert template["Parameters"]["CallbackBurstLimit"]["Default"] <= 50
+    assert "querystring" not in api["Properties"]["AccessLogSettings"]["Format"].lower()  # the sign
+    fn = template["Resources"]["CallbackFunction"]
+    assert fn["Properties"]["Handler"] == "callback_app.lambda_handler"
+    assert (ROOT / fn["Properties"]["CodeUri"] / "callback_app.py").exists()
+    routes = {
+        (e["Properties"]["Method"], e["Properties"]["Path"])
+        for e in fn["Properties"]["Events"].values()
+        if e["Type"] == "HttpApi" and e["Properties"]["ApiId"] == {"Ref": "CallbackApi"}
+    }
+    assert routes == set(LocalHttpApi(lambda e, c: {}).routes)  # the local stack serves the same
+    assert all(e["Properties"]["PayloadFormatVersion"] == "2.0" for e in fn["Properties"]["Events"].values())
+    env = fn["Properties"]["Environment"]["Variables"]
+    assert env["PREWARM_QUEUE_URL"] == {"Ref": "PrewarmQueue"}
+    assert env["POWERTOOLS_LOGGER_LOG_EVENT"] == "false"
+    output = template["Outputs"]["PolyvCallbackUrl"]
+    assert output["Condition"] == "CallbackEnabled"
+    assert output["Value"]["Fn::Sub"].startswith("https://${CallbackApi}.execute-api.")
+    assert output["Value"]["Fn::Sub"].endswith("/polyv/callback")
+
+
+def test_the_callback_role_may_only_send_to_the_prewarm_queue(template):
+    role = template["Resources"]["CallbackFunction"]["Properties"]["Role"]["Fn::GetAtt"][0]
+    granted = {
+        action: statement["Resource"]
+        for _, statement in statements(template, role)
+        for action in as_list(statement["Action"])
+    }
+    assert granted.pop("sqs:SendMessage") == {"Fn::GetAtt": ["PrewarmQueue", "Arn"]}
+    assert set(granted) == {"logs:CreateLogStream", "logs:PutLogEvents", "secretsmanager:GetSecretValue"}

@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
+from devstack.local_event_source import LocalEventSource
+from devstack.local_http_api import LocalHttpApi
 from devstack.stack import DevStack
-from polyv_prewarm import runtime
+from polyv_prewarm import callback_runtime, runtime
 from polyv_prewarm.lambda_context import LocalLambdaContext
 from tests.helpers import EVENTS
 
@@ -34,8 +36,34 @@ def stack(_session_stack: DevStack, monkeypatch: pytest.MonkeyPatch) -> Iterator
     for name, value in _session_stack.env().items():
         monkeypatch.setenv(name, value)
     runtime.current.cache_clear()
+    callback_runtime.current.cache_clear()
     yield _session_stack
     runtime.current.cache_clear()
+    callback_runtime.current.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def _session_callback_api() -> Iterator[LocalHttpApi]:
+    import callback_app
+
+    api = LocalHttpApi(callback_app.lambda_handler).start()
+    yield api
+    api.stop()
+
+
+@pytest.fixture
+def callback_api(stack: DevStack, _session_callback_api: LocalHttpApi) -> LocalHttpApi:
+    """The callback endpoint on loopback (the template's CallbackApi routes), on a clean stack."""
+    _session_callback_api.answered.clear()
+    return _session_callback_api
+
+
+@pytest.fixture
+def prewarm_queue(stack: DevStack) -> LocalEventSource:
+    """The prewarm queue's event source mapping: delivers its messages to the prewarm handler."""
+    import app
+
+    return LocalEventSource(stack.client("sqs"), stack.queues["PrewarmQueue"], app.lambda_handler)
 
 
 @pytest.fixture

@@ -49,9 +49,19 @@ def test_help_lists_every_subcommand():
         check=False,
     )
     assert result.returncode == 0
-    for word in ("submit", "invoke", "quota", "status", "backlog", "drain", "exit codes", "AWS_ENDPOINT_URL"):
+    for word in (
+        "submit",
+        "invoke",
+        "quota",
+        "status",
+        "backlog",
+        "drain",
+        "callback-url",
+        "exit codes",
+        "AWS_ENDPOINT_URL",
+    ):
         assert word in result.stdout
-    for command in ("submit", "invoke", "quota", "status", "backlog", "drain"):
+    for command in ("submit", "invoke", "quota", "status", "backlog", "drain", "callback-url"):
         sub = subprocess.run(
             [sys.executable, "-m", "polyv_prewarm.cli", command, "--help"],
             capture_output=True,
@@ -201,3 +211,42 @@ def test_untrusted_text_is_printed_without_markup_or_control_characters(run, sta
     assert "\x1b" not in out
     assert "\u202e" not in out
     assert json.loads(out)["oldest"][0]["origin"] == HOSTILE  # escaped, not lost
+
+
+STACK_TEMPLATE = """
+Resources:
+  Placeholder:
+    Type: AWS::SQS::Queue
+Outputs:
+  PolyvCallbackUrl:
+    Value: https://abc123.execute-api.us-east-1.amazonaws.com/polyv/callback
+"""
+
+
+def test_callback_url_prints_the_deployed_stacks_endpoint(run, stack, tmp_path, monkeypatch):
+    cloudformation = stack.client("cloudformation")
+    cloudformation.create_stack(StackName="prewarm-prod", TemplateBody=STACK_TEMPLATE)
+    code, out, _ = run("callback-url", "--stack", "prewarm-prod")
+    assert (code, out) == (0, "https://abc123.execute-api.us-east-1.amazonaws.com/polyv/callback\n")
+    code, out, _ = run("--json", "callback-url", "--stack", "prewarm-prod")
+    assert json.loads(out)["callbackUrl"].endswith("/polyv/callback")
+    # without --stack: samconfig.toml's stack_name, read from the working directory as SAM does
+    (tmp_path / "samconfig.toml").write_text(
+        'version = 0.1\n[default.global.parameters]\nstack_name = "prewarm-prod"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run("callback-url")
+    assert code == 0
+    assert out.strip().endswith("/polyv/callback")
+
+
+def test_callback_url_of_a_missing_stack_or_endpoint_says_what_to_fix(run, stack):
+    stack.client("cloudformation").create_stack(
+        StackName="no-callback", TemplateBody="Resources:\n  Q:\n    Type: AWS::SQS::Queue\n"
+    )
+    code, _, err = run("callback-url", "--stack", "no-callback")
+    assert code == 2
+    assert "PolyvCallback=Disabled" in err
+    code, _, err = run("callback-url", "--stack", "never-deployed")
+    assert code == 2
+    assert "no stack 'never-deployed'" in err

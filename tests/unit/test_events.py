@@ -372,3 +372,28 @@ def test_echoed_values_are_cut_before_they_are_built():
     with pytest.raises(UnsupportedEvent) as unsupported:
         classify({"Records": [{"eventSource": ["x" * 10**6]}]})
     assert len(str(unsupported.value)) < 200
+
+
+def test_a_relayed_transcode_complete_asks_for_its_successful_definitions_by_name():
+    infos = [{"status": "success", "df": 1}, {"status": "fail", "df": 2}, {"status": "success", "df": "3"}]
+    body = {"eventType": "TranscodeComplete", "status": "success", "vid": V1, "videoInfos": infos}
+    parsed = parse_body(json.dumps(body), ORIGIN, OPTS)
+    assert files(parsed) == [(V1, 1), (V1, 3)]
+    assert all(r.explicit for r in parsed.requests)
+    nothing = parse_body(json.dumps({**body, "status": "fail"}), ORIGIN, OPTS)
+    assert nothing.requests == []
+    assert "no definition" in nothing.ignored[0].reason
+    other = parse_body(json.dumps({"eventType": "DeleteMediaComplete", "vids": V1}), ORIGIN, OPTS)
+    assert other.requests == []
+    assert "DeleteMediaComplete" in other.ignored[0].reason
+    with pytest.raises(InvalidMessage, match="videoInfos must be a list"):
+        parse_body(json.dumps({**body, "videoInfos": "all"}), ORIGIN, OPTS)
+
+
+def test_the_callback_endpoints_messages_are_the_pipelines_shape():
+    from polyv_prewarm.domain.callbacks import CallbackRequest, read
+
+    encode = read(CallbackRequest("GET", f"type=encode&format=mp4&vid={V1}&df=2"))
+    parsed = parse_body(json.dumps(encode.message()), ORIGIN, OPTS)
+    assert files(parsed) == [(V1, 2)]
+    assert parsed.requests[0].explicit

@@ -36,3 +36,26 @@ def test_the_logic_never_imports_an_aws_or_http_library_or_an_adapter(module):
     assert {n for n in names if not n.startswith(".") and n not in sys.stdlib_module_names} <= {
         "aws_lambda_powertools"
     }
+
+
+def test_the_callback_endpoint_imports_no_http_client_ledger_or_tracer():
+    """Its cold start: boto3 (SQS, Secrets Manager; botocore brings urllib3) and Powertools, nothing
+    of the prewarm path."""
+    import subprocess
+
+    probe = (
+        "import sys; import callback_app; "
+        "heavy = [m for m in ('requests', 'aws_xray_sdk', 'polyv_prewarm.adapters.ledger', "
+        "'polyv_prewarm.adapters.polyv', 'polyv_prewarm.logic.service') if m in sys.modules]; "
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    env = {"PATH": "", "POWERTOOLS_TRACE_DISABLED": "true"}
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=PACKAGE.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

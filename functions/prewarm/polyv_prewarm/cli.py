@@ -50,6 +50,7 @@ examples:
   polyv-prewarm status e6b23c6f513fbe025b94efdd10d7ab47_e
   polyv-prewarm backlog --limit 20
   polyv-prewarm drain
+  polyv-prewarm callback-url --stack polyv-prewarm
 """
 
 
@@ -135,6 +136,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Files waiting for a later quota day, oldest first.",
     )
     backlog.add_argument("--limit", type=int, default=50, help="how many to list (default 50)")
+
+    callback_url = commands.add_parser(
+        "callback-url",
+        help="the deployed callback endpoint, to paste into Polyv's console",
+        description="Print the URL of the deployed stack's callback endpoint (its PolyvCallbackUrl "
+        "output): paste it into Polyv's console, 设置 > 回调设置.",
+    )
+    callback_url.add_argument(
+        "--stack",
+        metavar="NAME",
+        help="the CloudFormation stack (default: stack_name in ./samconfig.toml, else polyv-prewarm)",
+    )
 
     commands.add_parser(
         "drain",
@@ -454,7 +467,52 @@ def _render_drain(console: Any, summary: dict[str, Any]) -> None:
         _say(console, f"backlog now: {summary['backlog']['files']} files")
 
 
+# -- callback-url ---------------------------------------------------------------------------------
+DEFAULT_STACK = "polyv-prewarm"
+
+
+def default_stack_name(samconfig: Path = Path("samconfig.toml")) -> str:
+    """The stack ``sam deploy`` deploys: samconfig.toml's stack_name, as SAM reads it."""
+    import tomllib
+
+    try:
+        config = tomllib.loads(samconfig.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return DEFAULT_STACK
+    for section in ("deploy", "global"):
+        name = config.get("default", {}).get(section, {}).get("parameters", {}).get("stack_name")
+        if isinstance(name, str) and name:
+            return name
+    return DEFAULT_STACK
+
+
+def cmd_callback_url(args: argparse.Namespace) -> int:
+    import boto3
+    from botocore.exceptions import ClientError
+
+    stack = args.stack or default_stack_name()
+    try:
+        described = boto3.client("cloudformation").describe_stacks(StackName=stack)
+    except ClientError as exc:
+        if "does not exist" in str(exc):
+            raise CliError(
+                f"no stack {stack!r} in this account and region (--stack, --region)", EXIT_USAGE
+            ) from None
+        raise
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in described["Stacks"][0].get("Outputs", [])}
+    url = outputs.get("PolyvCallbackUrl")
+    if url is None:
+        raise CliError(
+            f"stack {stack!r} has no callback endpoint (deployed with PolyvCallback=Disabled?)", EXIT_USAGE
+        )
+    _emit(
+        args, {"stack": stack, "callbackUrl": url}, lambda console, data: _say(console, data["callbackUrl"])
+    )
+    return EXIT_OK
+
+
 COMMANDS = {
+    "callback-url": cmd_callback_url,
     "submit": cmd_submit,
     "invoke": cmd_invoke,
     "quota": cmd_quota,

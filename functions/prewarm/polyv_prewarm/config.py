@@ -76,6 +76,22 @@ class Settings(NamedTuple):
         )
 
 
+class CallbackSettings(NamedTuple):
+    """The callback endpoint's configuration (template.yaml: CallbackFunction)."""
+
+    secret_id: str
+    queue_url: str
+    secret_max_age: int = 300
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> CallbackSettings:
+        return cls(
+            secret_id=_required(env, "POLYV_SECRET_ID"),
+            queue_url=_required(env, "PREWARM_QUEUE_URL"),
+            secret_max_age=_positive_int(env, "SECRET_MAX_AGE_SECONDS", 300),
+        )
+
+
 def _required(env: Mapping[str, str], name: str) -> str:
     value = env.get(name, "").strip()
     if not value:

@@ -7,7 +7,8 @@ Accepted message shapes (an SQS body, or a whole event delivered directly):
 * an S3 event notification (``Records`` with ``eventSource: aws:s3``); ``s3:TestEvent`` is ignored
 * an SNS notification wrapping any of these (S3 -> SNS -> SQS, raw delivery off)
 * an EventBridge ``Object Created`` event from S3
-* a Polyv encode callback: ``vid=...&df=N[&type=encode&sign=...]`` or the same as JSON
+* a Polyv encode callback: ``vid=...&df=N[&type=encode&sign=...]`` or the same as JSON, and
+  Polyv's ``TranscodeComplete`` notification (its successful definitions), relayed as they came
 
 Untrusted input: every failure is an :class:`InvalidMessage` that says what is wrong, never a
 ``KeyError``. Message contents are never echoed back (a callback may carry a ``sign``).
@@ -23,6 +24,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote_plus
 
+from .domain.callbacks import BadCallback, successful_definitions
 from .domain.model import BR_INDEXES, FileRequest, Origin
 from .domain.plan import VID_RE
 from .domain.ports import PrewarmError
@@ -224,6 +226,8 @@ def parse_document(document: object, origin: Origin, options: ParseOptions, dept
         return _eventbridge(document, origin, options)
     if document.get("Type") in ("Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation"):
         return _sns_envelope(document, origin, options, depth)
+    if "eventType" in document:
+        return _polyv_event(document, origin)
     if "videos" in document:
         return _videos(document, origin, options)
     if "vids" in document:
@@ -318,6 +322,26 @@ def _callback(fields: Mapping[str, Any], origin: Origin, options: ParseOptions) 
     brs: Sequence[object] = options.default_br_indexes if df in (None, "") else (df,)
     explicit = df not in (None, "")  # the definition that just finished: it exists now
     return Parsed(requests=[FileRequest(fields["vid"], b, origin, explicit=explicit) for b in brs])
+
+
+def _polyv_event(document: Mapping[str, Any], origin: Origin) -> Parsed:
+    """Polyv's POST notifications, relayed as they came (the relay owns the sign; the project's
+    own endpoint verifies it and queues the pipeline's shape instead): TranscodeComplete asks for
+    its successful definitions, named; any other eventType is ignored with a reason."""
+    name = document.get("eventType")
+    if name != "TranscodeComplete":
+        return Parsed(
+            ignored=[Ignored(origin, f"Polyv notification {preview(name, 40)!r}: nothing to prewarm")]
+        )
+    if "vid" not in document:
+        raise InvalidMessage("TranscodeComplete has no vid")
+    if document.get("status") != "success":
+        return Parsed(ignored=[Ignored(origin, "TranscodeComplete: no definition transcoded successfully")])
+    try:
+        definitions = successful_definitions(document.get("videoInfos"))
+    except BadCallback as exc:
+        raise InvalidMessage(f"TranscodeComplete: {exc}") from None
+    return Parsed(requests=[FileRequest(document["vid"], df, origin, explicit=True) for df in definitions])
 
 
 def _records(document: Mapping[str, Any], origin: Origin, options: ParseOptions, depth: int) -> Parsed:

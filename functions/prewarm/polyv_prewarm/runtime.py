@@ -7,7 +7,6 @@ so the same code talks to AWS in Lambda and to moto's server locally.
 from __future__ import annotations
 
 import functools
-import logging
 import os
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -18,7 +17,7 @@ from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from botocore.config import Config
 
 from .adapters.backlog import DynamoBacklog
-from .adapters.credentials import SecretsManagerCredentials
+from .adapters.credentials import SecretsManagerCredentials, keep_secrets_out_of_wire_logs
 from .adapters.ledger import DynamoDayLedger
 from .adapters.polyv import PolyvClient, RetryPolicy
 from .config import Settings
@@ -30,18 +29,6 @@ AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_tim
 # DynamoDB does); botocore's client-side validation of a 50-item transaction cost more CPU than
 # everything else the function does per file (bench/RESULTS.md), so the DynamoDB client skips it.
 DYNAMODB_CONFIG = AWS_CONFIG.merge(Config(parameter_validation=False))
-
-
-# botocore logs whole response bodies at DEBUG, GetSecretValue's (the secretkey) included, whenever
-# the root logger is at DEBUG (Lambda's application log level, a test harness...). Cap it at INFO.
-WIRE_LOGGERS = ("botocore", "boto3")
-
-
-def keep_secrets_out_of_wire_logs() -> None:
-    for name in WIRE_LOGGERS:
-        logger = logging.getLogger(name)
-        if logger.getEffectiveLevel() < logging.INFO:
-            logger.setLevel(logging.INFO)
 
 
 class Runtime(NamedTuple):

@@ -93,3 +93,17 @@ def record_backlog(backlog: BacklogFigures) -> None:
 
 def record_messages_handed_back(count: int) -> None:
     metrics.add_metric(name="MessagesHandedBack", unit=MetricUnit.Count, value=count)
+
+
+#: The callback endpoint's answers, by outcome (the alarms and the dashboard read these).
+CALLBACK_METRICS = {
+    "queued": "CallbacksQueued",  # verified, and its definitions are on the prewarm queue
+    "ignored": "CallbacksIgnored",  # a kind that asks for no prewarm (200, nothing queued)
+    "forged": "CallbacksForged",  # absent or wrong sign (403)
+    "malformed": "CallbacksMalformed",  # not a well-formed notification (400, 413)
+    "unavailable": "CallbacksUnavailable",  # the secret unreadable or SQS down (503)
+}
+
+
+def record_callback(outcome: str) -> None:
+    metrics.add_metric(name=CALLBACK_METRICS[outcome], unit=MetricUnit.Count, value=1)

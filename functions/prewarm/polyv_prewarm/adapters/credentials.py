@@ -3,27 +3,39 @@ utility (cached for ``max_age`` seconds, refreshable on demand after a rotation)
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
 
-from ..domain.ports import PrewarmError
+from ..domain.ports import CredentialsError, CredentialsSource
+
+__all__ = [
+    "CredentialsError",
+    "CredentialsSource",
+    "PolyvCredentials",
+    "SecretsManagerCredentials",
+    "keep_secrets_out_of_wire_logs",
+]
+
+# botocore logs whole response bodies at DEBUG, GetSecretValue's (the secretkey) included, whenever
+# the root logger is at DEBUG (Lambda's application log level, a test harness...). Cap it at INFO.
+WIRE_LOGGERS = ("botocore", "boto3")
 
 
-class CredentialsError(PrewarmError):
-    """The secret could not be read or does not hold usable credentials. Never carries its value."""
+def keep_secrets_out_of_wire_logs() -> None:
+    for name in WIRE_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.INFO:
+            logger.setLevel(logging.INFO)
 
 
 @dataclass(frozen=True, slots=True)
 class PolyvCredentials:
     userid: str
     secretkey: str = field(repr=False)  # repr=False: never shown by logging or tracebacks
-
-
-class CredentialsSource(Protocol):
-    def get(self, *, refresh: bool = False) -> PolyvCredentials: ...
 
 
 class SecretsManagerCredentials:

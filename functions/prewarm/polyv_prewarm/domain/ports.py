@@ -65,6 +65,38 @@ class StoreUnavailable(PrewarmError):
     """The ledger or the backlog could not be read or written: nothing may be sent unaccounted."""
 
 
+class CredentialsError(PrewarmError):
+    """The secret could not be read or does not hold usable credentials. Never carries its value."""
+
+
+class QueueUnavailable(PrewarmError):
+    """The prewarm queue did not take a message (so the sender must not say it did)."""
+
+
+class Credentials(Protocol):
+    """The Polyv account: its userid, and the secretkey every sign is made with."""
+
+    @property
+    def userid(self) -> str: ...
+
+    @property
+    def secretkey(self) -> str: ...
+
+
+class CredentialsSource(Protocol):
+    def get(self, *, refresh: bool = False) -> Credentials:
+        """The account's credentials (cached); ``refresh``: read them again (a rotation)."""
+        ...
+
+
+class PrewarmQueue(Protocol):
+    """The queue the prewarm function reads."""
+
+    def send(self, body: str) -> str:
+        """Put one message on the queue; return its id, or raise :class:`QueueUnavailable`."""
+        ...
+
+
 @dataclass
 class ClaimResult:
     """The outcome of claiming a chunk of files for one quota day: each file is in exactly one."""
