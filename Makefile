@@ -97,8 +97,8 @@ sam-validate: $(SAM_VENV)/.installed
 sam-build: $(SAM_VENV)/.installed
 	@if [ -z "$(PY313)" ]; then echo "sam-build: skipped, no python3.13 (see README: Deploy)"; \
 	else PATH="$(dir $(PY313)):$$PATH" $(SAM) build \
-	&& $(PY313) -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build/PrewarmFunction .aws-sam/build/DependenciesLayer \
-	&& du -sh .aws-sam/build/PrewarmFunction .aws-sam/build/DependenciesLayer; fi
+	&& $(PY313) -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build/*Function .aws-sam/build/DependenciesLayer \
+	&& du -sh .aws-sam/build/*Function .aws-sam/build/DependenciesLayer; fi
 
 ## The benchmark: one Markdown table, also written to bench/RESULTS.md (not part of make test).
 bench: $(STAMP) sam-build

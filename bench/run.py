@@ -42,10 +42,11 @@ from devstack.stack import DevStack  # noqa: E402
 from polyv_prewarm import runtime  # noqa: E402
 from polyv_prewarm.adapters.ledger import quota_key  # noqa: E402
 from polyv_prewarm.adapters.signing import signed_form  # noqa: E402
+from polyv_prewarm.config import Settings  # noqa: E402
 from polyv_prewarm.domain.model import FileRef, FileRequest, Origin  # noqa: E402
 from polyv_prewarm.events import ParseOptions, parse_body  # noqa: E402
 from polyv_prewarm.lambda_context import LocalLambdaContext  # noqa: E402
-from polyv_prewarm.logic.service import PrewarmService  # noqa: E402
+from polyv_prewarm.logic.submit import SubmitFiles  # noqa: E402
 from polyv_prewarm.telemetry import metrics  # noqa: E402
 from tests.fakes import FakePolyv, InMemoryBacklog, InMemoryLedger  # noqa: E402
 
@@ -215,7 +216,7 @@ class Bench:
 
     def dynamodb_requests(self) -> Row:
         self.use(limit=2000)
-        service = runtime.current().service
+        service = runtime.current().submit
         first = self._requests_for(service, 100)
         steady = self._requests_for(service, 100)
         large = self._requests_for(service, 1000) / 10
@@ -230,7 +231,7 @@ class Bench:
             first <= 4 and steady <= 4,
         )
 
-    def _requests_for(self, service: PrewarmService, n: int) -> int:
+    def _requests_for(self, service: SubmitFiles, n: int) -> int:
         self.requests.clear()
         report = service.prewarm([FileRequest(v, 1, Origin("bench")) for v in self.fresh_vids(n)])
         assert report.counts() == {"submitted": n}, report.counts()
@@ -327,7 +328,7 @@ class Bench:
                 json.dumps({"vids": vids[b + m : b + m + 10], "brIndexes": [1]}) for m in range(0, 100, 10)
             ]
             batches.append({"Records": [_sqs_record(f"b{b}-m{i}", body) for i, body in enumerate(bodies)]})
-        service = runtime.current().service
+        service = runtime.current().submit
         service.userid(), service.ledger.usage(service.today(), n)  # a warm container: clients ready
         self.requests.clear()
         stack.polyv.latency, stack.aws_faults.latency = polyv_latency, aws_latency
@@ -424,7 +425,7 @@ class Bench:
         whose counter already stands at ``used_before``. Only the counter's value depends on how
         far the day has gone (every file has an item of its own), so setting it is the day."""
         self.use(limit=limit)
-        service = runtime.current().service
+        service = runtime.current().submit
         day = service.today()
         if used_before:
             self.stack.client("dynamodb").put_item(
@@ -507,12 +508,21 @@ class Bench:
         runs = []
         try:
             for _ in range(3):
-                service = PrewarmService(
+                settings = Settings.from_env(
+                    {
+                        "POLYV_SECRET_ID": "bench",
+                        "QUOTA_TABLE": "bench",
+                        "DAILY_FILE_LIMIT": str(n),
+                        "MANUAL_RESERVE": "0",
+                    }
+                )
+                service = SubmitFiles(
                     polyv=_SigningFakePolyv(),
                     ledger=InMemoryLedger(),
                     backlog=InMemoryBacklog(),
-                    daily_limit=n,
-                    timezone=runtime.current().settings.timezone,
+                    policy=settings.policy(),
+                    clock=lambda: datetime.now(UTC),
+                    backoff=lambda _: 0.0,
                     sleep=lambda _: None,
                 )
                 started = time.process_time()

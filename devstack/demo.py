@@ -184,7 +184,8 @@ def show_faults(stack: DevStack, app: Any) -> None:
     # Killed after Polyv accepted: the claim keeps its lease; once it ends, the file is in doubt.
     # (The tests kill a child process for real; here the call is made, then the claim is written
     # back as the killed invocation would have left it: claimed, leased until its deadline + 30 s.)
-    runtime.current().service.prewarm([_request(FAULT_VIDS[3])], time_left_ms=lambda: 16_000)
+    submit = runtime.current().submit
+    submit.prewarm([_request(FAULT_VIDS[3])], deadline=submit.deadline(16_000))
     stack.client("dynamodb").update_item(
         TableName=stack.tables["QuotaTable"],
         Key={"pk": {"S": f"DAY#{stack.polyv.today()}"}, "sk": {"S": f"FILE#{FAULT_VIDS[3]}#1"}},

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from polyv_prewarm.domain.claims import ClaimRequest, Decision, decide
 from polyv_prewarm.domain.model import DeferredFile, EntryState, FileRef, LedgerEntry, QuotaView
 from polyv_prewarm.domain.ports import (
     ClaimResult,
@@ -54,11 +55,15 @@ class FakePolyv:
 
 
 class InMemoryLedger:
-    """The day ledger's contract, in memory and under a lock (the atomicity DynamoDB gives)."""
+    """The day ledger's contract, in memory and under a lock (the atomicity DynamoDB gives). It
+    claims by the domain's claim rule, which tests/contract/claim_cases.py holds (with the DynamoDB
+    ledger on moto) to one table of cases; it gives quota back once per claim, as the DynamoDB
+    ledger's release receipt does; and Polyv's "spent" marks a day without changing its count."""
 
     def __init__(self) -> None:
         self.used: dict[str, int] = {}
         self.exhausted: set[str] = set()
+        self.released: set[tuple[str, str]] = set()  # (day, owner): the release receipts
         self.files: dict[str, dict[FileRef, LedgerEntry]] = {}
         self.unavailable = False
         self.fail_settle: bool | int = False  # the record fails: always (True) or the next n times
@@ -78,11 +83,10 @@ class InMemoryLedger:
             entries = self.files.setdefault(day, {})
             for file, origin in files:
                 entry = entries.get(file)
-                if entry is not None and entry.held(now):
+                decision = decide(entry, now, ClaimRequest(force=file in forced, explicit=file in explicit))
+                if entry is not None and decision is Decision.HELD:
                     result.held[file] = entry
-                elif entry is not None and not entry.claimable(
-                    now, force=file in forced, explicit=file in explicit
-                ):
+                elif entry is not None and decision is Decision.KNOWN:
                     result.known[file] = entry
                 elif day in self.exhausted or self.used.get(day, 0) >= limit:
                     result.no_room.append(file)
@@ -125,7 +129,9 @@ class InMemoryLedger:
                 put(file, EntryState.IN_DOUBT)
             for file, reason in settlement.handed_back.items():
                 put(file, EntryState.HANDED_BACK, reason=reason)
-            self.used[day] = self.used.get(day, 0) - settlement.release
+            if settlement.release and (day, lease.owner) not in self.released:  # once per claim
+                self.released.add((day, lease.owner))
+                self.used[day] = self.used.get(day, 0) - settlement.release
 
     def carry_over(self, day, submitted, origins, *, now) -> None:
         self._check("carry_over")
@@ -147,7 +153,7 @@ class InMemoryLedger:
         self._check("mark_exhausted")
         with self._lock:
             self.exhausted.add(day)
-            self.used[day] = limit
+            self.used.setdefault(day, 0)
 
     def usage(self, day: str, limit: int) -> QuotaView:
         self._check("usage")

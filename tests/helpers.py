@@ -12,8 +12,13 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from polyv_prewarm import runtime
+from polyv_prewarm.adapters.polyv import RetryPolicy
+from polyv_prewarm.config import DEFAULTS, Settings
 from polyv_prewarm.domain.model import FileRequest, Origin
-from polyv_prewarm.logic.service import PrewarmService
+from polyv_prewarm.domain.policy import Deadline
+from polyv_prewarm.logic.drain import DrainBacklog
+from polyv_prewarm.logic.queries import LedgerQueries
+from polyv_prewarm.logic.submit import SubmitFiles
 from tests.fakes import USERID, FakePolyv, InMemoryBacklog, InMemoryLedger, vid
 
 if TYPE_CHECKING:
@@ -74,10 +79,15 @@ def pin_hour(stack: DevStack, monkeypatch: pytest.MonkeyPatch, hour: int) -> flo
     return stack.seconds_offset
 
 
+#: The hour of the quota day the integration tests run at (tests/integration/conftest.py).
+PINNED_HOUR = 10
+
+
 def set_limit(stack: DevStack, monkeypatch: pytest.MonkeyPatch, limit: int) -> None:
+    """An emptied stack with another daily limit, still at the pinned hour."""
     stack.reset(daily_limit=limit)
     monkeypatch.setenv("DAILY_FILE_LIMIT", str(limit))
-    runtime.current.cache_clear()
+    pin_hour(stack, monkeypatch, PINNED_HOUR)
 
 
 # -- a world of fakes (unit tests) ---------------------------------------------------------------
@@ -102,26 +112,77 @@ def requests_for(n, br=1, origin=None, start=0):
     return [FileRequest(vid(start + i), br, origin or Origin("direct")) for i in range(n)]
 
 
+#: What every world of fakes is configured with beyond config.DEFAULTS (which it takes as they are).
+BASE_ENV = {"POLYV_SECRET_ID": "polyv/test", "QUOTA_TABLE": "quota", "DAILY_FILE_LIMIT": "2000"}
+#: The settings under which one Polyv call needs 15 s of an invocation's time (3 attempts of 1 + 4 s).
+FIFTEEN_SECONDS_A_CALL = {
+    "POLYV_ATTEMPTS": "3",
+    "POLYV_CONNECT_TIMEOUT_SECONDS": "1",
+    "POLYV_READ_TIMEOUT_SECONDS": "4",
+}
+NO_RESERVE = {"MANUAL_RESERVE": "0"}  # automatic traffic may use the whole limit (test_quota_policy has it)
+
+
 class World:
-    def __init__(self, limit=2000, polyv=None, **service_options):
+    """The use cases over in-memory fakes, configured as production is (``config.Settings``
+    from config.DEFAULTS) but for what a test states: ``limit`` and any variable in ``env``
+    (``MANUAL_RESERVE="0"``, ``DRAIN_ORDER="oldest"``...)."""
+
+    def __init__(self, limit=2000, polyv=None, **env):
         self.polyv = polyv or FakePolyv()
         self.ledger = InMemoryLedger()
         self.backlog = InMemoryBacklog()
         self.clock = Clock()
-        self.service = PrewarmService(
+        self.sleep = lambda seconds: None  # a test may make waiting move the clock
+        self.backoff = None  # a test may fix the back-off; else the Polyv client's, from the settings
+        self.env = {**BASE_ENV, "DAILY_FILE_LIMIT": str(limit)}
+        self.configure(**env)
+
+    def configure(self, **env) -> None:
+        """Change settings (as a redeploy would), keeping the stores, Polyv and the clock."""
+        unknown = set(env) - set(DEFAULTS) - set(BASE_ENV)
+        assert not unknown, f"not a setting: {sorted(unknown)}"
+        self.env.update(env)
+        self._build()
+
+    def _build(self) -> None:
+        self.settings = Settings.from_env(self.env)
+        policy = self.settings.policy()
+        retry = RetryPolicy(
+            attempts=self.settings.polyv_attempts,
+            backoff_base=self.settings.polyv_backoff_base,
+            connect_timeout=self.settings.polyv_connect_timeout,
+            read_timeout=self.settings.polyv_read_timeout,
+        )
+        self.submit = SubmitFiles(
             polyv=self.polyv,
             ledger=self.ledger,
             backlog=self.backlog,
-            daily_limit=limit,
-            timezone=TZ,
+            policy=policy,
             clock=self.clock,
-            sleep=lambda _: None,
-            **service_options,
+            backoff=lambda n: self.backoff(n) if self.backoff else retry.backoff(n),
+            sleep=lambda seconds: self.sleep(seconds),
+        )
+        self.drainer = DrainBacklog(
+            submit=self.submit, ledger=self.ledger, backlog=self.backlog, policy=policy, clock=self.clock
+        )
+        self.queries = LedgerQueries(
+            ledger=self.ledger, backlog=self.backlog, policy=policy, clock=self.clock
         )
 
-    def slow_polyv(self, *, seconds_per_call: float, deadline_in: float):
+    # -- the use cases, as the handler calls them ---------------------------------------------
+    def prewarm(self, requests, **options):
+        return self.submit.prewarm(requests, **options)
+
+    def drain(self, **options):
+        return self.drainer.run(**options)
+
+    def deadline_in(self, seconds: float) -> Deadline:
+        return Deadline(self.clock() + timedelta(seconds=seconds))
+
+    def slow_polyv(self, *, seconds_per_call: float, deadline_in: float) -> Deadline:
         """Every Polyv call takes ``seconds_per_call`` on the clock; returns the invocation's
-        ``time_left_ms`` for a deadline ``deadline_in`` seconds from now."""
-        deadline = self.clock() + timedelta(seconds=deadline_in)
+        deadline, ``deadline_in`` seconds from now."""
+        deadline = self.deadline_in(deadline_in)
         self.polyv.on_push = lambda files: self.clock.advance(seconds=seconds_per_call)
-        return lambda: int((deadline - self.clock()).total_seconds() * 1000)
+        return deadline

@@ -14,7 +14,7 @@ from devstack.local_http_api import LocalHttpApi
 from devstack.stack import DevStack
 from polyv_prewarm import callback_runtime, runtime
 from polyv_prewarm.lambda_context import LocalLambdaContext
-from tests.helpers import EVENTS
+from tests.helpers import EVENTS, PINNED_HOUR, pin_hour
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +26,8 @@ def _session_stack() -> Iterator[DevStack]:
 
 @pytest.fixture
 def stack(_session_stack: DevStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[DevStack]:
-    """A clean stack, with the function's environment pointing at it."""
+    """A clean stack, with the function's environment pointing at it, and its clock (the
+    function's and Polyv's) at 10:00 in Asia/Shanghai."""
     _session_stack.reset(daily_limit=2000)
     assert _session_stack.polyv is not None
     for path in EVENTS.glob("*.json"):  # every vid of the account in events/ exists in Polyv
@@ -35,7 +36,9 @@ def stack(_session_stack: DevStack, monkeypatch: pytest.MonkeyPatch) -> Iterator
                 _session_stack.polyv.add_video(token, (1, 2, 3))
     for name, value in _session_stack.env().items():
         monkeypatch.setenv(name, value)
-    runtime.current.cache_clear()
+    # Every test runs at 10:00 in the quota's time zone (unless it moves the clock itself), so that
+    # none depends on the hour the suite runs at (16:00 UTC is Shanghai's midnight).
+    pin_hour(_session_stack, monkeypatch, PINNED_HOUR)
     callback_runtime.current.cache_clear()
     yield _session_stack
     runtime.current.cache_clear()

@@ -6,8 +6,9 @@ Used to invoke the function from separate processes at the same time, as concurr
 instances would, and to kill an invocation (SIGKILL) at a chosen point. ``--timeout`` is the
 invocation's remaining time when the handler starts; ``--deadline`` the Unix time it ends at
 (what a parent that kills it at its deadline shares with it); ``--reports`` appends the service's
-per-file report of every prewarm or drain, as JSON lines, when it returns. Prints the handler's
-answer as JSON on the last line.
+per-file report of every prewarm or drain, as JSON lines, when it returns; ``--ready-file`` gets
+the deadline once the child is ready to run (the parent kills it then, as Lambda would). Prints the
+handler's answer as JSON on the last line.
 """
 
 from __future__ import annotations
@@ -35,22 +36,31 @@ def main() -> None:
         "--deadline", type=float, help="Unix time the invocation ends at (overrides --timeout)"
     )
     parser.add_argument("--reports", type=Path)
+    parser.add_argument(
+        "--ready-file", type=Path, help="write the invocation's deadline (Unix time) here once ready to run"
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "functions" / "prewarm"))
     import app
     from polyv_prewarm import runtime
-    from polyv_prewarm.logic.service import PrewarmService
+    from polyv_prewarm.logic.drain import DrainBacklog
+    from polyv_prewarm.logic.submit import SubmitFiles
 
     offset = timedelta(days=args.days_ahead, seconds=args.offset_seconds)
     runtime.current = functools.cache(  # type: ignore[assignment]
         lambda: runtime.build_runtime(os.environ, clock=lambda: datetime.now(UTC) + offset)
     )
     if args.reports is not None:
-        for name in ("prewarm", "drain"):
-            _keep_reports(PrewarmService, name, args.reports)
+        _keep_reports(SubmitFiles, "prewarm", args.reports)
+        _keep_reports(DrainBacklog, "run", args.reports)
     event = json.loads(args.event.read_text())
     timeout = args.timeout if args.deadline is None else args.deadline - time.time()
-    result = app.lambda_handler(event, LocalLambdaContext(timeout_s=timeout))
+    context = LocalLambdaContext(timeout_s=timeout)
+    if args.ready_file is not None:
+        tmp = args.ready_file.with_suffix(".tmp")
+        tmp.write_text(str(time.time() + timeout))
+        tmp.replace(args.ready_file)  # whole, at once: the parent never reads half a number
+    result = app.lambda_handler(event, context)
     print(json.dumps(result))
 
 

@@ -23,7 +23,8 @@ LIMIT = 100
 OVERLAP = 15  # every worker also names the first 15 files of worker 0
 
 
-def run_workers(paths: list[Path]) -> list[dict]:
+def run_workers(paths: list[Path], offset_seconds: float) -> list[dict]:
+    """One child process per event, at once, on the stack's clock (``offset_seconds`` ahead)."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "functions" / "prewarm")]),
@@ -32,7 +33,14 @@ def run_workers(paths: list[Path]) -> list[dict]:
     }
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.integration.invoke_worker", str(p)],
+            [
+                sys.executable,
+                "-m",
+                "tests.integration.invoke_worker",
+                str(p),
+                "--offset-seconds",
+                str(offset_seconds),
+            ],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -67,7 +75,7 @@ def test_three_times_the_quota_at_once_then_drained_exactly_once(stack, monkeypa
         paths[-1].write_text(json.dumps(event))
     assert len(wanted) == WORKERS * FILES_PER_WORKER
 
-    results = run_workers(paths)
+    results = run_workers(paths, stack.offset().total_seconds())
 
     day1 = stack.polyv.today()
     accepted = stack.polyv.accepted_files()
@@ -83,7 +91,7 @@ def test_three_times_the_quota_at_once_then_drained_exactly_once(stack, monkeypa
     if handed_back:
         redelivery = tmp_path / "redelivery.json"
         redelivery.write_text(json.dumps(sqs_event(*(bodies_by_id[m] for m in handed_back), ids=handed_back)))
-        assert run_workers([redelivery]) == [{"batchItemFailures": []}]
+        assert run_workers([redelivery], stack.offset().total_seconds()) == [{"batchItemFailures": []}]
     assert len(stack.polyv.accepted_files()) == LIMIT
     backlog = set(stack.backlog_keys())
     assert {f"{v}#{b}" for v, b in wanted} == backlog | {f"{v}#{b}" for v, b in accepted}

@@ -149,3 +149,18 @@ def test_too_many_files_answer_fails_loudly(stack, invoke, videos):
     with pytest.raises(PolyvContractViolation):
         invoke(direct(videos, 3))
     assert stack.quota_used(stack.polyv.today()) == 0
+
+
+def test_secrets_manager_down_while_a_batch_is_read_hands_it_back(stack, invoke):
+    """An outage like any other: the batch is not failed whole (its malformed message fails alone,
+    as malformed), and the redelivery after the outage sends everything."""
+    stack.polyv.add_video(vid(1))
+    stack.aws_faults.inject("error", "GetSecretValue", count=None)
+    event = sqs_event({"vid": vid(1), "brIndex": 1}, "not json", ids=["good", "bad"])
+    response = invoke(event)
+    assert {f["itemIdentifier"] for f in response["batchItemFailures"]} == {"good", "bad"}
+    assert stack.polyv.answers() == []
+    stack.aws_faults.clear()
+    again = invoke(sqs_event({"vid": vid(1), "brIndex": 1}, ids=["good"]))
+    assert again == {"batchItemFailures": []}
+    assert stack.polyv.accepted_files() == [(vid(1), 1)]

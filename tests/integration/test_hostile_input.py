@@ -10,12 +10,13 @@ import tracemalloc
 import pytest
 
 from polyv_prewarm import runtime
-from polyv_prewarm.config import ConfigurationError
-from polyv_prewarm.logic.sender import BISECTION_CALLS_PER_RUN
+from polyv_prewarm.config import DEFAULTS, ConfigurationError
 from tests.helpers import pin_hour, sqs_event, vid
 from tests.recorder import RecordingServer
 
 pytestmark = pytest.mark.integration
+
+BISECTION_CALLS_PER_RUN = int(DEFAULTS["BISECTION_CALLS_PER_INVOCATION"])  # what production runs
 
 
 def ledger_state(stack, file_vid: str, br: int) -> str | None:

@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from polyv_prewarm.adapters.ledger import MAX_ACTIONS, DynamoDayLedger, balanced_parts
+from polyv_prewarm.adapters.ledger import DynamoDayLedger, balanced_parts
+from polyv_prewarm.adapters.ledger.transactions import MAX_ACTIONS
 from polyv_prewarm.domain.model import EntryState, FileRef, Lease
 from polyv_prewarm.domain.ports import Settlement
 from tests.helpers import vid
@@ -47,7 +48,10 @@ class RecordingClient:
 
 def make_ledger(stack, client=None):
     return DynamoDayLedger(
-        stack.tables["QuotaTable"], client or stack.client("dynamodb"), timezone=ZoneInfo("Asia/Shanghai")
+        stack.tables["QuotaTable"],
+        client or stack.client("dynamodb"),
+        timezone=ZoneInfo("Asia/Shanghai"),
+        retention_days=35,
     )
 
 

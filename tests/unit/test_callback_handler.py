@@ -23,7 +23,10 @@ QUERY = f"type=encode&format=mp4&vid={VID}&df=2&sign={SIGN}"
 def queue(monkeypatch):
     queue = Queue()
     fake = callback_runtime.CallbackRuntime(
-        CallbackSettings("polyv/test", "https://sqs.local/q"), CallbackReceiver(Secret(), queue)
+        CallbackSettings.from_env(
+            {"POLYV_SECRET_ID": "polyv/test", "PREWARM_QUEUE_URL": "https://sqs.local/q"}
+        ),
+        CallbackReceiver(Secret(), queue),
     )
     monkeypatch.setattr(callback_runtime, "current", lambda: fake)
     return queue

@@ -7,19 +7,16 @@ from __future__ import annotations
 import pytest
 
 from polyv_prewarm import handler, runtime
-from polyv_prewarm.config import Settings
 from polyv_prewarm.domain.ports import PolyvUnavailable
 from polyv_prewarm.events import InvalidEvent
 from polyv_prewarm.lambda_context import LocalLambdaContext
 from tests.helpers import DAY, World, sqs_event, vid
 
-ENV = {"POLYV_SECRET_ID": "polyv/test", "QUOTA_TABLE": "quota", "MANUAL_RESERVE": "0"}
-
 
 @pytest.fixture
 def world(monkeypatch: pytest.MonkeyPatch) -> World:
-    w = World(limit=20)
-    fakes = runtime.Runtime(settings=Settings.from_env(ENV), service=w.service)
+    w = World(limit=20, MANUAL_RESERVE="0")
+    fakes = runtime.Runtime(settings=w.settings, submit=w.submit, drain=w.drainer, queries=w.queries)
     monkeypatch.setattr(runtime, "current", lambda: fakes)
     return w
 
@@ -109,3 +106,20 @@ def test_another_rules_scheduled_event_drains_nothing(world):
     assert answer["resources"] == ["arn:rule/x"]
     assert len(world.polyv.calls) == calls
     assert len(world.backlog.items) == 10
+
+
+def test_an_unreadable_secret_hands_the_batch_back_and_malformed_messages_still_fail_alone(world):
+    from polyv_prewarm.domain.ports import CredentialsError
+
+    def no_secret():
+        raise CredentialsError("cannot read secret 'polyv/test': InternalServiceError")
+
+    world.polyv.userid = no_secret
+    event = sqs_event(
+        {"vid": vid(1), "brIndex": 1}, "not json at all", {"vids": [vid(2)]}, ids=["a", "b", "c"]
+    )
+    assert invoke(event) == {
+        "batchItemFailures": [{"itemIdentifier": "a"}, {"itemIdentifier": "b"}, {"itemIdentifier": "c"}]
+    }
+    assert world.polyv.calls == []
+    assert world.ledger.calls == []  # nothing claimed, nothing counted

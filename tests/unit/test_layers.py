@@ -46,7 +46,7 @@ def test_the_callback_endpoint_imports_no_http_client_ledger_or_tracer():
     probe = (
         "import sys; import callback_app; "
         "heavy = [m for m in ('requests', 'aws_xray_sdk', 'polyv_prewarm.adapters.ledger', "
-        "'polyv_prewarm.adapters.polyv', 'polyv_prewarm.logic.service') if m in sys.modules]; "
+        "'polyv_prewarm.adapters.polyv', 'polyv_prewarm.logic.submit') if m in sys.modules]; "
         "print(heavy); sys.exit(1 if heavy else 0)"
     )
     env = {"PATH": "", "POWERTOOLS_TRACE_DISABLED": "true"}
@@ -59,3 +59,36 @@ def test_the_callback_endpoint_imports_no_http_client_ledger_or_tracer():
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+LOGIC = {p.stem: p for p in (PACKAGE / "logic").glob("*.py") if p.stem != "__init__"}
+USE_CASES = {"submit", "drain", "queries", "receive_callback"}  # one module per use case
+
+
+def siblings(module: str) -> set[str]:
+    """The logic modules ``module`` imports (``from .x import ...``)."""
+    return {
+        n[1:].split(".")[0] for n in imported(LOGIC[module]) if n.startswith(".") and not n.startswith("..")
+    }
+
+
+def test_the_use_cases_never_import_each_other():
+    assert set(LOGIC) >= USE_CASES
+    for module in USE_CASES:
+        assert not siblings(module) & (USE_CASES - {module}), module
+
+
+def test_the_logic_modules_import_no_cycle():
+    graph = {module: siblings(module) for module in LOGIC}
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        assert module not in path, " -> ".join((*path, module))
+        if module in done:
+            return
+        for target in graph[module]:
+            visit(target, (*path, module))
+        done.add(module)
+
+    for module in graph:
+        visit(module, ())

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 
 from polyv_prewarm.config import ConfigurationError, Settings
@@ -15,43 +13,43 @@ from tests.helpers import World, requests_for
 def policy_world(limit: int, *, reserve: int = 0, newest_first: bool = False, max_age_days: int = 7) -> World:
     return World(
         limit=limit,
-        manual_reserve=reserve,
-        backlog_max_age=timedelta(days=max_age_days),
-        drain_newest_first=newest_first,
+        MANUAL_RESERVE=str(reserve),
+        BACKLOG_MAX_AGE_DAYS=str(max_age_days),
+        DRAIN_ORDER="newest" if newest_first else "oldest",
     )
 
 
 def test_automatic_traffic_leaves_the_reserve_and_a_priority_request_uses_it():
     w = policy_world(10, reserve=3)
-    pipeline = w.service.prewarm(requests_for(12, origin=Origin("sqs", message_id="m")))
+    pipeline = w.prewarm(requests_for(12, origin=Origin("sqs", message_id="m")))
     assert pipeline.count(Fate.SUBMITTED) == 7
     assert pipeline.count(Fate.DEFERRED) == 5
-    plain = w.service.prewarm(requests_for(1, start=100))
+    plain = w.prewarm(requests_for(1, start=100))
     assert plain.count(Fate.DEFERRED) == 1  # a direct request without priority is like the pipeline's
-    urgent = w.service.prewarm(requests_for(4, start=200), priority_high=True)
+    urgent = w.prewarm(requests_for(4, start=200), priority_high=True)
     assert urgent.count(Fate.SUBMITTED) == 3  # the reserve, and not one file more
     assert urgent.count(Fate.DEFERRED) == 1
     assert urgent.quota.to_summary()["reserve"] == {"files": 3, "used": 3}
-    assert w.service.quota().to_summary()["reserve"] == {"files": 3, "used": 3}
+    assert w.queries.quota().to_summary()["reserve"] == {"files": 3, "used": 3}
 
 
 def test_the_drain_leaves_the_reserve_too():
     w = policy_world(10, reserve=3)
-    w.service.prewarm(requests_for(30))
+    w.prewarm(requests_for(30))
     w.clock.advance(days=1)
-    assert w.service.drain().count(Fate.SUBMITTED) == 7
+    assert w.drain().count(Fate.SUBMITTED) == 7
 
 
 def three_days(newest_first: bool) -> tuple[World, list[list[FileRef]]]:
     w = policy_world(2, newest_first=newest_first, max_age_days=2)
-    w.service.prewarm(requests_for(4))  # day 0: vid 0, 1 sent; 2, 3 deferred
+    w.prewarm(requests_for(4))  # day 0: vid 0, 1 sent; 2, 3 deferred
     w.clock.advance(hours=1)
-    w.service.prewarm(requests_for(2, start=4))  # an hour later: 4, 5 deferred
+    w.prewarm(requests_for(2, start=4))  # an hour later: 4, 5 deferred
     sent = []
     for _ in range(3):
         w.clock.advance(days=1)
         before = len(w.polyv.accepted_files())
-        report = w.service.drain()
+        report = w.drain()
         sent.append(w.polyv.accepted_files()[before:])
         w.reports = [*getattr(w, "reports", []), report]
     return w, sent

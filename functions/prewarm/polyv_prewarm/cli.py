@@ -12,15 +12,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import sys
+import tomllib
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
-if TYPE_CHECKING:
-    from .domain.model import QuotaSummary, VideoStatus
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from . import SERVICE, handler, runtime
+from .config import ConfigurationError
+from .domain.model import Fate, Origin, QuotaSummary, VideoStatus
+from .domain.plan import VID_RE
+from .domain.ports import CredentialsError, PolyvError, StoreUnavailable
+from .events import InvalidEvent, UnsupportedEvent, file_requests
+from .handler import FilesHandedBack
+from .lambda_context import LocalLambdaContext
 
 EXIT_OK, EXIT_NOT_DONE, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
@@ -181,17 +196,6 @@ def _fail(message: str, code: int) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    # Imported here, after the environment is set: Powertools reads it at import.
-    import logging
-
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from . import SERVICE, handler  # noqa: F401  (importing it sets up the function's Logger)
-    from .adapters.credentials import CredentialsError
-    from .config import ConfigurationError
-    from .domain.ports import PolyvError, StoreUnavailable
-    from .events import UnsupportedEvent
-
     # The function's JSON log lines go to stderr, so stdout holds only the command's answer.
     service_logger = logging.getLogger(SERVICE)  # Powertools names its logger after the service
     streams = [h for h in service_logger.handlers if isinstance(h, logging.StreamHandler)]
@@ -212,16 +216,8 @@ def _run(args: argparse.Namespace) -> int:
             log_handler.setLevel(level)
 
 
-def _service() -> Any:
-    from . import runtime
-
-    return runtime.current().service
-
-
 def _console() -> Any:
     """A console that reads no markup: ``[bold]`` in an S3 key or a Polyv message is text."""
-    from rich.console import Console
-
     return Console(markup=False, highlight=False, emoji=False)
 
 
@@ -263,18 +259,15 @@ def _emit(args: argparse.Namespace, data: Any, render: Any) -> None:
 
 # -- submit ---------------------------------------------------------------------------------------
 def cmd_submit(args: argparse.Namespace) -> int:
-    from . import runtime
-    from .domain.model import FileRequest, Origin
-
-    settings = runtime.current().settings
-    brs: Sequence[object] = settings.default_br_indexes if args.br is None else args.br.split(",")
-    explicit = args.br is not None
-    requests = [FileRequest(vid, br, Origin("cli"), explicit=explicit) for vid in args.vids for br in brs]
-    report = _service().prewarm(
+    current = runtime.current()
+    named = None if args.br is None else args.br.split(",")
+    options = current.settings.parse_options
+    requests = [r for vid in args.vids for r in file_requests(vid, named, Origin("cli"), options)]
+    report = current.submit.prewarm(
         requests,
         dry_run=args.dry_run,
         force=args.force,
-        time_left_ms=_deadline().get_remaining_time_in_millis,
+        deadline=current.submit.deadline(CLI_TIMEOUT_MS),
         priority_high=args.priority == "high",
     )
     summary = report.to_summary()
@@ -283,8 +276,6 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _render_report(console: Any, summary: dict[str, Any]) -> None:
-    from rich.table import Table
-
     table = Table(title="dry run: planned calls" if summary["dryRun"] else "files")
     for column in ("vid", "brIndex", "fate", "call", "taskId / reason"):
         table.add_column(column)
@@ -318,21 +309,11 @@ def _render_report(console: Any, summary: dict[str, Any]) -> None:
 
 #: A command's deadline, as Lambda gives one to an invocation: its claims are leased until then
 #: (plus a grace), so a command killed half way leaves claims that end, like a timed-out Lambda's.
-CLI_TIMEOUT_S = 900.0
-
-
-def _deadline() -> Any:
-    from .lambda_context import LocalLambdaContext
-
-    return LocalLambdaContext(timeout_s=CLI_TIMEOUT_S)
+CLI_TIMEOUT_MS = 900_000
 
 
 # -- invoke ---------------------------------------------------------------------------------------
 def cmd_invoke(args: argparse.Namespace) -> int:
-    from .events import InvalidEvent
-    from .handler import FilesHandedBack, lambda_handler
-    from .lambda_context import LocalLambdaContext
-
     try:
         event = json.loads(args.event.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -340,7 +321,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(f"{args.event} is not JSON: {exc}", EXIT_USAGE) from None
     try:
-        answer = lambda_handler(event, LocalLambdaContext())
+        answer = handler.lambda_handler(event, LocalLambdaContext())
     except InvalidEvent as exc:
         raise CliError(f"InvalidEvent: {exc}", EXIT_USAGE) from None
     except FilesHandedBack as exc:
@@ -352,19 +333,15 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 # -- quota, status, backlog -------------------------------------------------------------------------
 def cmd_quota(args: argparse.Namespace) -> int:
     if args.day is not None:
-        from datetime import date
-
         try:
             date.fromisoformat(args.day)
         except ValueError:
             raise CliError(f"--day must be YYYY-MM-DD, got {args.day!r}", EXIT_USAGE) from None
-    _emit(args, _service().quota(args.day), _render_quota)
+    _emit(args, runtime.current().queries.quota(args.day), _render_quota)
     return EXIT_OK
 
 
 def _render_quota(console: Any, summary: QuotaSummary) -> None:
-    from rich.table import Table
-
     q, backlog = summary.quota, summary.backlog
     table = Table(title=f"quota day {q.day}", show_header=False)
     _row(table, "used", f"{q.used} of {q.limit}")
@@ -375,17 +352,13 @@ def _render_quota(console: Any, summary: QuotaSummary) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .domain.plan import VID_RE
-
     if not VID_RE.fullmatch(args.vid):
         raise CliError(f"{args.vid!r} is not a Polyv vid (32 chars [0-9a-z], '_', 1 char)", EXIT_USAGE)
-    _emit(args, _service().status(args.vid), _render_status)
+    _emit(args, runtime.current().queries.status(args.vid), _render_status)
     return EXIT_OK
 
 
 def _render_status(console: Any, status: VideoStatus) -> None:
-    from rich.table import Table
-
     table = Table(title=f"video {status.vid}")
     for column in ("day", "brIndex", "state", "at", "taskId / reason", "origin", "lease / failures"):
         table.add_column(column)
@@ -414,18 +387,16 @@ def _render_status(console: Any, status: VideoStatus) -> None:
 def cmd_backlog(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise CliError("--limit must be at least 1", EXIT_USAGE)
-    service = _service()
+    queries = runtime.current().queries
     files = [
         {"vid": d.file.vid, "brIndex": d.file.br_index, **d.to_summary()}
-        for d in service.deferred(args.limit)
+        for d in queries.deferred(args.limit)
     ]
-    _emit(args, {"files": service.backlog_figures().files, "oldest": files}, _render_backlog)
+    _emit(args, {"files": queries.backlog_figures().files, "oldest": files}, _render_backlog)
     return EXIT_OK
 
 
 def _render_backlog(console: Any, data: dict[str, Any]) -> None:
-    from rich.table import Table
-
     table = Table(title=f"deferred backlog: {data['files']} files (oldest first, then the parked ones)")
     for column in ("vid", "brIndex", "deferredAt", "origin", "state"):
         table.add_column(column)
@@ -439,12 +410,8 @@ def _render_backlog(console: Any, data: dict[str, Any]) -> None:
 
 # -- drain ----------------------------------------------------------------------------------------
 def cmd_drain(args: argparse.Namespace) -> int:
-    from rich.progress import Progress
-
-    from .domain.model import Fate
-
-    service = _service()
-    before = service.quota()
+    current = runtime.current()
+    before = current.queries.quota()
     expected = min(before.backlog.files, before.quota.remaining)
     with Progress(transient=True, disable=args.json or expected == 0, console=_console()) as progress:
         task = progress.add_task("draining the backlog", total=expected)
@@ -453,7 +420,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
             done = sum(1 for r in report.results if r.fate in (Fate.SUBMITTED, Fate.REJECTED, Fate.DUPLICATE))
             progress.update(task, completed=done)
 
-        report = service.drain(on_slice=advance, time_left_ms=_deadline().get_remaining_time_in_millis)
+        report = current.drain.run(on_slice=advance, deadline=current.submit.deadline(CLI_TIMEOUT_MS))
     _emit(args, report.to_summary(), _render_drain)
     return EXIT_NOT_DONE if any(r.fate.needs_retry for r in report.results) else EXIT_OK
 
@@ -473,8 +440,6 @@ DEFAULT_STACK = "polyv-prewarm"
 
 def default_stack_name(samconfig: Path = Path("samconfig.toml")) -> str:
     """The stack ``sam deploy`` deploys: samconfig.toml's stack_name, as SAM reads it."""
-    import tomllib
-
     try:
         config = tomllib.loads(samconfig.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -487,9 +452,6 @@ def default_stack_name(samconfig: Path = Path("samconfig.toml")) -> str:
 
 
 def cmd_callback_url(args: argparse.Namespace) -> int:
-    import boto3
-    from botocore.exceptions import ClientError
-
     stack = args.stack or default_stack_name()
     try:
         described = boto3.client("cloudformation").describe_stacks(StackName=stack)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import NamedTuple
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -13,11 +14,34 @@ from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
 from .domain.model import BR_INDEXES
+from .domain.policy import Policy
 from .domain.ports import PrewarmError
 from .events import DEFAULT_VID_KEY_PATTERN, ParseOptions
-from .logic.sender import BISECTION_CALLS_PER_CHUNK, BISECTION_CALLS_PER_RUN
 
 DEFAULT_API_URL = "https://api.polyv.net/v2/video/refresh-cdn-cache"
+
+#: Every setting's default, stated once, as its environment variable would hold it. Settings has
+#: no default of its own, and nor does anything built from it (the logic, the adapters, the
+#: tests' world): what production runs is what the tests run, but what a test states.
+DEFAULTS: dict[str, str] = {
+    "POLYV_API_URL": DEFAULT_API_URL,
+    "DAILY_FILE_LIMIT": "2000",
+    "QUOTA_TIMEZONE": "Asia/Shanghai",
+    "DEFAULT_BR_INDEXES": "1,2,3",
+    "VID_KEY_PATTERN": DEFAULT_VID_KEY_PATTERN,
+    "SECRET_MAX_AGE_SECONDS": "300",
+    "LEDGER_RETENTION_DAYS": "35",
+    "POLYV_ATTEMPTS": "3",
+    "POLYV_BACKOFF_BASE_SECONDS": "0.5",
+    "POLYV_CONNECT_TIMEOUT_SECONDS": "3.05",
+    "POLYV_READ_TIMEOUT_SECONDS": "10",
+    "MANUAL_RESERVE": "",  # empty: 5 % of DAILY_FILE_LIMIT (100 of 2000)
+    "BACKLOG_MAX_AGE_DAYS": "7",
+    "DRAIN_ORDER": "newest",
+    "POLYV_PROXY_URL": "",  # none: direct
+    "BISECTION_CALLS_PER_CHUNK": "16",  # one bad file among 100 takes 2*ceil(log2(100)) = 14
+    "BISECTION_CALLS_PER_INVOCATION": "48",
+}
 
 
 class ConfigurationError(PrewarmError):
@@ -33,45 +57,71 @@ class Settings(NamedTuple):
     default_br_indexes: tuple[int, ...]
     vid_key_pattern: re.Pattern[str]
     secret_max_age: int
-    retention_days: int = 35
-    polyv_attempts: int = 3
-    polyv_backoff_base: float = 0.5
-    polyv_connect_timeout: float = 3.05
-    polyv_read_timeout: float = 10.0
-    manual_reserve: int = 100  # files a day only "priority": "high" requests may use (5 % of 2000)
-    backlog_max_age_days: int = 7  # deferred files older than this expire
-    drain_newest_first: bool = True
-    polyv_proxy_url: str | None = None  # an explicit proxy for Polyv's calls; none from the environment
-    # extra calls to isolate the files of a refused call: per chunk, per invocation (code-level)
-    bisection_calls: tuple[int, int] = (BISECTION_CALLS_PER_CHUNK, BISECTION_CALLS_PER_RUN)
+    retention_days: int
+    polyv_attempts: int
+    polyv_backoff_base: float
+    polyv_connect_timeout: float
+    polyv_read_timeout: float
+    manual_reserve: int  # files a day only "priority": "high" requests may use
+    backlog_max_age_days: int  # deferred files older than this expire
+    drain_newest_first: bool
+    polyv_proxy_url: str | None  # an explicit proxy for Polyv's calls; none from the environment
+    bisection_calls_per_chunk: int  # extra calls to isolate the files of a refused call (code-level)
+    bisection_calls_per_run: int
 
     @property
     def parse_options(self) -> ParseOptions:
         return ParseOptions(default_br_indexes=self.default_br_indexes, key_pattern=self.vid_key_pattern)
 
+    @property
+    def min_time_per_call(self) -> timedelta:
+        """One more Polyv call needs room for all its attempts, each bounded by both timeouts."""
+        return timedelta(seconds=self.polyv_attempts * (self.polyv_connect_timeout + self.polyv_read_timeout))
+
+    def policy(self) -> Policy:
+        return Policy(
+            daily_limit=self.daily_limit,
+            manual_reserve=self.manual_reserve,
+            timezone=self.timezone,
+            retention_days=self.retention_days,
+            backlog_max_age=timedelta(days=self.backlog_max_age_days),
+            drain_newest_first=self.drain_newest_first,
+            min_time_per_call=self.min_time_per_call,
+            bisection_calls_per_chunk=self.bisection_calls_per_chunk,
+            bisection_calls_per_run=self.bisection_calls_per_run,
+        )
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
+        def value(name: str) -> str:
+            return (env.get(name) or "").strip() or DEFAULTS[name]
+
+        limit = _positive_int("DAILY_FILE_LIMIT", value("DAILY_FILE_LIMIT"))
         return cls(
             secret_id=_required(env, "POLYV_SECRET_ID"),
             quota_table=_required(env, "QUOTA_TABLE"),
-            api_url=_api_url(env.get("POLYV_API_URL") or DEFAULT_API_URL),
-            daily_limit=_positive_int(env, "DAILY_FILE_LIMIT", 2000),
-            timezone=_timezone(env.get("QUOTA_TIMEZONE") or "Asia/Shanghai"),
-            default_br_indexes=_br_indexes(env.get("DEFAULT_BR_INDEXES") or "1,2,3"),
-            vid_key_pattern=_key_pattern(env.get("VID_KEY_PATTERN") or DEFAULT_VID_KEY_PATTERN),
-            secret_max_age=_positive_int(env, "SECRET_MAX_AGE_SECONDS", 300),
-            retention_days=_positive_int(env, "LEDGER_RETENTION_DAYS", 35),
-            polyv_attempts=_positive_int(env, "POLYV_ATTEMPTS", 3),
-            polyv_backoff_base=_seconds(env, "POLYV_BACKOFF_BASE_SECONDS", 0.5),
-            polyv_connect_timeout=_seconds(env, "POLYV_CONNECT_TIMEOUT_SECONDS", 3.05),
-            polyv_read_timeout=_seconds(env, "POLYV_READ_TIMEOUT_SECONDS", 10.0),
-            manual_reserve=_reserve(env),
-            backlog_max_age_days=_positive_int(env, "BACKLOG_MAX_AGE_DAYS", 7),
-            drain_newest_first=_drain_order(env.get("DRAIN_ORDER") or "newest"),
-            polyv_proxy_url=_proxy_url(env.get("POLYV_PROXY_URL", "").strip()),
-            bisection_calls=(
-                _positive_int(env, "BISECTION_CALLS_PER_CHUNK", BISECTION_CALLS_PER_CHUNK),
-                _positive_int(env, "BISECTION_CALLS_PER_INVOCATION", BISECTION_CALLS_PER_RUN),
+            api_url=_api_url(value("POLYV_API_URL")),
+            daily_limit=limit,
+            timezone=_timezone(value("QUOTA_TIMEZONE")),
+            default_br_indexes=_br_indexes(value("DEFAULT_BR_INDEXES")),
+            vid_key_pattern=_key_pattern(value("VID_KEY_PATTERN")),
+            secret_max_age=_positive_int("SECRET_MAX_AGE_SECONDS", value("SECRET_MAX_AGE_SECONDS")),
+            retention_days=_positive_int("LEDGER_RETENTION_DAYS", value("LEDGER_RETENTION_DAYS")),
+            polyv_attempts=_positive_int("POLYV_ATTEMPTS", value("POLYV_ATTEMPTS")),
+            polyv_backoff_base=_seconds("POLYV_BACKOFF_BASE_SECONDS", value("POLYV_BACKOFF_BASE_SECONDS")),
+            polyv_connect_timeout=_seconds(
+                "POLYV_CONNECT_TIMEOUT_SECONDS", value("POLYV_CONNECT_TIMEOUT_SECONDS")
+            ),
+            polyv_read_timeout=_seconds("POLYV_READ_TIMEOUT_SECONDS", value("POLYV_READ_TIMEOUT_SECONDS")),
+            manual_reserve=_reserve(value("MANUAL_RESERVE") or str(limit // 20), limit),
+            backlog_max_age_days=_positive_int("BACKLOG_MAX_AGE_DAYS", value("BACKLOG_MAX_AGE_DAYS")),
+            drain_newest_first=_drain_order(value("DRAIN_ORDER")),
+            polyv_proxy_url=_proxy_url(value("POLYV_PROXY_URL")),
+            bisection_calls_per_chunk=_positive_int(
+                "BISECTION_CALLS_PER_CHUNK", value("BISECTION_CALLS_PER_CHUNK")
+            ),
+            bisection_calls_per_run=_positive_int(
+                "BISECTION_CALLS_PER_INVOCATION", value("BISECTION_CALLS_PER_INVOCATION")
             ),
         )
 
@@ -81,14 +131,15 @@ class CallbackSettings(NamedTuple):
 
     secret_id: str
     queue_url: str
-    secret_max_age: int = 300
+    secret_max_age: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CallbackSettings:
+        max_age = (env.get("SECRET_MAX_AGE_SECONDS") or "").strip() or DEFAULTS["SECRET_MAX_AGE_SECONDS"]
         return cls(
             secret_id=_required(env, "POLYV_SECRET_ID"),
             queue_url=_required(env, "PREWARM_QUEUE_URL"),
-            secret_max_age=_positive_int(env, "SECRET_MAX_AGE_SECONDS", 300),
+            secret_max_age=_positive_int("SECRET_MAX_AGE_SECONDS", max_age),
         )
 
 
@@ -99,23 +150,22 @@ def _required(env: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name) or str(default)
+def _positive_int(name: str, raw: str) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigurationError(f"{name} must be a positive integer, got {raw!r}") from None
+        raise ConfigurationError(f"{name} must be a positive integer, got {raw[:32]!r}") from None
     if value <= 0:
-        raise ConfigurationError(f"{name} must be a positive integer, got {raw!r}")
+        raise ConfigurationError(f"{name} must be a positive integer, got {raw[:32]!r}")
     return value
 
 
-def _reserve(env: Mapping[str, str]) -> int:
+def _reserve(raw: str, limit: int) -> int:
     """Unset: 5 % of the daily limit (100 of Polyv's 2000)."""
-    limit = _positive_int(env, "DAILY_FILE_LIMIT", 2000)
-    raw = env.get("MANUAL_RESERVE") or str(limit // 20)
     if not raw.isdigit() or int(raw) >= limit:
-        raise ConfigurationError(f"MANUAL_RESERVE must be a whole number below DAILY_FILE_LIMIT, got {raw!r}")
+        raise ConfigurationError(
+            f"MANUAL_RESERVE must be a whole number below DAILY_FILE_LIMIT, got {raw[:32]!r}"
+        )
     return int(raw)
 
 
@@ -125,14 +175,13 @@ def _drain_order(raw: str) -> bool:
     return raw == "newest"
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name) or str(default)
+def _seconds(name: str, raw: str) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigurationError(f"{name} must be a number of seconds, got {raw!r}") from None
+        raise ConfigurationError(f"{name} must be a number of seconds, got {raw[:32]!r}") from None
     if not 0 <= value <= 900:
-        raise ConfigurationError(f"{name} must be between 0 and 900 seconds, got {raw!r}")
+        raise ConfigurationError(f"{name} must be between 0 and 900 seconds, got {raw[:32]!r}")
     return value
 
 

@@ -71,11 +71,21 @@ class Ignored(NamedTuple):
         return {"reason": self.reason, **self.origin.log_keys()}
 
 
+class Note(NamedTuple):
+    """Something worth a log line about what *was* read (several vids in one key...)."""
+
+    origin: Origin
+    reason: str
+
+    def to_summary(self) -> dict[str, str]:
+        return {"reason": self.reason, **self.origin.log_keys()}
+
+
 @dataclass
 class Parsed:
     requests: list[FileRequest] = field(default_factory=list)
     ignored: list[Ignored] = field(default_factory=list)  # not a file to warm, and why
-    notes: list[Ignored] = field(default_factory=list)  # read, worth a log line (several vids in a key)
+    notes: list[Note] = field(default_factory=list)  # read, and worth a log line
 
     def extend(self, other: Parsed) -> None:
         self.requests += other.requests
@@ -227,7 +237,7 @@ def parse_document(document: object, origin: Origin, options: ParseOptions, dept
     if document.get("Type") in ("Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation"):
         return _sns_envelope(document, origin, options, depth)
     if "eventType" in document:
-        return _polyv_event(document, origin)
+        return _polyv_event(document, origin, options)
     if "videos" in document:
         return _videos(document, origin, options)
     if "vids" in document:
@@ -239,10 +249,26 @@ def parse_document(document: object, origin: Origin, options: ParseOptions, dept
     raise InvalidMessage(f"unknown message shape (keys: {sample_keys(document) or 'none'})")
 
 
-def _br_indexes(document: Mapping[str, Any], options: ParseOptions) -> Sequence[object]:
+def file_requests(
+    vid: object, named: Sequence[object] | None, origin: Origin, options: ParseOptions
+) -> list[FileRequest]:
+    """The files a request for ``vid`` asks for: the bitrates it names (``explicit``: asked for as
+    such, see the README's "A bitrate that does not exist yet"), else DEFAULT_BR_INDEXES."""
+    if named is None:
+        return [FileRequest(vid, br, origin) for br in options.default_br_indexes]
+    return [FileRequest(vid, br, origin, explicit=True) for br in named]
+
+
+def _named(value: object) -> list[object] | None:
+    """A single named bitrate (a brIndex, a df), or None when absent."""
+    return None if value in (None, "") else [value]
+
+
+def _br_indexes(document: Mapping[str, Any]) -> list[object] | None:
+    """The bitrates a message's ``brIndexes`` names, each once; None when it names none."""
     value = document.get("brIndexes")
     if value is None:
-        return options.default_br_indexes
+        return None
     if not isinstance(value, list) or not value:
         raise InvalidMessage("brIndexes must be a non-empty list of 1, 2 or 3")
     return _distinct(value)
@@ -282,8 +308,7 @@ def _videos(document: Mapping[str, Any], origin: Origin, options: ParseOptions) 
     parsed = Parsed()
     for video in videos:
         br = video.get("brIndex")
-        brs: Sequence[object] = options.default_br_indexes if br is None else (br,)
-        parsed.requests += [FileRequest(video["vid"], b, origin, explicit=br is not None) for b in brs]
+        parsed.requests += file_requests(video["vid"], None if br is None else [br], origin, options)
     return parsed
 
 
@@ -291,17 +316,15 @@ def _vids(document: Mapping[str, Any], origin: Origin, options: ParseOptions) ->
     vids = document["vids"]
     if not isinstance(vids, list):
         raise InvalidMessage("vids must be a list of vid strings")
-    brs = _br_indexes(document, options)
-    _within(options, len(vids) * len(brs))
-    explicit = document.get("brIndexes") is not None
-    return Parsed(requests=[FileRequest(vid, br, origin, explicit=explicit) for vid in vids for br in brs])
+    named = _br_indexes(document)
+    _within(options, len(vids) * len(named or options.default_br_indexes))
+    return Parsed(requests=[r for vid in vids for r in file_requests(vid, named, origin, options)])
 
 
 def _single(document: Mapping[str, Any], origin: Origin, options: ParseOptions) -> Parsed:
     br = document.get("brIndex")
-    brs: Sequence[object] = _br_indexes(document, options) if br is None else (br,)
-    explicit = br is not None or document.get("brIndexes") is not None
-    return Parsed(requests=[FileRequest(document["vid"], b, origin, explicit=explicit) for b in brs])
+    named = _br_indexes(document) if br is None else [br]
+    return Parsed(requests=file_requests(document["vid"], named, origin, options))
 
 
 def _query_string(text: str) -> dict[str, str]:
@@ -318,13 +341,11 @@ def _callback(fields: Mapping[str, Any], origin: Origin, options: ParseOptions) 
         return Parsed(ignored=[Ignored(origin, reason)])
     if "vid" not in fields:
         raise InvalidMessage("Polyv callback has no vid")
-    df = fields.get("df")
-    brs: Sequence[object] = options.default_br_indexes if df in (None, "") else (df,)
-    explicit = df not in (None, "")  # the definition that just finished: it exists now
-    return Parsed(requests=[FileRequest(fields["vid"], b, origin, explicit=explicit) for b in brs])
+    # df names the definition that just finished: it exists now
+    return Parsed(requests=file_requests(fields["vid"], _named(fields.get("df")), origin, options))
 
 
-def _polyv_event(document: Mapping[str, Any], origin: Origin) -> Parsed:
+def _polyv_event(document: Mapping[str, Any], origin: Origin, options: ParseOptions) -> Parsed:
     """Polyv's POST notifications, relayed as they came (the relay owns the sign; the project's
     own endpoint verifies it and queues the pipeline's shape instead): TranscodeComplete asks for
     its successful definitions, named; any other eventType is ignored with a reason."""
@@ -341,7 +362,7 @@ def _polyv_event(document: Mapping[str, Any], origin: Origin) -> Parsed:
         definitions = successful_definitions(document.get("videoInfos"))
     except BadCallback as exc:
         raise InvalidMessage(f"TranscodeComplete: {exc}") from None
-    return Parsed(requests=[FileRequest(document["vid"], df, origin, explicit=True) for df in definitions])
+    return Parsed(requests=file_requests(document["vid"], list(definitions), origin, options))
 
 
 def _records(document: Mapping[str, Any], origin: Origin, options: ParseOptions, depth: int) -> Parsed:
@@ -393,11 +414,8 @@ def _object_created(
         match = options.key_pattern.search(key)
         if match is None:
             return Parsed(ignored=[Ignored(here, "no vid found in the S3 key (VID_KEY_PATTERN)")])
-        br = match.groupdict().get("br")
-        brs: Sequence[object] = options.default_br_indexes if br is None else (br,)
-        return Parsed(
-            requests=[FileRequest(match.group("vid"), b, here, explicit=br is not None) for b in brs]
-        )
+        named = _named(match.groupdict().get("br"))
+        return Parsed(requests=file_requests(match.group("vid"), named, here, options))
     return _vids_in_key(key, here, options)
 
 
@@ -415,12 +433,12 @@ def _vids_in_key(key: str, here: Origin, options: ParseOptions) -> Parsed:
         return parsed
     if len(ours) < len(tokens):
         parsed.notes.append(
-            Ignored(here, f"passed by {len(tokens) - len(ours)} vid-shaped token(s) of another account")
+            Note(here, f"passed by {len(tokens) - len(ours)} vid-shaped token(s) of another account")
         )
     if len(ours) > 1:
-        parsed.notes.append(Ignored(here, f"the S3 key holds {len(ours)} vids of this account: all taken"))
+        parsed.notes.append(Note(here, f"the S3 key holds {len(ours)} vids of this account: all taken"))
     _within(options, len(ours) * len(options.default_br_indexes))
-    parsed.requests = [FileRequest(vid, br, here) for vid in ours for br in options.default_br_indexes]
+    parsed.requests = [r for vid in ours for r in file_requests(vid, None, here, options)]
     return parsed
 
 

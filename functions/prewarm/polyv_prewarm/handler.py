@@ -1,8 +1,8 @@
 """The Lambda handler: Powertools decorators, then route by event kind.
 
 Thin: each route reads its event into file requests or an action (``polyv_prewarm.events``), lets
-the service do the work, records the report's metrics (``polyv_prewarm.telemetry``) and turns the
-report into the answer its event source expects. ``functions/prewarm/app.py`` exposes it to
+the use cases (``runtime``) do the work, records the report's metrics (``polyv_prewarm.telemetry``)
+and turns the report into the answer its event source expects. ``functions/prewarm/app.py`` exposes it to
 Lambda; the CLI's ``invoke`` calls it directly.
 """
 
@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from polyv_prewarm import SERVICE, runtime, telemetry
 from polyv_prewarm.domain.model import Origin, Report
-from polyv_prewarm.domain.ports import PrewarmError
+from polyv_prewarm.domain.ports import CredentialsError, PrewarmError
 from polyv_prewarm.domain.preview import preview
 from polyv_prewarm.events import (
     MAX_FILES_PER_MESSAGE,
@@ -31,6 +31,7 @@ from polyv_prewarm.events import (
     Ignored,
     InvalidEvent,
     InvalidMessage,
+    Note,
     Parsed,
     ParseOptions,
     QuotaAction,
@@ -83,14 +84,15 @@ def _sqs_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Dedup and chunking span the whole batch, so every message is read before any call; the
     verdicts then go through Powertools' batch processor, which builds ``batchItemFailures``."""
     batch = _read_messages(SQSEvent(event))
-    report = _prewarm(batch.parsed, context)
+    # with the secret unreadable nothing can be planned (nor sent): every readable message comes back
+    report = Report() if batch.secret_error else _prewarm(batch.parsed, context)
     to_retry = report.messages_to_retry()
 
     def verdict(record: SQSRecord) -> None:
         if record.message_id in batch.malformed:
             raise InvalidMessage(batch.malformed[record.message_id])
         if record.message_id in batch.unread:
-            raise FilesHandedBack("not read: this invocation already holds its most files")
+            raise FilesHandedBack(batch.unread[record.message_id])
         if record.message_id in to_retry:
             raise FilesHandedBack("holds files that were not submitted (Polyv or the ledger unavailable)")
 
@@ -114,40 +116,61 @@ def _sqs_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 class BatchRead(NamedTuple):
     parsed: Parsed  # every readable message's file requests
     malformed: dict[str, str]  # message id -> why it cannot be read: fails alone
-    unread: set[str]  # messages beyond MAX_FILES_PER_INVOCATION: handed back unread
+    unread: dict[str, str]  # message id -> why it is handed back unread (a later delivery reads it)
+    secret_error: str | None = None  # the Polyv secret could not be read
+
+
+UNREAD_OVER_BUDGET = "not read: this invocation already holds its most files"
+UNREAD_CREDENTIALS_DOWN = "not read: the Polyv secret is unreadable (it tells this account's vids)"
 
 
 def _read_messages(batch: SQSEvent) -> BatchRead:
     """Every message's file requests, and the malformed messages (id -> why): a message that
     cannot be read fails alone, whatever the reason, never its batch. Messages that would take
-    the invocation past MAX_FILES_PER_INVOCATION are handed back unread (a later batch takes them)."""
-    options = _parse_options()
-    read = BatchRead(Parsed(), {}, set())
+    the invocation past MAX_FILES_PER_INVOCATION are handed back unread (a later batch takes
+    them), and so is every readable message while the Polyv secret cannot be read (an outage
+    like any other: it must not fail the batch, and the malformed messages still fail alone)."""
+    try:
+        options, secret_error = _parse_options(), None
+    except CredentialsError as exc:
+        logger.error("cannot read the Polyv secret: handing the batch back", extra={"error": str(exc)})
+        options, secret_error = runtime.current().settings.parse_options, str(exc)
+    read = BatchRead(Parsed(), {}, {}, secret_error)
     for record in batch.records:
         message_id = record.raw_event.get("messageId") if isinstance(record.raw_event, dict) else None
         if not isinstance(message_id, str) or not message_id:
             # Lambda never sends this; without a messageId no record could be handed back alone.
             raise InvalidEvent("an SQS record has no messageId")
-        try:
-            message = parse_body(record.raw_event.get("body"), Origin("sqs", message_id=message_id), options)
-        except InvalidMessage as exc:
-            read.malformed[message_id] = str(exc)
-            logger.warning("malformed message", extra={"message_id": message_id, "error": str(exc)})
+        message = _read_message(record, message_id, options, read.malformed)
+        if message is None:
             continue
-        except Exception as exc:  # a defect in a parser must fail this message alone, not its batch
-            read.malformed[message_id] = f"message could not be read ({type(exc).__name__})"
-            logger.exception("message could not be read", extra={"message_id": message_id})
-            continue
-        if len(read.parsed.requests) + len(message.requests) > MAX_FILES_PER_INVOCATION:
-            read.unread.add(message_id)
-            continue
-        read.parsed.extend(message)
+        if secret_error is not None:
+            read.unread[message_id] = UNREAD_CREDENTIALS_DOWN
+        elif len(read.parsed.requests) + len(message.requests) > MAX_FILES_PER_INVOCATION:
+            read.unread[message_id] = UNREAD_OVER_BUDGET
+        else:
+            read.parsed.extend(message)
     if read.unread:
         logger.warning(
-            "handing back messages unread: the invocation holds its most files",
-            extra={"messages": len(read.unread), "most_files": MAX_FILES_PER_INVOCATION},
+            "handing back messages unread",
+            extra={"messages": len(read.unread), "reason": next(iter(read.unread.values()))},
         )
     return read
+
+
+def _read_message(
+    record: SQSRecord, message_id: str, options: ParseOptions, malformed: dict[str, str]
+) -> Parsed | None:
+    """One message's requests; None (and the reason in ``malformed``) when it cannot be read."""
+    try:
+        return parse_body(record.raw_event.get("body"), Origin("sqs", message_id=message_id), options)
+    except InvalidMessage as exc:
+        malformed[message_id] = str(exc)
+        logger.warning("malformed message", extra={"message_id": message_id, "error": str(exc)})
+    except Exception as exc:  # a defect in a parser must fail this message alone, not its batch
+        malformed[message_id] = f"message could not be read ({type(exc).__name__})"
+        logger.exception("message could not be read", extra={"message_id": message_id})
+    return None
 
 
 def _notification(event: dict[str, Any], kind: EventKind, context: LambdaContext) -> dict[str, Any]:
@@ -173,17 +196,18 @@ def _direct(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 def _action(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     action = parse_action(event)
-    service = runtime.current().service
+    current = runtime.current()
     if isinstance(action, DrainAction):
-        report = service.drain(time_left_ms=context.get_remaining_time_in_millis)
+        deadline = current.submit.deadline(context.get_remaining_time_in_millis())
+        report = current.drain.run(deadline=deadline)
         telemetry.record_report(report)
         logger.info("drain done", extra={"summary": _log_summary(report)})
         return report.to_summary()
     if isinstance(action, QuotaAction):
-        quota = service.quota(action.day)
+        quota = current.queries.quota(action.day)
         telemetry.record_backlog(quota.backlog)
         return quota.to_summary()
-    return service.status(action.vid).to_summary()
+    return current.queries.status(action.vid).to_summary()
 
 
 def _other_schedule(event: dict[str, Any]) -> dict[str, Any]:
@@ -204,18 +228,19 @@ def _other_schedule(event: dict[str, Any]) -> dict[str, Any]:
 def _prewarm(parsed: Parsed, context: LambdaContext, flags: DirectFlags = NO_FLAGS) -> Report:
     _log_tally("ignored", parsed.ignored)
     _log_tally("read from the event", parsed.notes)
-    report = runtime.current().service.prewarm(
+    submit = runtime.current().submit
+    report = submit.prewarm(
         parsed.requests,
         dry_run=flags.dry_run,
         force=flags.force,
-        time_left_ms=context.get_remaining_time_in_millis,
+        deadline=submit.deadline(context.get_remaining_time_in_millis()),
         priority_high=flags.priority_high,
     )
     telemetry.record_report(report)
     return report
 
 
-def _log_tally(message: str, items: Sequence[Ignored]) -> None:
+def _log_tally(message: str, items: Sequence[Ignored | Note]) -> None:
     """One line for all of them: how many, by reason, and a few examples (a batch of S3
     notifications may hold thousands)."""
     if items:
@@ -240,7 +265,7 @@ def _read_document(event: dict[str, Any], origin: Origin) -> Parsed:
 def _parse_options() -> ParseOptions:
     """The configured options, with the account's userid: S3 keys yield only its vids."""
     current = runtime.current()
-    return current.settings.parse_options._replace(userid=current.service.userid())
+    return current.settings.parse_options._replace(userid=current.submit.userid())
 
 
 def _correlation_id(event: dict[str, Any], kind: EventKind, context: LambdaContext) -> str:

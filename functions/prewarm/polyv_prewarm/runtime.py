@@ -1,4 +1,4 @@
-"""Composition root: builds the service and its adapters from configuration, once per container.
+"""Composition root: builds the use cases and their adapters from configuration, once per container.
 
 AWS endpoints come from the SDK's standard settings (``AWS_ENDPOINT_URL``, ``AWS_REGION``...),
 so the same code talks to AWS in Lambda and to moto's server locally.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 import boto3
@@ -21,7 +21,9 @@ from .adapters.credentials import SecretsManagerCredentials, keep_secrets_out_of
 from .adapters.ledger import DynamoDayLedger
 from .adapters.polyv import PolyvClient, RetryPolicy
 from .config import Settings
-from .logic.service import PrewarmService
+from .logic.drain import DrainBacklog
+from .logic.queries import LedgerQueries
+from .logic.submit import SubmitFiles
 
 # botocore's standard retry mode: backoff with jitter on throttling and transient errors.
 AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=2, read_timeout=5)
@@ -32,8 +34,12 @@ DYNAMODB_CONFIG = AWS_CONFIG.merge(Config(parameter_validation=False))
 
 
 class Runtime(NamedTuple):
+    """The deployed function's use cases, built once per container."""
+
     settings: Settings
-    service: PrewarmService
+    submit: SubmitFiles  # prewarm files: plan -> claim -> send -> record
+    drain: DrainBacklog  # the daily drain of the backlog
+    queries: LedgerQueries  # quota, a video's status, the backlog
 
 
 def build_runtime(
@@ -42,15 +48,16 @@ def build_runtime(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     session: boto3.session.Session | None = None,
 ) -> Runtime:
-    """Wire the service from ``env``: straight-line construction, one adapter after another, kept
-    in one function so that the whole object graph reads in one place. ``session``: the boto3
-    session for the AWS clients (a benchmark counts requests on it)."""
+    """Wire the use cases from ``env``: straight-line construction, one adapter after another,
+    kept in one function so that the whole object graph reads in one place. ``session``: the
+    boto3 session for the AWS clients (a benchmark counts requests on it)."""
     settings = Settings.from_env(env)
+    policy = settings.policy()
     keep_secrets_out_of_wire_logs()
     session = session or boto3.session.Session()
     secrets = SecretsProvider(boto3_client=session.client("secretsmanager", config=AWS_CONFIG))
     credentials = SecretsManagerCredentials(settings.secret_id, secrets, max_age=settings.secret_max_age)
-    policy = RetryPolicy(
+    retry = RetryPolicy(
         attempts=settings.polyv_attempts,
         backoff_base=settings.polyv_backoff_base,
         connect_timeout=settings.polyv_connect_timeout,
@@ -59,7 +66,7 @@ def build_runtime(
     polyv = PolyvClient(
         settings.api_url,
         credentials,
-        policy=policy,
+        policy=retry,
         proxy_url=settings.polyv_proxy_url,
         now_ms=lambda: int(clock().timestamp() * 1000),
     )
@@ -68,25 +75,15 @@ def build_runtime(
         settings.quota_table, dynamodb, timezone=settings.timezone, retention_days=settings.retention_days
     )
     backlog = DynamoBacklog(settings.quota_table, dynamodb)
-    service = PrewarmService(
-        polyv=polyv,
-        ledger=ledger,
-        backlog=backlog,
-        daily_limit=settings.daily_limit,
-        timezone=settings.timezone,
-        clock=clock,
-        retention_days=settings.retention_days,
-        manual_reserve=settings.manual_reserve,
-        backlog_max_age=timedelta(days=settings.backlog_max_age_days),
-        drain_newest_first=settings.drain_newest_first,
-        bisection_calls=settings.bisection_calls,
-        # one more call needs room for its attempts, each bounded by the connect + read timeouts
-        backoff=policy.backoff,
-        min_time_per_call_ms=int(
-            1000 * settings.polyv_attempts * (settings.polyv_connect_timeout + settings.polyv_read_timeout)
-        ),
+    submit = SubmitFiles(
+        polyv=polyv, ledger=ledger, backlog=backlog, policy=policy, clock=clock, backoff=retry.backoff
     )
-    return Runtime(settings=settings, service=service)
+    return Runtime(
+        settings=settings,
+        submit=submit,
+        drain=DrainBacklog(submit=submit, ledger=ledger, backlog=backlog, policy=policy, clock=clock),
+        queries=LedgerQueries(ledger=ledger, backlog=backlog, policy=policy, clock=clock),
+    )
 
 
 @functools.cache

@@ -49,13 +49,16 @@ DAILY_LIMIT = "can't submit more than 2000 files one day"
 
 
 class RetryPolicy(NamedTuple):
-    attempts: int = 3  # signed attempts per call (each with a fresh ptime and sign)
-    backoff_base: float = 0.5  # seconds; full jitter: sleep U(0, min(cap, base * 2**n))
+    """How one call is tried: the first four come from ``config.Settings`` (POLYV_*, built in
+    ``runtime``), the rest are this client's rules."""
+
+    attempts: int  # signed attempts per call (each with a fresh ptime and sign)
+    backoff_base: float  # seconds; full jitter: sleep U(0, min(cap, base * 2**n))
+    connect_timeout: float
+    read_timeout: float
     backoff_cap: float = 8.0
     connect_retries: int = 2  # urllib3: re-sends before any byte reached Polyv
     ptime_retries: int = 1  # re-signed retries after 'ptime is too old'
-    connect_timeout: float = 3.05
-    read_timeout: float = 10.0
 
     def backoff(self, retry: int, rng: Callable[[], float] = random.random) -> float:
         return float(rng() * min(self.backoff_cap, self.backoff_base * (2**retry)))
@@ -119,7 +122,7 @@ class PolyvClient:
         api_url: str,
         credentials: CredentialsSource,
         *,
-        policy: RetryPolicy | None = None,
+        policy: RetryPolicy,
         session: requests.Session | None = None,
         proxy_url: str | None = None,
         now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
@@ -127,7 +130,7 @@ class PolyvClient:
     ) -> None:
         self._url = api_url
         self._credentials = credentials
-        self._policy = policy or RetryPolicy()
+        self._policy = policy
         self._session = session or build_session(self._policy, proxy_url=proxy_url)
         self._now_ms = now_ms
         self._sleep = sleep

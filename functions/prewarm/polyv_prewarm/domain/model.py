@@ -146,28 +146,10 @@ class LedgerEntry(NamedTuple):
     lease_until_ms: int | None = None  # while CLAIMED: when the owner's lease ends
     retry_after_ms: int | None = None  # REJECTED for now (a missing bitrate): claimable from then
 
-    def held(self, now: datetime) -> bool:
-        """Claimed by an invocation that may still be running: nobody else may touch it."""
-        return (
-            self.state is EntryState.CLAIMED
-            and self.lease_until_ms is not None
-            and self.lease_until_ms >= epoch_ms(now)
-        )
-
     def settled(self) -> bool:
-        """Submitted or rejected: done for this quota day (only ``force`` sends it again)."""
+        """Submitted or rejected: done for this quota day (only ``force`` sends it again). Whether a
+        request may claim it is :func:`polyv_prewarm.domain.claims.decide`'s to say."""
         return self.state in (EntryState.SUBMITTED, EntryState.REJECTED)
-
-    def claimable(self, now: datetime, *, force: bool = False, explicit: bool = False) -> bool:
-        """May a request claim this file now (and count it again)? A claim whose lease ended is in
-        doubt: claimable, and counted again (the counter over-counts, never under-counts). A file
-        refused for now (its bitrate did not exist yet) is claimable once its retry time has come,
-        or at once by a request that names this bitrate."""
-        if self.held(now):
-            return False
-        if self.retry_after_ms is not None and (explicit or self.retry_after_ms < epoch_ms(now)):
-            return True
-        return force or not self.settled()
 
     def describe(self) -> str:
         if self.state is EntryState.SUBMITTED:

@@ -1,12 +1,12 @@
-"""The daily drain: the backlog's deferred files are submitted as the new day's quota allows.
+"""The use case "drain the backlog": deferred files are submitted as the new day's quota allows.
 
 First, files older than BACKLOG_MAX_AGE_DAYS expire. Then the backlog is read slice by slice in
-the drain order (newest or oldest first), each slice submitted through the service's own claim ->
-send -> record (:meth:`PrewarmService.submit`) within the day's limit less the manual reserve. A
-file leaves the backlog once it was submitted or rejected (now, or by any path since it was
-deferred). Files that cannot move now (held by another invocation, refused with an unknown error)
-are passed by (the cursor moves on), so they never block the rest; a file refused in
-``PARK_AFTER_FAILURES`` drains is parked.
+the drain order (newest or oldest first), each slice submitted through the submission use case
+(the :class:`~.run.Submits` interface: claim -> send -> record) within the day's limit less the
+manual reserve. A file leaves the backlog once it was submitted or rejected (now, or by any path
+since it was deferred). Files that cannot move now (held by another invocation, refused with an
+unknown error or left unisolated by the bisection budget) are passed by (the cursor moves on), so
+they never block the rest; a file refused in ``PARK_AFTER_FAILURES`` drains is parked.
 """
 
 from __future__ import annotations
@@ -28,38 +28,49 @@ from ..domain.model import (
     Report,
 )
 from ..domain.plan import RequestedFile
-from ..domain.ports import StoreUnavailable
+from ..domain.policy import Deadline, Policy
+from ..domain.ports import Backlog, DayLedger, StoreUnavailable
 from ..domain.quotaday import quota_day
+from .run import Leftovers, Run, Submits, finish, new_run, result
 from .sender import OUT_OF_TIME
-from .service import PARK_AFTER_FAILURES, PrewarmService, Run, Submitted, TimeLeft, result
 
 logger = Logger(service=SERVICE, child=True)
 
 STILL_DEFERRED_REASON = "today's Polyv quota is spent: stays in the backlog"
 DONE = (Fate.SUBMITTED, Fate.REJECTED, Fate.DUPLICATE)  # leave the backlog
+#: A deferred file whose drained call Polyv refused with an unknown error this often is parked.
+PARK_AFTER_FAILURES = 3
 
 
-class BacklogDrain:
-    def __init__(self, service: PrewarmService) -> None:
-        self._service = service
-        self._backlog = service.backlog
+class DrainBacklog:
+    def __init__(
+        self,
+        *,
+        submit: Submits,
+        ledger: DayLedger,
+        backlog: Backlog,
+        policy: Policy,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._submit = submit
+        self._ledger = ledger
+        self._backlog = backlog
+        self._policy = policy
+        self._clock = clock
 
     def run(
         self,
         *,
-        time_left_ms: TimeLeft = None,
+        deadline: Deadline | None = None,
         slice_size: int = 100,
         on_slice: Callable[[Report], None] | None = None,
     ) -> Report:
-        service = self._service
-        report = Report()
-        self._expire(report)
-        run = Run(
-            report,
-            service.limit - service.reserve,
-            time_left_ms,
-            bisection_calls_left=service.bisection_calls[1],
-        )
+        """Expire, then drain slice by slice until the day's quota, the backlog or the time runs
+        out; ``on_slice`` is called after every slice (a progress bar)."""
+        policy = self._policy
+        limit = policy.limit(priority_high=False)
+        run = new_run(policy, deadline or Deadline.default(self._clock()), limit=limit)
+        self._expire(run.report)
         cursor: DeferredFile | None = None
         while run.stopped is None:
             batch = self._next_slice(run, slice_size, cursor)
@@ -68,20 +79,20 @@ class BacklogDrain:
             cursor = batch[-1]
             quota_left = self._drain_slice(batch, run)
             if on_slice is not None:
-                on_slice(report)
+                on_slice(run.report)
             if not quota_left:
                 break
-        service.finish(report, "drain finished")
-        report.backlog = self._figures()
-        return report
+        finish(run.report, "drain finished", ledger=self._ledger, policy=policy, now=self._clock())
+        run.report.backlog = self._figures()
+        return run.report
 
     def _next_slice(self, run: Run, size: int, cursor: DeferredFile | None) -> list[DeferredFile]:
         """The next files in the drain order after ``cursor``; none when the run must stop."""
-        if not self._service.time_for_a_call(run.time_left_ms):
+        if not self._submit.time_for_a_call(run):
             run.stop(OUT_OF_TIME)
             return []
         try:
-            if self._service.drain_newest_first:
+            if self._policy.drain_newest_first:
                 return self._backlog.newest(size, after=cursor)
             return self._backlog.oldest(size, after=cursor)
         except StoreUnavailable as exc:
@@ -92,31 +103,30 @@ class BacklogDrain:
         """Submit one slice and update the backlog; False when today's quota is spent."""
         first = len(run.report.results)
         wanted = self._not_sent_since_deferral(batch, run.report)
-        run.forced = frozenset(d.file for d in batch if d.force)
-        submitted = self._service.submit(wanted, run)
-        run.report.results += [result(u, Fate.DEFERRED, STILL_DEFERRED_REASON) for u in submitted.deferred]
+        forced = frozenset(d.file for d in batch if d.force)
+        leftovers = self._submit.submit(wanted, run, forced=forced)
+        run.report.results += [result(u, Fate.DEFERRED, STILL_DEFERRED_REASON) for u in leftovers.no_quota]
         # refused in a call the bisection budget left unsplit: they stay, and count a failed drain
-        run.report.results += [result(u, Fate.DEFERRED, why) for u, why in submitted.unisolated]
-        submitted.refused.update({u.file: why for u, why in submitted.unisolated})
+        run.report.results += [result(u, Fate.DEFERRED, why) for u, why in leftovers.unisolated]
         done = [r.file for r in run.report.results[first:] if r.file and r.fate in DONE]
-        self._update_backlog(done, submitted, {d.file: d for d in batch})
-        return not submitted.deferred
+        self._update_backlog(done, leftovers, {d.file: d for d in batch})
+        return not leftovers.no_quota
 
     def _update_backlog(
-        self, done: list[FileRef], submitted: Submitted, by_file: dict[FileRef, DeferredFile]
+        self, done: list[FileRef], leftovers: Leftovers, by_file: dict[FileRef, DeferredFile]
     ) -> None:
         """Remove the files that are done; count a failure for those Polyv refused (parking the
         ones that failed too often)."""
         try:
             self._backlog.remove(done)
-            if submitted.refused:
-                error = next(iter(submitted.refused.values()))
-                failed = [by_file[f] for f in submitted.refused if f in by_file]
+            if leftovers.refused:
+                error = next(iter(leftovers.refused.values()))
+                failed = [by_file[f] for f in leftovers.refused if f in by_file]
                 parked = self._backlog.record_failure(failed, error, park_after=PARK_AFTER_FAILURES)
                 if parked:
                     logger.error(
                         "parked backlog files that Polyv refused in several drains",
-                        extra={"files": [f.key for f in parked], "error": error},
+                        extra={"files": [f.key for f in parked[:20]], "count": len(parked), "error": error},
                     )
         except StoreUnavailable as exc:
             # They stay in the backlog; the ledger knows they are done, so the next drain skips
@@ -126,8 +136,8 @@ class BacklogDrain:
     def _expire(self, report: Report) -> None:
         """Drop deferred files older than BACKLOG_MAX_AGE_DAYS, oldest first: a prewarm is worth
         most before viewers arrive, and little a week later. Each gets the fate ``expired``."""
-        max_age = self._service.backlog_max_age
-        cutoff = (self._service.clock() - max_age).isoformat()
+        max_age = self._policy.backlog_max_age
+        cutoff = (self._clock() - max_age).isoformat()
         while True:
             try:
                 batch = [d for d in self._backlog.oldest(100) if d.deferred_at < cutoff]
@@ -163,26 +173,26 @@ class BacklogDrain:
 
     def _sent_since(self, batch: Sequence[DeferredFile]) -> dict[FileRef, LedgerEntry]:
         """Files of ``batch`` submitted after their deferral, on a retained day before today."""
-        service = self._service
-        today = date.fromisoformat(service.today())
-        oldest = today - timedelta(days=service.retention_days)
+        today = date.fromisoformat(self._submit.today())
+        oldest = today - timedelta(days=self._policy.retention_days)
         days: dict[str, list[FileRef]] = {}
         for deferred in (d for d in batch if not d.force):
-            deferred_day = quota_day(datetime.fromisoformat(deferred.deferred_at), service.timezone)
+            deferred_day = quota_day(datetime.fromisoformat(deferred.deferred_at), self._policy.timezone)
             since = max(date.fromisoformat(deferred_day), oldest)
             for n in range((today - since).days):
                 days.setdefault((since + timedelta(days=n)).isoformat(), []).append(deferred.file)
         deferred_at = {d.file: d.deferred_at for d in batch}
         sent: dict[FileRef, LedgerEntry] = {}
         for day, files in sorted(days.items()):
-            for file, entry in service.ledger.lookup(day, files).items():
+            for file, entry in self._ledger.lookup(day, files).items():
                 if entry.task_id and entry.at > deferred_at[file] and file not in sent:
                     sent[file] = entry
         return sent
 
     def _figures(self) -> BacklogFigures | None:
         try:
-            return self._service.backlog_figures()
+            files, oldest = self._backlog.stats()
+            return BacklogFigures(files, oldest)
         except StoreUnavailable as exc:
             logger.warning(
                 "backlog unreadable: the drain's summary has no backlog figures", extra={"error": str(exc)}

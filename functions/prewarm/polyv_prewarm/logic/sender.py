@@ -7,15 +7,19 @@
   its budget counted the files again: the counter may over-count, never under-count.
 * Before every call it asks its budget for the time: bisection and re-sends obey the deadline.
 
-The outcome is true at every instant (``in_flight`` holds the files of a call that has not
-answered), so the owner of the claim can record it in a ``finally`` whatever interrupts the calls;
-:meth:`ChunkOutcome.close` then builds, in one place, both the ledger record and the file results.
+The outcome is a value: every step returns the next one, and the sender keeps the latest
+(:attr:`ChunkSender.outcome`), so the claim's owner can record it in a ``finally`` whatever
+interrupts the calls. A call's files are *in flight* from the moment it starts until an answer
+resolves them, and the one place that maps an answer (or an exception) to "taken", "not taken" or
+"unknown" is :func:`_taken`: what escapes unresolved stays in flight, and in flight is in doubt
+(:meth:`ChunkOutcome.close` builds both the ledger record and the file results).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from enum import Enum
 from itertools import pairwise
 from typing import NamedTuple, Protocol
 
@@ -38,20 +42,15 @@ logger = Logger(service=SERVICE, child=True)
 
 OUT_OF_TIME = "too little time left in this invocation for another call"
 INTERRUPTED = "the invocation stopped before the calls ended"
-
-#: Extra calls a chunk may spend isolating the files Polyv refused it for. One bad file among 100
-#: takes at most 2*ceil(log2(100)) = 14; two more calls let a second one be found in most chunks.
-BISECTION_CALLS_PER_CHUNK = 16
-#: ...and an invocation over all its chunks: what a producer's batch of unknown vids can cost
-#: beyond one call per 100 files. The files left unisolated when a budget is spent were not
-#: taken (not counted): they go to the backlog, whose drains try them again with budgets of
-#: their own and park a file after a few failed drains.
-BISECTION_CALLS_PER_RUN = 48
 NOT_ISOLATED = "in a call Polyv refused ({message}), not isolated within the bisection budget"
+#: A call whose outcome is unknown is sent again at most this often, each time counted again.
+AMBIGUOUS_RESENDS = 1
+#: A refused group of this many messages at most is split into its messages at once.
+MESSAGE_SPLIT = 8
 
 
 class CallBudget(Protocol):
-    """What a chunk's calls may spend beyond the claim: time, and quota to re-send."""
+    """What a chunk's calls may spend beyond the claim: time, quota to re-send, and bisection."""
 
     def time_for_a_call(self) -> bool: ...
 
@@ -79,7 +78,7 @@ NOT_ENDED = Stop(INTERRUPTED)
 
 class AcceptedCall(NamedTuple):
     call: CallRecord
-    files: list[RequestedFile]
+    files: tuple[RequestedFile, ...]
 
 
 @dataclass
@@ -87,55 +86,104 @@ class ChunkRecord:
     """What the owner of a claim writes and reports once the chunk's calls are over."""
 
     settlement: Settlement  # for the day ledger
-    results: list[FileResult]  # one per granted file, except the unsent files of a spent day
+    results: list[FileResult]  # one per granted file, but the unsent files of a spent day and unisolated
     calls: list[CallRecord]  # the accepted calls, in order
     unsent: list[RequestedFile]  # certainly not sent (handed back, or deferred when the day is spent)
-    # in a refused call the bisection budget left unsplit: not sent, and why (the caller defers them)
+    # in a refused call the bisection budget left unsplit: not sent, and why (the caller places them)
     unisolated: list[tuple[RequestedFile, str]] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ChunkOutcome:
-    """What is known of a chunk's granted files at this instant."""
+    """What is known of a chunk's granted files at one instant (each step returns a new one)."""
 
-    granted: Sequence[RequestedFile]
-    accepted: list[AcceptedCall] = field(default_factory=list)
-    task_ids: dict[FileRef, str] = field(default_factory=dict)
-    answered_day: dict[FileRef, str] = field(default_factory=dict)  # quota day of Polyv's answer
-    rejected: dict[FileRef, str] = field(default_factory=dict)  # file -> Polyv's reason
-    refused_for_now: set[FileRef] = field(default_factory=set)  # a bitrate that may exist later
-    unisolated: dict[FileRef, str] = field(default_factory=dict)  # refused call left unsplit: why
-    in_doubt: set[FileRef] = field(default_factory=set)  # in a call whose outcome is unknown
-    in_flight: list[FileRef] = field(default_factory=list)  # in a call that has not answered
+    granted: tuple[RequestedFile, ...]
+    accepted: tuple[AcceptedCall, ...] = ()
+    task_ids: Mapping[FileRef, str] = field(default_factory=dict)
+    answered_day: Mapping[FileRef, str] = field(default_factory=dict)  # quota day of Polyv's answer
+    rejected: Mapping[FileRef, str] = field(default_factory=dict)  # file -> Polyv's reason
+    refused_for_now: frozenset[FileRef] = frozenset()  # a bitrate that may exist later
+    unisolated: Mapping[FileRef, str] = field(default_factory=dict)  # refused call left unsplit: why
+    in_doubt: frozenset[FileRef] = frozenset()  # in a call whose outcome is unknown
+    in_flight: tuple[FileRef, ...] = ()  # in a call no answer has resolved yet
     unknown_outcomes: int = 0  # file-attempts that may have been accepted
     counted_again: int = 0  # quota counted again to re-send calls in doubt
     stop: Stop | None = NOT_ENDED  # None once the calls ended normally
     bug: PolyvContractViolation | None = None  # Polyv says we broke its limits: fail loudly
 
+    # -- the steps ------------------------------------------------------------------------------
+    def calling(self, files: Sequence[FileRef]) -> ChunkOutcome:
+        return replace(self, in_flight=tuple(files))
+
+    def resolved(self, files: Sequence[FileRef], taken: Taken) -> ChunkOutcome:
+        """A call answered with something other than a taskId: not taken, or of unknown outcome."""
+        if taken is Taken.NO:
+            return replace(self, in_flight=())
+        return replace(
+            self,
+            in_flight=(),
+            in_doubt=self.in_doubt | frozenset(files),
+            unknown_outcomes=self.unknown_outcomes + len(files),
+        )
+
+    def accepted_call(self, group: Sequence[RequestedFile], task_id: str, day: str) -> ChunkOutcome:
+        files = [u.file for u in group]
+        return replace(
+            self,
+            in_flight=(),
+            accepted=(*self.accepted, AcceptedCall(CallRecord(task_id, len(group)), tuple(group))),
+            task_ids={**self.task_ids, **dict.fromkeys(files, task_id)},
+            answered_day={**self.answered_day, **dict.fromkeys(files, day)},
+            in_doubt=self.in_doubt - frozenset(files),  # a later answer says more than an unknown one
+        )
+
+    def counted(self, files: int) -> ChunkOutcome:
+        return replace(self, counted_again=self.counted_again + files)
+
+    def refused(self, group: Sequence[RequestedFile], reason: str, *, for_now: bool) -> ChunkOutcome:
+        files = frozenset(u.file for u in group)
+        return replace(
+            self,
+            rejected={**self.rejected, **dict.fromkeys(files, reason)},
+            refused_for_now=self.refused_for_now | files if for_now else self.refused_for_now,
+            in_doubt=self.in_doubt - files,
+        )
+
+    def left_unisolated(self, group: Sequence[RequestedFile], reason: str) -> ChunkOutcome:
+        files = frozenset(u.file for u in group)
+        return replace(
+            self,
+            unisolated={**self.unisolated, **dict.fromkeys(files, reason)},
+            in_doubt=self.in_doubt - files,
+        )
+
+    def ended(self, stop: Stop | None, bug: PolyvContractViolation | None = None) -> ChunkOutcome:
+        return replace(self, stop=stop, bug=bug)
+
+    # -- the record -----------------------------------------------------------------------------
     def close(self, first_call: int, *, retry_after_ms: int) -> ChunkRecord:
         """The ledger record and the file results, both from what is known now (``first_call``:
-        the number the report gives this chunk's first accepted call)."""
-        if self.in_flight:  # interrupted while a call was out: it may have been accepted
-            self.mark_unknown(self.in_flight)
-            self.in_flight = []
-        quota_spent = self.stop is not None and self.stop.quota_spent
-        record = ChunkRecord(Settlement(), [], [a.call for a in self.accepted], [])
-        numbers = {f.file: n for n, a in enumerate(self.accepted, first_call) for f in a.files}
-        for requested in self.granted:
-            result = self._close_one(requested, record, numbers.get(requested.file), retry_after_ms)
+        the number the report gives this chunk's first accepted call). A call still in flight (the
+        calls were interrupted while it was out) may have been accepted: in doubt."""
+        known = self.resolved(self.in_flight, Taken.UNKNOWN) if self.in_flight else self
+        quota_spent = known.stop is not None and known.stop.quota_spent
+        record = ChunkRecord(Settlement(), [], [a.call for a in known.accepted], [])
+        numbers = {f.file: n for n, a in enumerate(known.accepted, first_call) for f in a.files}
+        for requested in known.granted:
+            result = known._close_one(requested, record, numbers.get(requested.file), retry_after_ms)
             if result is not None:
                 record.results.append(result)
         # Quota of files Polyv certainly did not take goes back; files in doubt stay counted.
         # A day Polyv says is spent stays at its limit.
         if not quota_spent:
-            taken = len(self.task_ids) + self.unknown_outcomes
-            record.settlement.release = len(self.granted) + self.counted_again - taken
+            taken = len(known.task_ids) + known.unknown_outcomes
+            record.settlement.release = len(known.granted) + known.counted_again - taken
         return record
 
     def _close_one(
         self, requested: RequestedFile, record: ChunkRecord, call: int | None, retry_after_ms: int
     ) -> FileResult | None:
-        """One file's entry in the record and its result (None: deferred by the caller, as the
+        """One file's entry in the record and its result (None: placed by the caller, as the
         unsent files of a day Polyv says is spent are). The latest answer wins: an accepted call
         over a refusal, a refusal over an unknown outcome."""
         file, request, settlement = requested.file, requested.request, record.settlement
@@ -148,7 +196,7 @@ class ChunkOutcome:
             if file in self.refused_for_now:
                 settlement.retry_after_ms[file] = retry_after_ms
             return FileResult(request, Fate.REJECTED, file=file, reason=self.rejected[file])
-        if file in self.unisolated:  # not taken: not counted, claimable again; the caller defers it
+        if file in self.unisolated:  # not taken: not counted, claimable again; the caller places it
             settlement.handed_back[file] = self.unisolated[file]
             record.unisolated.append((requested, self.unisolated[file]))
             return None
@@ -161,106 +209,99 @@ class ChunkOutcome:
             return None
         return FileResult(request, Fate.HANDED_BACK, file=file, reason=leftover)
 
-    def mark_unknown(self, files: Sequence[FileRef]) -> None:
-        """These files were in a call whose outcome is unknown: in doubt, and still counted."""
-        self.in_doubt.update(files)
-        self.unknown_outcomes += len(files)
+
+class Taken(Enum):
+    """Whether Polyv took a call that did not answer with a taskId."""
+
+    NO = "Polyv answered, and did not take it"
+    UNKNOWN = "it may have been accepted"
+
+
+def _taken(exc: Exception) -> Taken:
+    """The one mapping of a failed call to what it means for its files' count."""
+    if isinstance(exc, PolyvUnavailable):
+        return Taken.UNKNOWN if exc.ambiguous else Taken.NO
+    if isinstance(
+        exc, PolyvFilesRefused | PolyvQuotaSpent | PolyvConfigurationError | PolyvContractViolation
+    ):
+        return Taken.NO
+    return Taken.UNKNOWN  # anything else (a defect, the store failing): it may have gone out
 
 
 class ChunkSender:
-    """Sends one chunk's granted files, filling in its :class:`ChunkOutcome` as answers come."""
+    """Sends one chunk's granted files; :attr:`outcome` is what is known at every instant."""
 
     def __init__(
         self,
         polyv: PolyvGateway,
         budget: CallBudget,
+        granted: Sequence[RequestedFile],
         *,
         today: Callable[[], str],
-        resends: int,
-        bisection_calls: int = BISECTION_CALLS_PER_CHUNK,
+        bisection_calls: int,
     ) -> None:
         self._polyv = polyv
         self._budget = budget
         self._today = today
-        self._resends = resends
         self._bisection_calls = bisection_calls
+        self.outcome = ChunkOutcome(tuple(granted))
 
-    def send(self, outcome: ChunkOutcome) -> None:
-        """Send ``outcome.granted``; sets ``outcome.stop`` to why the calls ended early, or None.
-        Only a ``BaseException`` (Ctrl-C, a system exit) leaves it at :data:`NOT_ENDED`."""
+    def send(self) -> ChunkOutcome:
+        """Send the granted files; the outcome's ``stop`` says why the calls ended early, or is
+        None. Only a ``BaseException`` (Ctrl-C, a system exit) leaves it at :data:`NOT_ENDED`."""
         try:
-            refusal = self._try(outcome.granted, outcome)
+            refusal = self._try(self.outcome.granted)
             if refusal is not None:
-                self._isolate(outcome.granted, refusal, outcome)
-            outcome.stop = None
+                self._isolate(self.outcome.granted, refusal)
+            self.outcome = self.outcome.ended(None)
         except Exception as exc:  # every exception ends the calls; the claim's owner records them
-            outcome.stop = stop_for(exc)
-            if isinstance(exc, PolyvContractViolation):
-                outcome.bug = exc
+            bug = exc if isinstance(exc, PolyvContractViolation) else None
+            self.outcome = self.outcome.ended(stop_for(exc), bug)
+        return self.outcome
 
-    def _try(self, group: Sequence[RequestedFile], outcome: ChunkOutcome) -> PolyvFilesRefused | None:
+    def _call(self, files: Sequence[FileRef]) -> str:
+        """One push. Its files are in flight until an answer resolves them; an exception that
+        escapes unresolved (a ``BaseException``) leaves them in flight: in doubt."""
+        self.outcome = self.outcome.calling(files)
+        try:
+            return self._polyv.push(files)
+        except Exception as exc:
+            self.outcome = self.outcome.resolved(files, _taken(exc))
+            raise
+
+    def _try(self, group: Sequence[RequestedFile]) -> PolyvFilesRefused | None:
         """Push ``group``; None once Polyv accepted it, else Polyv's refusal of it."""
         files = [u.file for u in group]
         resend = 0
         while True:
             if not self._budget.time_for_a_call():
                 raise _OutOfTime
-            outcome.in_flight = files
             try:
-                task_id = self._polyv.push(files)
-                break
+                task_id = self._call(files)
             except PolyvFilesRefused as refusal:
-                outcome.in_flight = []
                 return refusal
             except PolyvUnavailable as exc:
-                outcome.in_flight = []
-                if not exc.ambiguous:
+                if not exc.ambiguous or not self._may_resend(len(files), resend):
                     raise
-                outcome.mark_unknown(files)
-                if not self._may_resend(len(files), resend):
-                    raise
-                outcome.counted_again += len(files)
+                self.outcome = self.outcome.counted(len(files))
                 resend += 1
                 logger.warning(
                     "Polyv call outcome unknown: counted its files again and re-sending",
                     extra={"files": len(files), "error": str(exc), "resend": resend},
                 )
-            except (PolyvQuotaSpent, PolyvConfigurationError, PolyvContractViolation):
-                outcome.in_flight = []  # Polyv answered: it did not take the call
-                raise
-            # any other exception leaves in_flight set: those files are in doubt
-        outcome.in_flight = []
-        self._accepted(group, task_id, outcome)
-        return None
+                continue
+            self.outcome = self.outcome.accepted_call(group, task_id, self._today())
+            _log_accepted(group, task_id)
+            return None
 
     def _may_resend(self, files: int, resend: int) -> bool:
         return (
-            resend < self._resends
+            resend < AMBIGUOUS_RESENDS
             and self._budget.time_for_a_call()
             and self._budget.count_again(files, resend)
         )
 
-    def _accepted(self, group: Sequence[RequestedFile], task_id: str, outcome: ChunkOutcome) -> None:
-        call = CallRecord(task_id=task_id, files=len(group))
-        outcome.accepted.append(AcceptedCall(call, list(group)))
-        day = self._today()
-        for requested in group:
-            outcome.task_ids[requested.file] = task_id
-            outcome.answered_day[requested.file] = day
-            outcome.in_doubt.discard(requested.file)  # a later answer says more than an unknown one
-        logger.info(
-            "Polyv accepted a call",
-            extra={
-                "task_id": task_id,
-                "files": len(group),
-                "message_ids": sorted({m for u in group if (m := u.request.origin.message_id)}),
-                "s3_keys": sorted({k for u in group if (k := u.request.origin.s3_key)})[:10],
-            },
-        )
-
-    def _isolate(
-        self, group: Sequence[RequestedFile], refusal: PolyvFilesRefused, outcome: ChunkOutcome
-    ) -> None:
+    def _isolate(self, group: Sequence[RequestedFile], refusal: PolyvFilesRefused) -> None:
         """``group`` is known to be refused with ``refusal``: find its bad files, within the
         chunk's and the invocation's bisection budgets (what they leave unsplit is deferred).
 
@@ -269,7 +310,7 @@ class ChunkSender:
         batch is sent before a bad one's files spend the budget; within one message it goes
         depth first, so that every invocation records some files for good before its deadline."""
         if len(group) == 1:
-            self._refused(group, outcome, refusal.polyv_message, for_now=refusal.for_now)
+            self.outcome = self.outcome.refused(group, refusal.polyv_message, for_now=refusal.for_now)
             return
         parts = parts_of(group)
         refused: list[tuple[Sequence[RequestedFile], PolyvFilesRefused]] = []
@@ -278,12 +319,12 @@ class ChunkSender:
                 refused.append((part, refusal))  # the others are clean: this one caused the refusal
             elif not self._may_bisect():
                 for rest in parts[i:]:
-                    self._unisolated(rest, refusal, outcome)
+                    self._unisolated(rest, refusal)
                 break
-            elif (part_refusal := self._try(part, outcome)) is not None:
+            elif (part_refusal := self._try(part)) is not None:
                 refused.append((part, part_refusal))
         for part, part_refusal in refused:
-            self._isolate(part, part_refusal, outcome)
+            self._isolate(part, part_refusal)
 
     def _may_bisect(self) -> bool:
         """Whether one more bisection call fits the chunk's budget and the invocation's."""
@@ -292,35 +333,26 @@ class ChunkSender:
         self._bisection_calls -= 1
         return True
 
-    @staticmethod
-    def _refused(
-        group: Sequence[RequestedFile], outcome: ChunkOutcome, reason: str, *, for_now: bool
-    ) -> None:
-        """Files Polyv refused: not counted. Those ``for_now`` may be asked again later the same
-        day (or at once by a request naming them)."""
-        for requested in group:
-            outcome.rejected[requested.file] = reason
-            outcome.in_doubt.discard(requested.file)
-            if for_now:
-                outcome.refused_for_now.add(requested.file)
-
-    def _unisolated(
-        self, group: Sequence[RequestedFile], refusal: PolyvFilesRefused, outcome: ChunkOutcome
-    ) -> None:
+    def _unisolated(self, group: Sequence[RequestedFile], refusal: PolyvFilesRefused) -> None:
         """A refused group the bisection budget leaves unsplit: some of it may be good. Polyv
-        took none of it (a refusal is all-or-nothing): the owner defers it to the backlog."""
-        reason = NOT_ISOLATED.format(message=refusal.polyv_message)
-        for requested in group:
-            outcome.unisolated[requested.file] = reason
-            outcome.in_doubt.discard(requested.file)  # a later answer says more than an unknown one
+        took none of it (a refusal is all-or-nothing): the owner defers it."""
+        self.outcome = self.outcome.left_unisolated(group, NOT_ISOLATED.format(message=refusal.polyv_message))
         logger.warning(
             "bisection budget spent: files of a refused call left unisolated, deferred",
             extra={"files": len(group), "polyv_message": refusal.polyv_message},
         )
 
 
-#: A refused group of this many messages at most is split into its messages at once.
-MESSAGE_SPLIT = 8
+def _log_accepted(group: Sequence[RequestedFile], task_id: str) -> None:
+    logger.info(
+        "Polyv accepted a call",
+        extra={
+            "task_id": task_id,
+            "files": len(group),
+            "message_ids": sorted({m for u in group if (m := u.request.origin.message_id)}),
+            "s3_keys": sorted({k for u in group if (k := u.request.origin.s3_key)})[:10],
+        },
+    )
 
 
 def parts_of(group: Sequence[RequestedFile]) -> list[Sequence[RequestedFile]]:

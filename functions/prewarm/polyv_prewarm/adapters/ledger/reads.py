@@ -1,0 +1,40 @@
+"""Reads of the day ledger: a day's count, some files' entries, a video's history."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ...domain.model import BR_INDEXES, FileRef, LedgerEntry, QuotaView
+from ..dynamo import batch_get, plain, store_errors
+from .schema import STORE, file_key, file_of, parse_entry, quota_key
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+
+def usage(client: DynamoDBClient, table: str, day: str, limit: int) -> QuotaView:
+    with store_errors(STORE):
+        raw = client.get_item(TableName=table, Key=quota_key(day), ConsistentRead=True).get("Item")
+    item = plain(raw or {})
+    return QuotaView(
+        day=day, used=int(item.get("used", 0)), limit=limit, exhausted=bool(item.get("exhausted"))
+    )
+
+
+def lookup(
+    client: DynamoDBClient, table: str, day: str, files: Sequence[FileRef]
+) -> dict[FileRef, LedgerEntry]:
+    keys = [file_key(day, f) for f in dict.fromkeys(files)]
+    return {file_of(item): parse_entry(item) for item in batch_get(client, table, keys, store=STORE)}
+
+
+def history(
+    client: DynamoDBClient, table: str, vid: str, days: Sequence[str]
+) -> dict[str, dict[int, LedgerEntry]]:
+    keys = [file_key(day, FileRef(vid, br)) for day in days for br in BR_INDEXES]
+    found: dict[str, dict[int, LedgerEntry]] = {}
+    for item in batch_get(client, table, keys, store=STORE):
+        day = str(item["pk"]).removeprefix("DAY#")
+        found.setdefault(day, {})[file_of(item).br_index] = parse_entry(item)
+    return found

@@ -1,0 +1,138 @@
+"""The day ledger's items, and the claim rule as DynamoDB conditions.
+
+Items of one quota day (``pk = "DAY#<YYYY-MM-DD>"``), all with ``expiresAt`` (TTL: the end of the
+day plus the retention):
+
+* ``sk = "QUOTA"``: ``used`` (N), ``exhausted`` (BOOL: Polyv said so)
+* ``sk = "FILE#<vid>#<brIndex>"``: ``s`` state, ``at``, ``t`` taskId, ``r`` reason, ``o`` origin,
+  ``w`` the claim call that owns it, ``l`` the owner's lease (epoch ms, while claimed), ``x`` when
+  a file refused for now (its bitrate did not exist yet) may be asked again (epoch ms)
+* ``sk = "RELEASE#<owner>"``: the receipt of quota given back by one claim's record (``n``), so
+  that a record run again gives nothing back twice
+
+Every item stays under 1 KB (origins and reasons are capped), so every write costs the same
+whether it is the day's first file or its 100,000th: no item grows with the day's traffic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
+
+from ...domain.claims import ClaimRequest
+from ...domain.model import EntryState, FileRef, Lease, LedgerEntry, epoch_ms
+from ...domain.quotaday import day_end
+
+QUOTA_SK = "QUOTA"
+FILE_SK = "FILE#"
+RELEASE_SK = "RELEASE#"
+TEXT_CAP = 200  # origins and reasons: keeps every file item under 1 KB (one write unit)
+STORE = "day ledger"
+
+
+def quota_key(day: str) -> dict[str, Any]:
+    return {"pk": {"S": f"DAY#{day}"}, "sk": {"S": QUOTA_SK}}
+
+
+def file_key(day: str, file: FileRef) -> dict[str, Any]:
+    return {"pk": {"S": f"DAY#{day}"}, "sk": {"S": FILE_SK + file.key}}
+
+
+def text(value: str) -> dict[str, str]:
+    return {"S": value[:TEXT_CAP]}
+
+
+def state(value: EntryState) -> dict[str, str]:
+    return {"S": value.value}
+
+
+class Expiry(NamedTuple):
+    """When a day's items expire (TTL): the end of the day in the quota time zone, plus the retention."""
+
+    timezone: ZoneInfo
+    retention: timedelta
+
+    def of(self, day: str) -> dict[str, str]:
+        return {"N": str(int((day_end(day, self.timezone) + self.retention).timestamp()))}
+
+
+def parse_entry(item: Mapping[str, Any]) -> LedgerEntry:
+    lease = item.get("l")
+    return LedgerEntry(
+        state=EntryState(item["s"]),
+        at=str(item["at"]),
+        task_id=item.get("t"),
+        reason=item.get("r"),
+        origin=item.get("o"),
+        owner=item.get("w"),
+        lease_until_ms=int(lease) if lease is not None else None,
+        retry_after_ms=int(item["x"]) if item.get("x") is not None else None,
+    )
+
+
+def file_of(item: Mapping[str, Any]) -> FileRef:
+    return FileRef.from_key(str(item["sk"]).removeprefix(FILE_SK))
+
+
+# -- the claim rule (domain/claims.py), as conditions DynamoDB evaluates in the claim's transaction --
+# ``x``: when a file refused for now, a bitrate that did not exist yet, may be asked again.
+_NOT_HELD = "attribute_not_exists(pk) OR #s IN (:doubt, :back) OR (#s = :claimed AND #l < :now)"
+_CLAIMABLE = f"{_NOT_HELD} OR #x < :now"  # or its time has come
+_CLAIMABLE_EXPLICIT = f"{_NOT_HELD} OR attribute_exists(#x)"  # or the request names the bitrate
+_CLAIMABLE_FORCED = "attribute_not_exists(pk) OR #s <> :claimed OR #l < :now"  # anything not held
+
+
+class Condition(NamedTuple):
+    expression: str
+    names: dict[str, str]
+    values: dict[str, Any]
+
+
+def claim_condition(request: ClaimRequest, now: datetime) -> Condition:
+    """The condition under which a file may be claimed by ``request`` at ``now``. (A claimed
+    item never carries ``x``: a claim's ``Put`` replaces the whole item.)"""
+    values: dict[str, Any] = {":claimed": state(EntryState.CLAIMED), ":now": {"N": str(epoch_ms(now))}}
+    if request.force:
+        return Condition(_CLAIMABLE_FORCED, {"#s": "s", "#l": "l"}, values)
+    values |= {":doubt": state(EntryState.IN_DOUBT), ":back": state(EntryState.HANDED_BACK)}
+    expression = _CLAIMABLE_EXPLICIT if request.explicit else _CLAIMABLE
+    return Condition(expression, {"#s": "s", "#l": "l", "#x": "x"}, values)
+
+
+def claimed_item(
+    day: str, file: FileRef, origin: str, lease: Lease, now: datetime, expires: dict[str, str]
+) -> dict[str, Any]:
+    return {
+        **file_key(day, file),
+        "s": state(EntryState.CLAIMED),
+        "at": {"S": now.isoformat()},
+        "o": text(origin or "-"),
+        "w": {"S": lease.owner},
+        "l": {"N": str(lease.until_ms)},
+        "expiresAt": expires,
+    }
+
+
+def count_action(
+    table: str, day: str, n: int, expires: dict[str, str], *, limit: int | None = None
+) -> dict[str, Any]:
+    """Count ``n`` more files on the day's counter (creating it), within ``limit`` if given:
+    ``used <= limit - n`` and the day not exhausted; the counter is returned if it refuses."""
+    update: dict[str, Any] = {
+        "TableName": table,
+        "Key": quota_key(day),
+        "UpdateExpression": "SET used = if_not_exists(used, :zero) + :n, "
+        "expiresAt = if_not_exists(expiresAt, :ttl)",
+        "ExpressionAttributeValues": {":zero": {"N": "0"}, ":n": {"N": str(n)}, ":ttl": expires},
+    }
+    if limit is not None:
+        # A day's first claim finds no counter: it may count n only if n fits the limit at all.
+        # (More than the limit is asked for when a part holds files already handled today: the
+        # refusal then tells them apart, and the ones still claimable are asked for again.)
+        fresh = "attribute_not_exists(used) OR " if n <= limit else ""
+        update["ConditionExpression"] = f"({fresh}used <= :room) AND attribute_not_exists(exhausted)"
+        update["ExpressionAttributeValues"][":room"] = {"N": str(limit - n)}
+        update["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+    return {"Update": update}

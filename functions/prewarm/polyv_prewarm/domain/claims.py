@@ -1,0 +1,64 @@
+"""The claim rule: may a request claim (and count) a file, given what the day ledger holds for it?
+
+One pure function, :func:`decide`. The DynamoDB ledger evaluates the same rule as condition
+expressions inside the claim's transaction (``adapters/ledger/schema.py``), the in-memory fake
+of the tests calls this function, and one table of cases holds all three to it
+(``tests/contract/claim_cases.py``).
+
+====================================================  =============================================
+the file's entry today                                the decision
+====================================================  =============================================
+none                                                  claim
+claimed, lease running                                held: the owner may still be sending it
+refused for now (a bitrate not there yet), its time   claim
+come, or the request names that bitrate (explicit)
+submitted or rejected                                 known (a duplicate), unless ``force``: claim
+claimed with its lease ended, in doubt, handed back   claim (counted again: over, never under)
+====================================================  =============================================
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import NamedTuple
+
+from .model import EntryState, LedgerEntry, epoch_ms
+
+
+class ClaimRequest(NamedTuple):
+    force: bool = False  # send it again even if it was settled today
+    explicit: bool = False  # the event named this bitrate (a callback's df, an explicit brIndex)
+
+
+class Decision(StrEnum):
+    CLAIM = "claim"  # claim it now, and count it
+    HELD = "held"  # another invocation's live claim: not now, and not a duplicate
+    KNOWN = "known"  # handled today already: a duplicate
+
+
+def held(entry: LedgerEntry, now: datetime) -> bool:
+    """Claimed by an invocation whose lease has not ended: nobody else may touch it."""
+    return (
+        entry.state is EntryState.CLAIMED
+        and entry.lease_until_ms is not None
+        and entry.lease_until_ms >= epoch_ms(now)
+    )
+
+
+NO_FLAGS = ClaimRequest()
+
+
+def decide(entry: LedgerEntry | None, now: datetime, request: ClaimRequest = NO_FLAGS) -> Decision:
+    """The claim rule (the table above), for the entry a file has today (None: none)."""
+    if entry is None:
+        return Decision.CLAIM
+    if held(entry, now):
+        return Decision.HELD
+    if entry.retry_after_ms is not None and (request.explicit or entry.retry_after_ms < epoch_ms(now)):
+        return Decision.CLAIM
+    if request.force:
+        return Decision.CLAIM
+    if entry.state in (EntryState.SUBMITTED, EntryState.REJECTED):
+        return Decision.KNOWN
+    return Decision.CLAIM

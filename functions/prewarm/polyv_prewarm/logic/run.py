@@ -1,0 +1,130 @@
+"""What the use cases share: one invocation's run, what a submission leaves to its caller, and the
+results and figures every report is made of. The use cases (``submit``, ``drain``, ``queries``)
+import this module, never each other; the drain submits through the :class:`Submits` interface.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from aws_lambda_powertools import Logger
+
+from .. import SERVICE
+from ..domain.claims import held
+from ..domain.model import Fate, FileRef, FileResult, LedgerEntry, QuotaView, Report
+from ..domain.plan import RequestedFile
+from ..domain.policy import Deadline, Policy
+from ..domain.ports import DayLedger, StoreUnavailable
+from ..domain.quotaday import quota_day
+
+logger = Logger(service=SERVICE, child=True)
+
+#: What one aggregated log line names: its most common reasons, and a few files as examples.
+TALLY_REASONS, TALLY_EXAMPLES = 10, 5
+
+
+@dataclass
+class Run:
+    """One invocation's submission (a prewarm, or a whole drain): the limit it claims within, its
+    deadline, the report it fills, its bisection budget, and why it stopped calling Polyv."""
+
+    report: Report
+    limit: int
+    deadline: Deadline
+    bisection_calls_left: int
+    stopped: str | None = None  # no further Polyv call in this run, and why
+
+    def stop(self, reason: str) -> None:
+        self.stopped = self.report.stopped_because = reason
+
+    def take_bisection_call(self) -> bool:
+        if self.bisection_calls_left <= 0:
+            return False
+        self.bisection_calls_left -= 1
+        return True
+
+
+@dataclass
+class Leftovers:
+    """The files a submission did not place (no result in the report yet, not sent, not counted):
+    the caller decides where they go (a prewarm defers them; a drain keeps them in the backlog)."""
+
+    no_quota: list[RequestedFile] = field(default_factory=list)  # no room today
+    # refused by Polyv for a reason that need not hold (an unknown error, or a refused call the
+    # bisection budget left unsplit), with the reason: a drain counts a failure for each
+    refused: dict[FileRef, str] = field(default_factory=dict)
+    unisolated: list[tuple[RequestedFile, str]] = field(default_factory=list)  # ...and these kept
+
+
+class Submits(Protocol):
+    """What the drain needs of the submission use case."""
+
+    def today(self) -> str: ...
+
+    def time_for_a_call(self, run: Run) -> bool: ...
+
+    def submit(
+        self, files: Sequence[RequestedFile], run: Run, *, forced: Collection[FileRef] = ()
+    ) -> Leftovers: ...
+
+
+def new_run(policy: Policy, deadline: Deadline, *, limit: int) -> Run:
+    return Run(Report(), limit, deadline, policy.bisection_calls_per_run)
+
+
+def result(requested: RequestedFile, fate: Fate, reason: str) -> FileResult:
+    return FileResult(requested.request, fate, file=requested.file, reason=reason)
+
+
+def unclaimable(requested: RequestedFile, entry: LedgerEntry, now: datetime) -> FileResult:
+    """A file this run may not claim: another invocation's live claim is handed back (its
+    message comes again), anything else was handled today (a duplicate)."""
+    fate = Fate.HANDED_BACK if held(entry, now) else Fate.DUPLICATE
+    return result(requested, fate, entry.describe())
+
+
+def usage(ledger: DayLedger, policy: Policy, day: str) -> QuotaView:
+    """A day's count against the limit, with the manual reserve."""
+    return ledger.usage(day, policy.daily_limit)._replace(reserve=policy.manual_reserve)
+
+
+def finish(report: Report, message: str, *, ledger: DayLedger, policy: Policy, now: datetime) -> None:
+    """Add the day's quota figures to the report, then log its rejections, duplicates and summary,
+    each once (an invocation may reject or skip thousands of files)."""
+    day = quota_day(now, policy.timezone)
+    try:
+        report.quota = usage(ledger, policy, day)
+    except StoreUnavailable:
+        logger.warning("ledger unreadable: summary has no quota figures")
+    for fate, what in ((Fate.REJECTED, "files rejected"), (Fate.DUPLICATE, "duplicate files")):
+        _log_tally(what, [r for r in report.results if r.fate is fate])
+    logger.info(
+        message,
+        extra={
+            "day": day,
+            "dry_run": report.dry_run,
+            "counts": report.counts(),
+            "calls": len(report.calls),
+            "stopped_because": report.stopped_because,
+        },
+    )
+
+
+def _log_tally(message: str, results: Sequence[FileResult]) -> None:
+    """How many, by reason, and a few files; each value is cut short (an invalid vid as sent)."""
+    if not results:
+        return
+    by_reason = Counter(r.reason or "" for r in results).most_common(TALLY_REASONS)
+    log = logger.warning if results[0].fate is Fate.REJECTED else logger.info
+    log(
+        message,
+        extra={
+            "count": len(results),
+            "by_reason": dict(by_reason),
+            "examples": [r.to_summary() for r in results[:TALLY_EXAMPLES]],
+        },
+    )

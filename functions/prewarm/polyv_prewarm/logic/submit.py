@@ -1,0 +1,412 @@
+"""The use case "prewarm these files": plan -> claim and count -> call Polyv -> record, chunk by chunk.
+
+Every chunk of at most 100 files lives through one claim (the README draws it as a state
+diagram), read top to bottom in :meth:`SubmitFiles._run_chunk`: the claim counts the files and
+leases them to this invocation until its deadline; the calls follow (:mod:`.sender`); the record
+is written in a ``finally``, so whatever ends the calls (an answer, a fault, the deadline, an
+exception nobody expected) every claimed file is recorded as submitted, rejected, in doubt or
+handed back. If the process dies before that, the lease ends with the invocation and the claims
+are in doubt: claimable again, counted again (the counter over-counts, never under-counts).
+
+The daily drain (:mod:`.drain`) submits through the same :meth:`SubmitFiles.submit`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Collection, Sequence
+from datetime import datetime, timedelta
+from enum import Enum
+
+from aws_lambda_powertools import Logger
+
+from .. import SERVICE
+from ..domain.claims import ClaimRequest, Decision, decide
+from ..domain.model import Fate, FileRef, FileRequest, FileResult, Lease, Report, epoch_ms
+from ..domain.plan import RequestedFile, build_plan, chunk
+from ..domain.policy import Deadline, Policy
+from ..domain.ports import Backlog, ClaimResult, DayLedger, PolyvGateway, Settlement, StoreUnavailable
+from ..domain.quotaday import quota_day
+from .run import Leftovers, Run, finish, new_run, result, unclaimable
+from .sender import OUT_OF_TIME, ChunkOutcome, ChunkSender
+
+logger = Logger(service=SERVICE, child=True)
+
+DEFERRED_REASON = "today's Polyv quota is spent: deferred to the next quota day"
+#: A lease outlives its invocation's deadline by this much: clocks of two hosts may differ a little.
+LEASE_GRACE = timedelta(seconds=30)
+#: A record that fails is tried again this often, while more than RECORD_RESERVE are left.
+RECORD_ATTEMPTS = 8
+RECORD_RESERVE = timedelta(seconds=2)
+#: A bitrate Polyv said does not exist may be asked again this long after (its transcoding may
+#: still run), or at once by an event that names it (a callback's df, an explicit brIndex).
+BITRATE_RETRY_AFTER = timedelta(minutes=30)
+
+
+class After(Enum):
+    """What a chunk leaves for the rest of its run."""
+
+    GO_ON = "the next chunk may be claimed"
+    NO_QUOTA = "the day's quota is spent: the rest finds no room"
+    STOPPED = "the run stopped calling Polyv (run.stopped says why)"
+
+
+class SubmitFiles:
+    def __init__(
+        self,
+        *,
+        polyv: PolyvGateway,
+        ledger: DayLedger,
+        backlog: Backlog,
+        policy: Policy,
+        clock: Callable[[], datetime],
+        backoff: Callable[[int], float],
+        sleep: Callable[[float], None] = time.sleep,
+        new_owner: Callable[[], str] = lambda: uuid.uuid4().hex,
+    ) -> None:
+        """The ports, the policy (from ``config.Settings``), the clock, and how to wait between
+        tries of a record or a re-send (the Polyv client's back-off)."""
+        self.polyv = polyv
+        self.ledger = ledger
+        self.backlog = backlog
+        self.policy = policy
+        self.clock = clock
+        self._backoff = backoff
+        self._sleep = sleep
+        self._new_owner = new_owner
+
+    def today(self) -> str:
+        return quota_day(self.clock(), self.policy.timezone)
+
+    def userid(self) -> str:
+        return self.polyv.userid()
+
+    def deadline(self, remaining_ms: float | None) -> Deadline:
+        """An invocation's deadline from the time it has left (Lambda's), or the longest one."""
+        now = self.clock()
+        return Deadline.default(now) if remaining_ms is None else Deadline.after(now, remaining_ms)
+
+    # -- the main path --------------------------------------------------------------------------
+    def prewarm(
+        self,
+        requests: Sequence[FileRequest],
+        *,
+        dry_run: bool = False,
+        force: bool = False,
+        deadline: Deadline | None = None,
+        priority_high: bool = False,
+    ) -> Report:
+        """``priority_high`` (a person's request): may use the MANUAL_RESERVE of the day's quota,
+        which automatic traffic leaves alone."""
+        plan = build_plan(requests, self.polyv.userid())
+        limit = self.policy.limit(priority_high=priority_high)
+        run = new_run(self.policy, deadline or self.deadline(None), limit=limit)
+        run.report.results += plan.decided
+        run.report.dry_run = dry_run
+        if dry_run:
+            self._dry_run(plan.unique, run.report, force=force, limit=limit)
+        else:
+            forced = frozenset(u.file for u in plan.unique) if force else frozenset()
+            leftovers = self.submit(plan.unique, run, forced=forced)
+            self._defer(leftovers.no_quota, run.report, forced)
+            for reason, files in _by_reason(leftovers.unisolated).items():
+                self._defer(files, run.report, forced, reason=f"{reason}: deferred to the backlog's drain")
+        finish(run.report, "prewarm finished", ledger=self.ledger, policy=self.policy, now=self.clock())
+        return run.report
+
+    def submit(
+        self, files: Sequence[RequestedFile], run: Run, *, forced: Collection[FileRef] = ()
+    ) -> Leftovers:
+        """Claim, send and record ``files`` chunk by chunk; every file gets exactly one result in
+        ``run.report``, except the :class:`~.run.Leftovers` (not sent, not counted), which the
+        caller places. ``forced`` files are sent even if they were settled today."""
+        leftovers = Leftovers()
+        after = After.GO_ON
+        for group in chunk(files):
+            if run.stopped is not None:
+                _hand_back(group, run.stopped, run.report)
+            elif after is After.NO_QUOTA:
+                leftovers.no_quota += group
+            elif not self.time_for_a_call(run):
+                run.stop(OUT_OF_TIME)
+                _hand_back(group, OUT_OF_TIME, run.report)
+            else:
+                after = self._run_chunk(group, run, forced, leftovers)
+        return leftovers
+
+    def time_for_a_call(self, run: Run) -> bool:
+        """Whether the run has time for one more Polyv call, its attempts included."""
+        return run.deadline.left(self.clock()) >= self.policy.min_time_per_call
+
+    def _wait_before_resend(self, resend: int) -> None:
+        self._sleep(self._backoff(resend))
+
+    # -- one chunk ------------------------------------------------------------------------------
+    def _run_chunk(
+        self, group: Sequence[RequestedFile], run: Run, forced: Collection[FileRef], leftovers: Leftovers
+    ) -> After:
+        """One chunk: claim -> send -> record, whatever ends the calls."""
+        day = self.today()  # the day of each chunk: an invocation may outlive midnight
+        lease = Lease.until(self._new_owner(), run.deadline.at + LEASE_GRACE)
+        by_file = {u.file: u for u in group}
+        claimed = self._claim(day, by_file, lease, run, forced)
+        if claimed is None:
+            return After.STOPPED
+        leftovers.no_quota += [by_file[f] for f in claimed.no_room]
+        if not claimed.granted:
+            return After.NO_QUOTA if claimed.no_room else After.GO_ON
+        budget = _Budget(
+            self.ledger, day, run, fits=lambda: self.time_for_a_call(run), wait=self._wait_before_resend
+        )
+        sender = ChunkSender(
+            self.polyv,
+            budget,
+            [by_file[f] for f in claimed.granted],
+            today=self.today,
+            bisection_calls=self.policy.bisection_calls_per_chunk,
+        )
+        try:
+            sender.send()
+        finally:  # on every exit, KeyboardInterrupt included; a killed process leaves the lease
+            outcome = sender.outcome
+            unsent = self._record(day, outcome, lease, run, leftovers)
+        if outcome.bug is not None:
+            raise outcome.bug  # fail the invocation loudly: a defect, not a data or service error
+        if outcome.stop is not None:
+            return self._after_stop(day, outcome, unsent, run, leftovers)
+        return After.NO_QUOTA if claimed.no_room else After.GO_ON
+
+    def _claim(
+        self,
+        day: str,
+        by_file: dict[FileRef, RequestedFile],
+        lease: Lease,
+        run: Run,
+        forced: Collection[FileRef],
+    ) -> ClaimResult | None:
+        """Claim and count the chunk's files; report those that cannot be claimed now. None when the
+        ledger is unavailable: the whole run stops and the chunk is handed back."""
+        group = list(by_file.values())
+        now = self.clock()
+        try:
+            claimed = self.ledger.claim(
+                day,
+                [(u.file, u.request.origin.describe()) for u in group],
+                run.limit,
+                lease=lease,
+                now=now,
+                forced=[u.file for u in group if u.file in forced],
+                explicit=[u.file for u in group if u.request.explicit],
+            )
+        except StoreUnavailable as exc:
+            logger.error("ledger unavailable: sending nothing unaccounted", extra={"error": str(exc)})
+            run.stop("quota ledger unavailable")
+            _hand_back(group, "quota ledger unavailable", run.report)
+            return None
+        for file, entry in {**claimed.known, **claimed.held}.items():
+            run.report.results.append(unclaimable(by_file[file], entry, now))
+        return claimed
+
+    def _record(
+        self, day: str, outcome: ChunkOutcome, lease: Lease, run: Run, leftovers: Leftovers
+    ) -> list[RequestedFile]:
+        """Write the chunk's record and report its files; returns the files certainly not sent.
+        Files left unisolated go to the leftovers, with why."""
+        retry_after_ms = epoch_ms(self.clock() + BITRATE_RETRY_AFTER)
+        record = outcome.close(len(run.report.calls) + 1, retry_after_ms=retry_after_ms)
+        self._settle_persistently(day, record.settlement, lease, run.deadline)
+        self._carry_over_late_answers(day, outcome)
+        run.report.calls += record.calls
+        run.report.results += record.results
+        leftovers.unisolated += record.unisolated
+        leftovers.refused.update({u.file: why for u, why in record.unisolated})
+        return record.unsent
+
+    def _after_stop(
+        self, day: str, outcome: ChunkOutcome, unsent: list[RequestedFile], run: Run, leftovers: Leftovers
+    ) -> After:
+        """Route a chunk whose calls ended early."""
+        stop = outcome.stop
+        assert stop is not None
+        if stop.quota_spent:
+            self._mark_exhausted(day)
+            leftovers.no_quota += unsent
+            return After.NO_QUOTA
+        if stop.whole_run:
+            run.stop(stop.reason)
+            return After.STOPPED
+        leftovers.refused.update({u.file: stop.reason for u in unsent})
+        return After.GO_ON
+
+    def _settle_persistently(
+        self, day: str, settlement: Settlement, lease: Lease, deadline: Deadline
+    ) -> None:
+        """Write the record, trying again while the invocation has time: an unrecorded submission
+        would be in doubt once its lease ends, and a redelivery would send it again."""
+        if not settlement:
+            return
+        error = ""
+        for attempt in range(RECORD_ATTEMPTS):
+            try:
+                self.ledger.settle(day, settlement, lease=lease, now=self.clock())
+                return
+            except StoreUnavailable as exc:
+                error = str(exc)
+                pause = self._backoff(attempt)
+                if deadline.left(self.clock()) - timedelta(seconds=pause) < RECORD_RESERVE:
+                    break  # the invocation must end in time; its claims' lease does the rest
+                logger.warning("could not record outcomes yet: trying again", extra={"attempt": attempt + 1})
+                self._sleep(pause)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {str(exc)[:200]}"
+                break
+        # The claims stay leased until the deadline, then are in doubt: counted, claimable again.
+        # Files Polyv accepted keep their fate (handing them back would only send them again).
+        logger.error(
+            "could not record outcomes in the ledger: the claims will be in doubt",
+            extra={"error": error, "files": len(settlement.submitted) + len(settlement.rejected)},
+        )
+
+    def _carry_over_late_answers(self, day: str, outcome: ChunkOutcome) -> None:
+        """The quota day of a submission is the day of Polyv's answer: a call that straddled
+        midnight is counted in the new day too (the old day keeps its count: over, never under)."""
+        late: dict[str, dict[FileRef, str]] = {}
+        for file, answered in outcome.answered_day.items():
+            if answered != day:
+                late.setdefault(answered, {})[file] = outcome.task_ids[file]
+        if not late:
+            return
+        origins = {u.file: u.request.origin.describe() for u in outcome.granted}
+        for answered, files in late.items():
+            try:
+                self.ledger.carry_over(answered, files, origins, now=self.clock())
+                logger.info(
+                    "a call straddled midnight: counted in the new quota day",
+                    extra={"day": answered, "files": len(files)},
+                )
+            except Exception as exc:
+                logger.error(
+                    "could not count a call that straddled midnight", extra={"error": str(exc)[:200]}
+                )
+
+    # -- what finds no quota, and what is not sent at all ---------------------------------------
+    def _dry_run(
+        self, requested: Sequence[RequestedFile], report: Report, *, force: bool, limit: int
+    ) -> None:
+        day = self.today()
+        try:
+            entries = self.ledger.lookup(day, [u.file for u in requested])
+            room = self.ledger.usage(day, limit).remaining
+        except StoreUnavailable:
+            entries, room = {}, limit
+        now = self.clock()
+        to_send: list[RequestedFile] = []
+        for wanted in requested:
+            entry = entries.get(wanted.file)
+            claim = ClaimRequest(force=force, explicit=wanted.request.explicit)
+            if entry is not None and decide(entry, now, claim) is not Decision.CLAIM:
+                report.results.append(unclaimable(wanted, entry, now))
+            elif len(to_send) < room:
+                to_send.append(wanted)
+            else:
+                report.results.append(result(wanted, Fate.DEFERRED, DEFERRED_REASON))
+        for call_no, group in enumerate(chunk(to_send), 1):
+            report.results += [FileResult(u.request, Fate.PLANNED, file=u.file, call=call_no) for u in group]
+
+    def _defer(
+        self,
+        requested: Sequence[RequestedFile],
+        report: Report,
+        forced: Collection[FileRef],
+        *,
+        reason: str = DEFERRED_REASON,
+    ) -> None:
+        """Store files that were not sent today in the backlog, except those that turn out to be
+        handled today already (duplicate) or held by another invocation (handed back)."""
+        if not requested:
+            return
+        waiting = self._not_handled_today([u for u in requested if u.file not in forced], report)
+        waiting += [u for u in requested if u.file in forced]
+        if not waiting:
+            return
+        stored = 0
+        try:
+            for force in (False, True):  # a forced file keeps its force in the backlog
+                files = [
+                    (u.file, u.request.origin.describe()) for u in waiting if (u.file in forced) is force
+                ]
+                if files:
+                    stored += self.backlog.defer(files, now=self.clock(), force=force)
+        except StoreUnavailable as exc:
+            logger.error("backlog unavailable: handing deferred files back", extra={"error": str(exc)})
+            _hand_back(waiting, "backlog unavailable", report)
+            return
+        logger.info("deferred to the backlog", extra={"files": len(waiting), "new_in_backlog": stored})
+        report.results += [result(u, Fate.DEFERRED, reason) for u in waiting]
+
+    def _not_handled_today(self, requested: Sequence[RequestedFile], report: Report) -> list[RequestedFile]:
+        if not requested:
+            return []
+        try:
+            entries = self.ledger.lookup(self.today(), [u.file for u in requested])
+        except StoreUnavailable:
+            return list(requested)  # defer them all: the drain checks the ledger again before sending
+        now = self.clock()
+        waiting = []
+        for wanted in requested:
+            entry = entries.get(wanted.file)
+            claim = ClaimRequest(explicit=wanted.request.explicit)
+            if entry is not None and decide(entry, now, claim) is not Decision.CLAIM:
+                report.results.append(unclaimable(wanted, entry, now))
+            else:
+                waiting.append(wanted)
+        return waiting
+
+    def _mark_exhausted(self, day: str) -> None:
+        logger.warning("Polyv says today's quota is spent: marking the day exhausted", extra={"day": day})
+        try:
+            self.ledger.mark_exhausted(day, self.policy.daily_limit)
+        except StoreUnavailable as exc:
+            logger.error("could not mark the day exhausted", extra={"error": str(exc)})
+
+
+class _Budget:
+    """A chunk's :class:`~.sender.CallBudget`: the run's deadline and bisection budget, and the
+    day's counter for re-sending a call of unknown outcome (after a back-off)."""
+
+    def __init__(
+        self,
+        ledger: DayLedger,
+        day: str,
+        run: Run,
+        *,
+        fits: Callable[[], bool],
+        wait: Callable[[int], None],
+    ) -> None:
+        self._ledger = ledger
+        self._day = day
+        self._run = run
+        self._fits = fits
+        self._wait = wait
+
+    def time_for_a_call(self) -> bool:
+        return self._fits()
+
+    def count_again(self, files: int, resend: int) -> bool:
+        self._wait(resend)
+        return self._ledger.reserve_extra(self._day, files, self._run.limit)
+
+    def take_bisection_call(self) -> bool:
+        return self._run.take_bisection_call()
+
+
+def _hand_back(group: Sequence[RequestedFile], reason: str, report: Report) -> None:
+    report.results += [result(u, Fate.HANDED_BACK, reason) for u in group]
+
+
+def _by_reason(files: Sequence[tuple[RequestedFile, str]]) -> dict[str, list[RequestedFile]]:
+    grouped: dict[str, list[RequestedFile]] = {}
+    for requested, reason in files:
+        grouped.setdefault(reason, []).append(requested)
+    return grouped
