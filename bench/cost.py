@@ -20,9 +20,14 @@ DYNAMODB_WRITE_UNIT = 0.625 / 1e6  # on-demand write request unit
 DYNAMODB_READ_UNIT = 0.125 / 1e6
 SQS_REQUEST = 0.40 / 1e6
 SECRET_MONTH = 0.40
-# 25 custom metrics ($0.30 each), the dashboard ($3), seven alarms of eight metrics ($0.10 each),
+# 28 custom metrics ($0.30 each), the dashboard ($3), eight alarms of nine metrics ($0.10 each),
 # and the alarm topic's KMS key ($1: CloudWatch cannot publish under the AWS managed key)
-OBSERVABILITY_MONTH = 25 * 0.30 + 3.00 + 8 * 0.10 + 1.00
+OBSERVABILITY_MONTH = 28 * 0.30 + 3.00 + 9 * 0.10 + 1.00
+# The recovery drain (template.yaml RecoveryDrain, every 5 minutes): with nothing parked, one read
+# of the breaker and one query of the due files, in a short invocation (modelled: 50 ms).
+RECOVERY_RUNS_PER_MONTH = 30 * 24 * 12
+RECOVERY_SECONDS = 0.05
+RECOVERY_READS = 2
 HTTP_API_REQUEST = 1.00 / 1e6
 CALLBACKS_PER_VIDEO = 5  # upload, an encode per definition (3), TranscodeComplete
 CALLBACK_SECONDS = 0.03  # modelled: a cached secret, one SQS send (10 ms) and the MD5s
@@ -66,16 +71,18 @@ class Traffic:
     files_per_invocation: int
     seconds_per_invocation: float  # the model's duration of one invocation of that many files
     write_units_per_100_files: float
-    reads_per_invocation: int = 1  # the summary's quota read (the claims' reads are writes)
+    reads_per_invocation: int = 2  # the breaker's and the summary's quota (the claims' are writes)
 
     def monthly(self) -> dict[str, float]:
         invocations = 30 * math.ceil(self.files_per_day / self.files_per_invocation)
         messages = 30 * math.ceil(self.files_per_day / 3)  # one message a video of 3 bitrates
+        recovery = RECOVERY_RUNS_PER_MONTH
         return {
             "Lambda": invocations
-            * (LAMBDA_REQUEST + self.seconds_per_invocation * MEMORY_GB * LAMBDA_GB_SECOND),
+            * (LAMBDA_REQUEST + self.seconds_per_invocation * MEMORY_GB * LAMBDA_GB_SECOND)
+            + recovery * (LAMBDA_REQUEST + RECOVERY_SECONDS * MEMORY_GB * LAMBDA_GB_SECOND),
             "DynamoDB": 30 * self.files_per_day / 100 * self.write_units_per_100_files * DYNAMODB_WRITE_UNIT
-            + invocations * self.reads_per_invocation * DYNAMODB_READ_UNIT,
+            + (invocations * self.reads_per_invocation + recovery * RECOVERY_READS) * DYNAMODB_READ_UNIT,
             "SQS": 3 * messages * SQS_REQUEST,  # send, receive, delete
             # an account on Polyv's callbacks: the HTTP API and the callback function per notification
             "callbacks": messages

@@ -37,15 +37,27 @@ KINDS = ("error", "throttle", "conflict", "hang", "lose_answer")
 @dataclass
 class AwsFault:
     kind: str
-    operation: str = "*"
+    operation: str = "*"  # an operation (TransactWriteItems), a service ("DynamoDB_20120810.*") or all
     count: int | None = 1
     after: int = 0
     delay: float = 0.0
+    until: float | None = None  # met until then (the proxy's clock), whatever the count
+
+    def matches(self, target: str) -> bool:
+        operation = target.rpartition(".")[2] if target else "*"
+        if self.operation == "*":
+            return True
+        if self.operation.endswith(".*"):
+            return target.startswith(self.operation[:-1])
+        return self.operation == operation
 
 
 class AwsFaultProxy:
-    def __init__(self, upstream: tuple[str, int], host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, upstream: tuple[str, int], host: str = "127.0.0.1", port: int = 0, *, clock: Any = time.time
+    ) -> None:
         self.upstream = upstream
+        self.clock = clock  # what ``until`` is measured on (the stack's clock)
         self._faults: list[AwsFault] = []
         self._lock = threading.Lock()
         self.seen: list[str] = []  # every operation, in order (``*`` for untargeted requests)
@@ -60,22 +72,37 @@ class AwsFaultProxy:
 
     # -- control --------------------------------------------------------------------------------
     def inject(
-        self, kind: str, operation: str = "*", *, count: int | None = 1, after: int = 0, delay: float = 0.0
+        self,
+        kind: str,
+        operation: str = "*",
+        *,
+        count: int | None = 1,
+        after: int = 0,
+        delay: float = 0.0,
+        until: float | None = None,
     ) -> None:
+        """``until``: every matching request meets the fault until then (the proxy's clock)."""
         if kind not in KINDS:
             raise ValueError(f"fault kind must be one of {KINDS}")
         with self._lock:
-            self._faults.append(AwsFault(kind, operation, count, after, delay))
+            self._faults.append(
+                AwsFault(kind, operation, None if until is not None else count, after, delay, until)
+            )
 
     def clear(self) -> None:
         with self._lock:
             self._faults.clear()
 
-    def _fault_for(self, operation: str) -> AwsFault | None:
+    def _fault_for(self, target: str) -> AwsFault | None:
+        operation = target.rpartition(".")[2] if target else "*"
         with self._lock:
             self.seen.append(operation)
-            for fault in self._faults:
-                if fault.operation not in ("*", operation):
+            now = self.clock()
+            for fault in list(self._faults):
+                if fault.until is not None and now >= fault.until:
+                    self._faults.remove(fault)  # its window is over
+                    continue
+                if not fault.matches(target):
                     continue
                 if fault.after > 0:
                     fault.after -= 1
@@ -96,8 +123,7 @@ class AwsFaultProxy:
             def _serve(self) -> None:
                 body = self.read_body()
                 target = self.headers.get("X-Amz-Target", "")
-                operation = target.rpartition(".")[2] if target else "*"
-                fault = proxy._fault_for(operation)
+                fault = proxy._fault_for(target)
                 if fault is not None and fault.kind == "hang":
                     time.sleep(fault.delay)
                     self.drop()

@@ -19,7 +19,7 @@ import json
 import os
 import sys
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -30,6 +30,7 @@ from .local_event_source import LocalEventSource
 from .local_http_api import LocalHttpApi
 from .polyv_simulator import callback, deliver
 from .stack import ROOT, USERID, DevStack
+from .timeline import Timeline
 
 EVENTS = ROOT / "events"
 
@@ -210,6 +211,51 @@ def show_faults(stack: DevStack, app: Any) -> None:
     stack.aws_faults.clear()
 
 
+OUTAGE_VIDS = [f"{USERID}0da6e{i:017x}_e" for i in range(2)]
+
+
+def show_outage(stack: DevStack, app: Any, buffer: io.StringIO) -> None:
+    """Polyv down for two hours, on a simulated timeline (devstack/timeline.py: the template's
+    schedules and queue settings, the clock moved a minute at a time): the messages succeed, their
+    files wait in the backlog, and the recovery drain sends them once Polyv answers again."""
+    assert stack.polyv is not None
+    stack.day_offset += 1  # a quota day of its own
+    timeline = Timeline(stack, app.lambda_handler)
+    start = timeline.now()
+    back = start + timedelta(hours=2)
+    local = start.astimezone(SHANGHAI)
+    print(
+        f"\n── Polyv answers 503 from {local:%H:%M} to {back.astimezone(SHANGHAI):%H:%M} "
+        f"({local:%Y-%m-%d}, Asia/Shanghai), on a simulated timeline"
+    )
+    for vid in OUTAGE_VIDS:
+        stack.polyv.add_video(vid, (1, 2))
+    stack.polyv.outage(start.timestamp(), back.timestamp(), status=503)
+    before, asked, dead = len(stack.polyv.tasks()), len(stack.polyv.requests_at()), dead_letters(stack)
+    timeline.send({"vids": OUTAGE_VIDS, "brIndexes": [1, 2]}, {"vid": OUTAGE_VIDS[0], "brIndex": 1})
+    timeline.run_until(back + timedelta(minutes=30))
+    log_records(buffer)  # the function's log lines of those hours: not printed
+    failed = sum(len(d.failed) for _, d in timeline.deliveries)
+    print(
+        f"   the queue delivered {sum(d.messages for _, d in timeline.deliveries)} message(s); "
+        f"handed back: {failed}; the files waited in the backlog"
+    )
+    probes = len([t for t in stack.polyv.requests_at()[asked:] if t < back.timestamp()])
+    runs = sum(1 for _, name in timeline.fired if name == "RecoveryDrain")
+    print(f"   recovery drains run: {runs} (every 5 minutes); Polyv asked {probes} times while down")
+    for task in stack.polyv.tasks()[before:]:
+        at = datetime.fromtimestamp(task.at, SHANGHAI)
+        print(f"   Polyv call: {len(task.files)} files at {at:%H:%M:%S} -> taskId {task.task_id}")
+    print(f"   dead-lettered by the outage: {dead_letters(stack) - dead} message(s)")
+
+
+def dead_letters(stack: DevStack) -> int:
+    attributes = stack.client("sqs").get_queue_attributes(
+        QueueUrl=stack.queues["PrewarmDeadLetterQueue"], AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"])
+
+
 CALLBACK_VID = f"{USERID}c0ffee0000111122223333_e"  # uploaded to Polyv during the demo
 
 
@@ -346,14 +392,17 @@ def main(argv: list[str] | None = None) -> int:
                 f"Polyv counted {stack.polyv.used(stack.userid, day)}, limit {stack.daily_limit}"
             )
         show_callbacks(stack, app, buffer, verbose=args.verbose)
+        show_outage(stack, app, buffer)
         print()
         tasks = stack.polyv.tasks()
         files = [f for t in tasks for f in t.files]
         print(
             f"Polyv calls accepted: {len(tasks)}; files prewarmed: {len(files)} ({len(set(files))} distinct)"
         )
-        refused = [a for a in stack.polyv.answers() if a != "success"]
+        answers = stack.polyv.answers()
+        refused = [a for a in answers if a != "success" and not a.startswith("[outage]")]
         print(f"Polyv refusals (each isolated by bisection): {refused or 'none'}")
+        print(f"Polyv's outage answers (HTTP 503): {sum(a.startswith('[outage]') for a in answers)}")
         if args.faults:
             show_faults(stack, app)
     finally:

@@ -176,6 +176,18 @@ class Task:
     files: tuple[tuple[str, int], ...]
     day: str
     faulted: bool = False  # processed under a fault: the caller never got a clear answer
+    at: float = 0.0  # when it was accepted, on the simulator's clock (Unix seconds)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A stretch of the simulator's time in which every request is answered ``status`` (an
+    outage: nothing processed), or answered normally ``delay`` seconds late (slow)."""
+
+    start: float
+    end: float
+    status: int | None = 503
+    delay: float = 0.0
 
 
 @dataclass
@@ -191,6 +203,8 @@ class SimulatorState:
     used: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     answers: list[str] = field(default_factory=list)  # the message of every answer, in order
     faults: list[Fault] = field(default_factory=list)
+    windows: list[Window] = field(default_factory=list)
+    requests: list[float] = field(default_factory=list)  # when each POST came, on the clock
 
 
 class PolyvSimulator:
@@ -258,6 +272,25 @@ class PolyvSimulator:
         sent.append(callback("TranscodeComplete", vid, secretkey, videoInfos=infos))
         return [(notification, deliver(callback_url, notification)) for notification in sent]
 
+    def outage(self, start: float, end: float, *, status: int = 503) -> None:
+        """Answer every request in [start, end) (the simulator's clock) with ``status``."""
+        with self._lock:
+            self.state.windows.append(Window(start, end, status))
+
+    def slow(self, start: float, end: float, *, delay: float) -> None:
+        """Answer every request in [start, end) ``delay`` seconds late (processed)."""
+        with self._lock:
+            self.state.windows.append(Window(start, end, None, delay))
+
+    def _window(self) -> Window | None:
+        now = self.clock()
+        with self._lock:
+            return next((w for w in self.state.windows if w.start <= now < w.end), None)
+
+    def requests_at(self) -> list[float]:
+        with self._lock:
+            return list(self.state.requests)
+
     def spend(self, userid: str, files: int, day: str | None = None) -> None:
         """Use ``files`` of the account's quota, as another client of the same account would."""
         with self._lock:
@@ -280,6 +313,8 @@ class PolyvSimulator:
             self.state.used.clear()
             self.state.answers.clear()
             self.state.faults.clear()
+            self.state.windows.clear()
+            self.state.requests.clear()
             if daily_limit is not None:
                 self.daily_limit = daily_limit
 
@@ -356,7 +391,9 @@ class PolyvSimulator:
             if self.state.used[key] + len(files) > self.daily_limit:
                 return error(DAILY_LIMIT)
             self.state.used[key] += len(files)
-            task = Task(uuid.uuid4().hex, params["userid"], tuple(files), key[1], faulted=faulted)
+            task = Task(
+                uuid.uuid4().hex, params["userid"], tuple(files), key[1], faulted=faulted, at=self.clock()
+            )
             self.state.tasks.append(task)
         return 200, {"code": 200, "status": "success", "message": "success", "data": {"taskId": task.task_id}}
 
@@ -386,9 +423,19 @@ class PolyvSimulator:
             def _serve(self) -> None:
                 body = self.read_body()
                 content_type = self.headers.get("Content-Type", "")
+                if self.command == "POST":
+                    with simulator._lock:
+                        simulator.state.requests.append(simulator.clock())
+                window = simulator._window() if self.command == "POST" else None
+                if window is not None and window.status is not None:
+                    simulator._record(f"[outage] HTTP {window.status}")
+                    self._send_raw(
+                        window.status, b"<html><body>Service Unavailable</body></html>", "text/html"
+                    )
+                    return
                 fault = simulator._next_fault() if self.command == "POST" else None
-                if simulator.latency:
-                    time.sleep(simulator.latency)
+                if simulator.latency or window is not None:
+                    time.sleep(simulator.latency + (window.delay if window is not None else 0.0))
                 if fault is None:
                     self._send(*simulator.handle(self.command, self.path, content_type, body))
                     return

@@ -117,6 +117,17 @@ class SerialMotoServer:
         return str(host), int(port)
 
 
+def sqs_on_clock(clock: Any) -> None:
+    """Make moto's SQS (visibility timeouts, receive counts, retention) keep the stack's time, so
+    that moving the stack's clock moves its queues too: a message handed back for 720 s comes
+    again once the clock has moved 720 s, whatever the wall clock did. moto's own time functions,
+    as its SQS module imported them, are replaced by ones that read ``clock``."""
+    from moto.sqs import models
+
+    setattr(models, "unix_time", lambda dt=None: clock().timestamp())  # noqa: B010 (moto's own name)
+    setattr(models, "unix_time_millis", lambda dt=None: clock().timestamp() * 1000)  # noqa: B010
+
+
 def template_resources(resource_type: str, template: Path = TEMPLATE) -> dict[str, dict[str, Any]]:
     """Logical id -> Properties of every resource of one type in the SAM template."""
     document = cfn_yaml.load(str(template))
@@ -207,7 +218,10 @@ class DevStack:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
         self.moto = SerialMotoServer()
         self.moto.start()
-        self.aws_faults = AwsFaultProxy(self.moto.get_host_and_port()).start()
+        sqs_on_clock(self.now)
+        self.aws_faults = AwsFaultProxy(
+            self.moto.get_host_and_port(), clock=lambda: self.now().timestamp()
+        ).start()
         self.polyv = PolyvSimulator(
             daily_limit=self.daily_limit, clock=lambda: self.now().timestamp()
         ).start()
@@ -257,7 +271,8 @@ class DevStack:
             "POLYV_CONNECT_TIMEOUT_SECONDS": "1",
             "POLYV_READ_TIMEOUT_SECONDS": "2",
             "MANUAL_RESERVE": "0",  # the local stack's limits are small; tests that need one set it
-            "PREWARM_QUEUE_URL": self.queues["PrewarmQueue"],  # the callback endpoint's
+            "PREWARM_QUEUE_URL": self.queues["PrewarmQueue"],  # the callback endpoint's, and the function's
+            "DEAD_LETTER_QUEUE_URL": self.queues["PrewarmDeadLetterQueue"],
         }
 
     def _direct(self) -> dict[str, str]:

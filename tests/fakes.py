@@ -6,8 +6,10 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from polyv_prewarm.adapters.backlog import stamp
+from polyv_prewarm.domain.breaker import PROBE_LEASE, BreakerState, opening
 from polyv_prewarm.domain.claims import ClaimRequest, Decision, decide
-from polyv_prewarm.domain.model import DeferredFile, EntryState, FileRef, LedgerEntry, QuotaView
+from polyv_prewarm.domain.model import DeferredFile, EntryState, FileRef, LedgerEntry, QuotaView, epoch_ms
 from polyv_prewarm.domain.ports import (
     ClaimResult,
     PolyvFilesRefused,
@@ -182,19 +184,54 @@ class InMemoryBacklog:
         if self.unavailable:
             raise StoreUnavailable("backlog: InternalServerError")
 
-    def defer(self, files, *, now, force=False) -> int:
+    def defer(self, files, *, now, force=False, priority_high=False, retry_at=None, reason=None) -> int:
         self._check()
         new = 0
         for file, origin in files:
             if file not in self.items:
-                self.items[file] = DeferredFile(file, now.isoformat(), origin, force=force)
+                self.items[file] = DeferredFile(
+                    file,
+                    now.isoformat(),
+                    origin,
+                    force=force,
+                    priority_high=priority_high,
+                    retry_at=stamp(retry_at) if retry_at is not None else None,
+                    wait_reason=reason if retry_at is not None else None,
+                )
                 new += 1
         return new
 
     def _drainable(self) -> list[DeferredFile]:
         return sorted(
-            (d for d in self.items.values() if not d.parked), key=lambda d: (d.deferred_at, d.file.key)
+            (d for d in self.items.values() if not d.parked and not d.waiting),
+            key=lambda d: (d.deferred_at, d.file.key),
         )
+
+    def due(self, limit: int, *, now, after=None) -> list[DeferredFile]:
+        self._check()
+        due = sorted(
+            (d for d in self.items.values() if d.waiting and d.retry_at <= stamp(now)),
+            key=lambda d: (d.retry_at, d.deferred_at, d.file.key),
+        )
+        if after is not None:
+            mark = (after.retry_at, after.deferred_at, after.file.key)
+            due = [d for d in due if (d.retry_at, d.deferred_at, d.file.key) > mark]
+        return due[:limit]
+
+    def wait(self, files, *, retry_at, reason) -> None:
+        self._check()
+        for deferred in files:
+            if deferred.file in self.items:
+                current = self.items[deferred.file]
+                self.items[deferred.file] = current._replace(retry_at=stamp(retry_at), wait_reason=reason)
+
+    def to_daily(self, files) -> None:
+        self._check()
+        for deferred in files:
+            if deferred.file in self.items:
+                self.items[deferred.file] = self.items[deferred.file]._replace(
+                    retry_at=None, wait_reason=None
+                )
 
     def oldest(self, limit: int, *, after=None) -> list[DeferredFile]:
         self._check()
@@ -242,7 +279,49 @@ class InMemoryBacklog:
         self._check()
         return {f: self.items[f] for f in files if f in self.items}
 
-    def stats(self) -> tuple[int, str | None]:
+    def stats(self) -> tuple[int, str | None, int]:
         self._check()
         oldest = self.oldest(1)
-        return len(self.items), oldest[0].deferred_at if oldest else None
+        waiting = sum(1 for d in self.items.values() if d.waiting)
+        return len(self.items), oldest[0].deferred_at if oldest else None, waiting
+
+
+class InMemoryBreaker:
+    """Polyv's breaker in memory, by the domain's rules (the DynamoDB one: test_outages.py)."""
+
+    def __init__(self) -> None:
+        self.current = BreakerState()
+        self.probe_until: datetime | None = None
+        self.unavailable = False
+
+    def _check(self) -> None:
+        if self.unavailable:
+            raise StoreUnavailable("Polyv's breaker: InternalServerError")
+
+    def state(self) -> BreakerState:
+        self._check()
+        return self.current
+
+    def try_probe(self, owner, *, now) -> bool:
+        self._check()
+        if not self.current.open or self.current.waiting(now):
+            return False
+        if self.probe_until is not None and self.probe_until >= now:
+            return False
+        self.probe_until = now + PROBE_LEASE
+        return True
+
+    def failed(self, *, now) -> BreakerState:
+        self._check()
+        failures = self.current.failures + 1
+        since = self.current.down_since or now.isoformat()
+        self.current = BreakerState(since, epoch_ms(now + opening(failures)), failures)
+        self.probe_until = None
+        return self.current
+
+    def recovered(self, *, unless_failed_since: BreakerState | None = None) -> None:
+        self._check()
+        if unless_failed_since is not None and self.current.failures != unless_failed_since.failures:
+            return
+        self.current = BreakerState()
+        self.probe_until = None

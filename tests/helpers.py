@@ -19,7 +19,7 @@ from polyv_prewarm.domain.policy import Deadline
 from polyv_prewarm.logic.drain import DrainBacklog
 from polyv_prewarm.logic.queries import LedgerQueries
 from polyv_prewarm.logic.submit import SubmitFiles
-from tests.fakes import USERID, FakePolyv, InMemoryBacklog, InMemoryLedger, vid
+from tests.fakes import USERID, FakePolyv, InMemoryBacklog, InMemoryBreaker, InMemoryLedger, vid
 
 if TYPE_CHECKING:
     import pytest
@@ -79,6 +79,25 @@ def pin_hour(stack: DevStack, monkeypatch: pytest.MonkeyPatch, hour: int) -> flo
     return stack.seconds_offset
 
 
+def dead_lettered(stack: DevStack) -> dict[str, str]:
+    """sourceMessageId -> reason of every message the function put on the dead-letter queue."""
+    sqs = stack.client("sqs")
+    found: dict[str, str] = {}
+    while True:
+        answer = sqs.receive_message(
+            QueueUrl=stack.queues["PrewarmDeadLetterQueue"],
+            MaxNumberOfMessages=10,
+            MessageAttributeNames=["All"],
+        )
+        messages = answer.get("Messages", [])
+        if not messages:
+            return found
+        for message in messages:
+            attributes = message.get("MessageAttributes", {})
+            source = attributes.get("sourceMessageId", {}).get("StringValue", "?")
+            found[source] = attributes.get("reason", {}).get("StringValue", "")
+
+
 #: The hour of the quota day the integration tests run at (tests/integration/conftest.py).
 PINNED_HOUR = 10
 
@@ -132,6 +151,7 @@ class World:
         self.polyv = polyv or FakePolyv()
         self.ledger = InMemoryLedger()
         self.backlog = InMemoryBacklog()
+        self.breaker = InMemoryBreaker()
         self.clock = Clock()
         self.sleep = lambda seconds: None  # a test may make waiting move the clock
         self.backoff = None  # a test may fix the back-off; else the Polyv client's, from the settings
@@ -158,16 +178,26 @@ class World:
             polyv=self.polyv,
             ledger=self.ledger,
             backlog=self.backlog,
+            breaker=self.breaker,
             policy=policy,
             clock=self.clock,
             backoff=lambda n: self.backoff(n) if self.backoff else retry.backoff(n),
             sleep=lambda seconds: self.sleep(seconds),
         )
         self.drainer = DrainBacklog(
-            submit=self.submit, ledger=self.ledger, backlog=self.backlog, policy=policy, clock=self.clock
+            submit=self.submit,
+            ledger=self.ledger,
+            backlog=self.backlog,
+            breaker=self.breaker,
+            policy=policy,
+            clock=self.clock,
         )
         self.queries = LedgerQueries(
-            ledger=self.ledger, backlog=self.backlog, policy=policy, clock=self.clock
+            ledger=self.ledger,
+            backlog=self.backlog,
+            breaker=self.breaker,
+            policy=policy,
+            clock=self.clock,
         )
 
     # -- the use cases, as the handler calls them ---------------------------------------------
@@ -176,6 +206,9 @@ class World:
 
     def drain(self, **options):
         return self.drainer.run(**options)
+
+    def recover(self, **options):
+        return self.drainer.recover(**options)
 
     def deadline_in(self, seconds: float) -> Deadline:
         return Deadline(self.clock() + timedelta(seconds=seconds))

@@ -212,7 +212,7 @@ def test_alarms_notify_the_topic_and_watch_metrics_the_code_emits(template):
     emitted = (
         set(telemetry.FATE_METRICS.values())
         | set(telemetry.CALLBACK_METRICS.values())
-        | {"QuotaUsedPercent", "BacklogOldestAgeHours"}
+        | {"QuotaUsedPercent", "BacklogOldestAgeHours", "PolyvDownMinutes"}
     )
     alarms = resources(template, "AWS::CloudWatch::Alarm")
     assert len(alarms) >= 7
@@ -225,6 +225,7 @@ def test_alarms_notify_the_topic_and_watch_metrics_the_code_emits(template):
     assert ("AWS/Lambda", "Errors") in watched
     assert ("PolyvPrewarm", "CallbacksForged") in watched
     assert ("PolyvPrewarm", "CallbacksUnavailable") in watched
+    assert ("PolyvPrewarm", "PolyvDownMinutes") in watched
     for namespace, name in watched:
         if namespace == "PolyvPrewarm":
             assert name in emitted
@@ -244,8 +245,7 @@ def test_dashboard_body_is_valid_json_with_the_operator_widgets(template):
 
 def test_the_drain_is_scheduled_in_the_quota_time_zone(template):
     fn = template["Resources"]["PrewarmFunction"]
-    (schedule,) = [e for e in fn["Properties"]["Events"].values() if e["Type"] == "ScheduleV2"]
-    props = schedule["Properties"]
+    props = fn["Properties"]["Events"]["DailyDrain"]["Properties"]
     assert props["ScheduleExpressionTimezone"] == {"Ref": "QuotaTimezone"}
     assert props["ScheduleExpression"] == "cron(5 0 * * ? *)"
     assert json.loads(props["Input"])["action"] == "drain"
@@ -336,3 +336,26 @@ def test_the_callback_role_may_only_send_to_the_prewarm_queue(template):
     }
     assert granted.pop("sqs:SendMessage") == {"Fn::GetAtt": ["PrewarmQueue", "Arn"]}
     assert set(granted) == {"logs:CreateLogStream", "logs:PutLogEvents", "secretsmanager:GetSecretValue"}
+
+
+def test_transient_faults_never_dead_letter_a_message_within_a_day(template):
+    """A message handed back (the ledger or the secret down) comes again after the handler's
+    back-off; the queue's maxReceiveCount must outlast a day of it (a Polyv outage hands nothing
+    back: its files wait in the backlog)."""
+    from polyv_prewarm.handler import visibility_after
+
+    queue = template["Resources"]["PrewarmQueue"]["Properties"]
+    receives = queue["RedrivePolicy"]["maxReceiveCount"]
+    waited = sum(visibility_after(n) for n in range(1, receives))
+    assert waited >= 24 * 3600
+    assert visibility_after(10**6) <= 15 * 60  # back within a quarter of an hour of an outage's end
+
+
+def test_the_recovery_drain_runs_every_few_minutes(template):
+    fn = template["Resources"]["PrewarmFunction"]
+    props = fn["Properties"]["Events"]["RecoveryDrain"]["Properties"]
+    assert props["ScheduleExpression"] == "rate(5 minutes)"
+    assert json.loads(props["Input"])["action"] == "recover"
+    env = fn["Properties"]["Environment"]["Variables"]
+    assert env["PREWARM_QUEUE_URL"] == {"Ref": "PrewarmQueue"}
+    assert env["DEAD_LETTER_QUEUE_URL"] == {"Ref": "PrewarmDeadLetterQueue"}

@@ -53,6 +53,7 @@ def main() -> None:
     if args.reports is not None:
         _keep_reports(SubmitFiles, "prewarm", args.reports)
         _keep_reports(DrainBacklog, "run", args.reports)
+        _keep_reports(DrainBacklog, "recover", args.reports)
     event = json.loads(args.event.read_text())
     timeout = args.timeout if args.deadline is None else args.deadline - time.time()
     context = LocalLambdaContext(timeout_s=timeout)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from polyv_prewarm import cli, runtime
-from tests.helpers import EVENTS, ROOT, set_limit, shift_days, vid
+from tests.helpers import EVENTS, ROOT, dead_lettered, set_limit, shift_days, vid
 
 pytestmark = pytest.mark.integration
 
@@ -114,12 +114,17 @@ def test_backlog_and_drain_with_a_progress_bar(run, stack, videos, monkeypatch):
     assert "backlog now: 0 files" in out
 
 
-def test_invoke_runs_the_handler_with_an_event_file(run, stack):
+def test_invoke_runs_the_handler_with_an_event_file(run, stack, monkeypatch):
     code, out, _ = run("invoke", str(EVENTS / "direct-vids.json"))
     assert code == 0
     assert json.loads(out)["counts"] == {"submitted": 4}
     code, out, _ = run("invoke", str(EVENTS / "sqs-pipeline-messages.json"))
-    assert code == 1  # the malformed message is handed back
+    assert code == 0  # the malformed message is dead-lettered (the stack's DEAD_LETTER_QUEUE_URL)
+    assert json.loads(out)["batchItemFailures"] == []
+    assert len(dead_lettered(stack)) == 1
+    monkeypatch.delenv("DEAD_LETTER_QUEUE_URL")  # without a dead-letter queue it fails, as before
+    code, out, _ = run("invoke", str(EVENTS / "sqs-pipeline-messages.json"))
+    assert code == 1
     assert json.loads(out)["batchItemFailures"]
 
 
@@ -148,11 +153,14 @@ def test_invoke_of_an_unknown_event(run, tmp_path):
     assert "unknown event" in err
 
 
-def test_polyv_down_exits_1(run, stack, videos):
+def test_polyv_down_parks_the_files(run, stack, videos):
     stack.polyv.inject("http_error", count=10)
     code, out, _ = run("--json", "submit", videos[0], "--br", "1")
-    assert code == 1
-    assert json.loads(out)["counts"] == {"handed_back": 1}
+    assert code == 0  # nothing to do by hand: the recovery drain sends them once Polyv answers
+    summary = json.loads(out)
+    assert summary["counts"] == {"deferred": 1}
+    assert "waits in the backlog" in summary["files"][0]["reason"]
+    assert summary["polyvDownSince"]
 
 
 def test_console_script_against_the_local_stack(stack, videos):

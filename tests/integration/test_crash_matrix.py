@@ -1,7 +1,9 @@
 """The crash and fault matrix, over real HTTP (moto's server behind the AWS fault proxy, and the
 Polyv simulator). Each case runs the real handler in a child process with a real Lambda deadline,
 kills it (SIGKILL) where the case says, then redelivers its messages after the queue's
-visibility timeout (the stack's clock moves 720 s ahead), until SQS would have nothing left.
+visibility timeout (the stack's clock moves ahead by template.yaml's VisibilityTimeout), until
+SQS would have nothing left; files waiting in the backlog are sent by the recovery drain, run at
+its schedule's period (template.yaml's RecoveryDrain).
 
 Then the invariants, checked against what the simulator recorded:
 * every file is accepted at least once, or rejected with Polyv's reason;
@@ -28,14 +30,17 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from cfnlint.decode import cfn_yaml
 
 from devstack.polyv_simulator import DAILY_LIMIT
-from devstack.stack import DevStack
+from devstack.stack import TEMPLATE, DevStack
+from devstack.timeline import template_schedules
 from tests.helpers import ROOT, set_limit, sqs_event, vid
 
 pytestmark = pytest.mark.integration
 
-VISIBILITY_TIMEOUT = 720  # template.yaml: PrewarmQueue's VisibilityTimeout
+_QUEUE = cfn_yaml.load(str(TEMPLATE))["Resources"]["PrewarmQueue"]["Properties"]
+VISIBILITY_TIMEOUT = int(_QUEUE["VisibilityTimeout"])  # SQS hands a killed invocation's messages back then
 POLYV_REFUSALS = ("illeagal vid", "bitrate does not exist")
 File = tuple[str, int]
 
@@ -52,6 +57,7 @@ class Invocation:
 
 
 STARTUP_LIMIT_S = 120  # a child's imports and set-up, however busy the machine
+RECOVERY_PERIOD = next(s.period for s in template_schedules() if s.name == "RecoveryDrain")
 
 
 class Harness:
@@ -115,6 +121,17 @@ class Harness:
             retry = {"Records": [r for r in event["Records"] if r["messageId"] in pending]}
             pending = self.invoke(retry).failed_messages
         raise AssertionError(f"messages still handed back after {rounds} redeliveries: {sorted(pending)}")
+
+    def recover_until_done(self, *, rounds: int = 8, timeout: float = 30.0) -> None:
+        """The recovery schedule fires (every RECOVERY_PERIOD) until no file waits in the backlog."""
+        for _ in range(rounds):
+            if not self.stack.backlog_keys():
+                return
+            self.stack.seconds_offset += RECOVERY_PERIOD
+            self.invoke({"action": "recover", "source": "schedule"}, timeout=timeout)
+        raise AssertionError(
+            f"files still waiting after {rounds} recovery drains: {self.stack.backlog_keys()}"
+        )
 
     def results(self) -> list[dict[str, Any]]:
         if not self.reports.exists():
@@ -245,13 +262,13 @@ def test_the_secret_unreadable_while_it_is_read_again_after_a_refused_signature(
     stack.polyv.add_account(stack.userid, "rotated-in-polyv-only")  # Polyv now refuses our sign
     stack.aws_faults.inject("error", "GetSecretValue", count=None, after=1)  # the re-read fails
     first = harness.invoke(event)
-    assert first.failed_messages == {"m0", "m1"}
+    assert first.failed_messages == set()  # the files wait in the backlog: the messages succeed
     assert stack.polyv.tasks() == []
-    assert stack.quota_used(stack.polyv.today()) == 0  # handed back: the claims were released
-    assert {r["fate"] for r in harness.results()} == {"handed_back"}
+    assert stack.quota_used(stack.polyv.today()) == 0  # parked: the claims were released
+    assert {r["fate"] for r in harness.results()} == {"deferred"}
     stack.aws_faults.clear()
     stack.rotate_secret()  # the operator finishes the rotation
-    harness.redeliver_until_done(event, first.failed_messages)
+    harness.recover_until_done()
     check_invariants(stack, harness, wanted)
 
 
@@ -275,8 +292,9 @@ def test_the_deadline_reached_during_bisection(stack, harness):
     try:
         first = harness.invoke(event, timeout=12)
         assert first.answer is not None, "the invocation ran into its deadline"
-        assert first.failed_messages == {"m0"}  # it stopped calling in time and handed the rest back
-        harness.redeliver_until_done(event, {"m0"}, rounds=12)
+        assert first.failed_messages == set()  # it stopped calling in time and parked the rest
+        assert stack.backlog_keys()
+        harness.recover_until_done(rounds=12, timeout=12)
     finally:
         stack.polyv.latency = 0.0
     check_invariants(stack, harness, {(v, 1) for v in good + unknown}, bad={(v, 1) for v in unknown})
@@ -341,3 +359,23 @@ def test_a_drain_killed_mid_slice(stack, harness, monkeypatch):
         harness.invoke(drain)
     assert stack.backlog_keys() == []
     check_invariants(stack, harness, wanted)
+
+
+def test_a_recovery_drain_killed_after_polyv_accepted_its_first_slice(stack, harness):
+    """The probe of an outage's end, killed with its answer in flight: its probe lease and claims
+    end, the next recovery drain probes again and sends the rest; nothing accepted twice but the
+    call whose answer was lost."""
+    assert stack.polyv is not None
+    event, wanted = pipeline_event(stack, 3, 50)  # 150 files: two slices of the recovery drain
+    now = stack.now().timestamp()
+    stack.polyv.outage(now, now + 600, status=503)
+    assert harness.invoke(event).failed_messages == set()  # they wait in the backlog
+    assert len(stack.backlog_keys()) == 150
+    stack.seconds_offset += 600 + RECOVERY_PERIOD
+    stack.polyv.inject("slow", process=True, delay=60)
+    recover = {"action": "recover", "source": "schedule"}
+    killed = harness.invoke(recover, timeout=30, kill_when=lambda: len(stack.polyv.tasks()) >= 1)
+    assert killed.answer is None
+    harness.recover_until_done()
+    check_invariants(stack, harness, wanted)
+    assert stack.backlog_keys() == []

@@ -35,11 +35,15 @@ def test_the_demo_runs_every_event_the_next_days_drain_and_the_faults():
     drain = out.split("── scheduled-drain.json")[1].split("──")[0]
     assert "submitted" in drain
     assert "Polyv call:" in drain
-    callbacks = out.split("── Polyv's callbacks")[1].split("── faults")[0]
+    callbacks = out.split("── Polyv's callbacks")[1].split("── Polyv answers 503")[0]
     assert callbacks.count("HTTP 200, queued to prewarm") == 3  # two encodes and TranscodeComplete
     assert "encode_failed: HTTP 200, a definition failed to transcode" in callbacks
     assert "forged (signed with a wrong secretkey): HTTP 403" in callbacks
     assert "Polyv call: 2 files, brIndex [1, 2]" in callbacks
+    outage = out.split("── Polyv answers 503")[1].split("── faults")[0]
+    assert "handed back: 0" in outage
+    assert "Polyv call: 4 files" in outage  # the 4 files of its 2 messages (one repeats a file), once
+    assert "dead-lettered by the outage: 0" in outage
     faults = out.split("── faults")[1]
     assert faults.count("fate: submitted") == 4
     assert "fate: handed_back — being submitted by another invocation" in faults

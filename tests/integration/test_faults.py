@@ -9,7 +9,7 @@ import pytest
 from polyv_prewarm import runtime
 from polyv_prewarm.domain.ports import PolyvContractViolation
 from polyv_prewarm.lambda_context import LocalLambdaContext
-from tests.helpers import set_limit, sqs_event, vid
+from tests.helpers import dead_lettered, set_limit, sqs_event, vid
 
 pytestmark = pytest.mark.integration
 
@@ -67,23 +67,28 @@ def test_ptime_too_old_is_resigned_and_retried(stack, invoke, videos):
     assert stack.polyv.answers() == ["[fault] ptime is too old", "success"]
 
 
-def test_outage_hands_back_and_releases_quota_then_redelivery_uses_it(stack, invoke, videos, monkeypatch):
+def test_outage_parks_and_releases_quota_then_the_recovery_drain_uses_it(stack, invoke, videos, monkeypatch):
     set_limit(stack, monkeypatch, 20)
     for v in videos[:20]:
         stack.polyv.add_video(v)
     event = sqs_event(*({"vids": videos[i : i + 10], "brIndexes": [1]} for i in (0, 10)))
     stack.polyv.inject("http_error", count=100, status=502)
     first = invoke(event)
-    assert {f["itemIdentifier"] for f in first["batchItemFailures"]} == {"msg-0", "msg-1"}
+    assert first == {"batchItemFailures": []}  # the files wait in the backlog: no redelivery
     day = stack.polyv.today()
     assert stack.quota_used(day) == 0  # nothing was taken: the reservation went back
     attempts = len(stack.polyv.answers())
     assert attempts == 3  # one call tried (3 attempts), then no further call in the outage
+    assert len(stack.backlog_keys()) == 20
+    assert invoke(event) == {"batchItemFailures": []}  # the same messages again: parked at once
+    assert len(stack.polyv.answers()) == attempts  # the breaker is open: no call
 
-    stack.polyv.reset(daily_limit=20)  # Polyv is back; SQS redelivers the same messages
-    second = invoke(event)
-    assert second == {"batchItemFailures": []}
+    stack.polyv.reset(daily_limit=20)  # Polyv is back
+    stack.seconds_offset += 300  # the recovery schedule fires
+    recovered = invoke({"action": "recover", "source": "schedule"})
+    assert recovered["counts"] == {"submitted": 20}
     assert stack.quota_used(day) == 20 == stack.polyv.used(stack.userid, day)
+    assert stack.backlog_keys() == []
 
 
 def test_secret_rotated_while_warm_is_refreshed_once(stack, invoke, videos):
@@ -136,12 +141,13 @@ def test_quota_store_unavailable_sends_nothing(stack, invoke, videos, monkeypatc
     assert stack.polyv.answers() == []
 
 
-def test_deadline_hands_back_without_calling(stack, videos):
+def test_too_little_time_parks_without_calling(stack, videos):
     from polyv_prewarm import handler as app
 
     response = app.lambda_handler(sqs_event({"vids": videos[:3]}), LocalLambdaContext(timeout_s=5))
-    assert response == {"batchItemFailures": [{"itemIdentifier": "msg-0"}]}
+    assert response == {"batchItemFailures": []}  # parked: the recovery drain sends them
     assert stack.polyv.answers() == []
+    assert len(stack.backlog_keys()) == 9
 
 
 def test_too_many_files_answer_fails_loudly(stack, invoke, videos):
@@ -158,7 +164,8 @@ def test_secrets_manager_down_while_a_batch_is_read_hands_it_back(stack, invoke)
     stack.aws_faults.inject("error", "GetSecretValue", count=None)
     event = sqs_event({"vid": vid(1), "brIndex": 1}, "not json", ids=["good", "bad"])
     response = invoke(event)
-    assert {f["itemIdentifier"] for f in response["batchItemFailures"]} == {"good", "bad"}
+    assert {f["itemIdentifier"] for f in response["batchItemFailures"]} == {"good"}
+    assert set(dead_lettered(stack)) == {"bad"}  # the malformed one, alone, as malformed
     assert stack.polyv.answers() == []
     stack.aws_faults.clear()
     again = invoke(sqs_event({"vid": vid(1), "brIndex": 1}, ids=["good"]))

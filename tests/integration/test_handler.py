@@ -7,7 +7,7 @@ import json
 import pytest
 
 from polyv_prewarm.events import UnsupportedEvent
-from tests.helpers import EVENTS, load_event, set_limit, sqs_event, vid
+from tests.helpers import EVENTS, dead_lettered, load_event, set_limit, sqs_event, vid
 
 pytestmark = pytest.mark.integration
 
@@ -26,8 +26,10 @@ def test_one_sqs_batch_with_every_body_shape(stack, invoke):
 
     response = invoke({"Records": records})
 
-    # only the malformed message fails; rejected files (foreign or unknown vid) do not fail theirs
-    assert response == {"batchItemFailures": [{"itemIdentifier": malformed[0]}]}
+    # only the malformed message is dead-lettered (by the function, at once: no redelivery can read
+    # it); rejected files (foreign or unknown vid) do not fail theirs
+    assert response == {"batchItemFailures": []}
+    assert set(dead_lettered(stack)) == {malformed[0]}
     accepted = stack.polyv.accepted_files()
     assert len(accepted) == len(set(accepted))  # V1 brIndex 1 is named twice, sent once
     assert (V1, 1) in accepted

@@ -11,7 +11,7 @@ import pytest
 
 from polyv_prewarm import runtime
 from polyv_prewarm.config import DEFAULTS, ConfigurationError
-from tests.helpers import pin_hour, sqs_event, vid
+from tests.helpers import dead_lettered, pin_hour, sqs_event, vid
 from tests.recorder import RecordingServer
 
 pytestmark = pytest.mark.integration
@@ -49,7 +49,8 @@ def test_a_fan_out_message_fails_alone_in_little_memory(stack, invoke, monkeypat
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert response == {"batchItemFailures": [{"itemIdentifier": "msg-1"}]}
+    assert response == {"batchItemFailures": []}
+    assert set(dead_lettered(stack)) == {"msg-1"}  # failed alone, dead-lettered at once with why
     assert sorted(stack.polyv.accepted_files()) == [(vid(1), 1), (vid(2), 2)]
     assert len(stack.polyv.answers()) == 1  # both good files in one call; nothing else asked
     assert peak < 64 * 2**20, peak  # the moto server in this process counts too
@@ -80,7 +81,7 @@ def test_a_redirect_is_never_followed_and_leaves_its_files_in_doubt(stack, invok
         summary = invoke({"vid": vid(1), "brIndex": 1})
     assert elsewhere.seen == []  # the signed form went nowhere else, not even as a GET
     (file,) = summary["files"]
-    assert file["fate"] == "handed_back"
+    assert file["fate"] == "deferred"  # in doubt: it waits for the recovery drain (counted again then)
     assert ledger_state(stack, vid(1), 1) == "in_doubt"
     assert stack.polyv.accepted_files() == []
     assert stack.polyv.answers() == [f"[fault] redirect {status}"] * 2
@@ -91,7 +92,7 @@ def test_an_oversized_answer_is_not_read_on_and_its_call_is_in_doubt(stack, invo
     stack.polyv.add_video(vid(1))
     stack.polyv.inject("oversized", count=2, size=2_000_000)
     summary = invoke({"vid": vid(1), "brIndex": 1})
-    assert summary["files"][0]["fate"] == "handed_back"
+    assert summary["files"][0]["fate"] == "deferred"
     assert ledger_state(stack, vid(1), 1) == "in_doubt"
 
 

@@ -78,9 +78,10 @@ def test_a_drain_interrupted_by_an_outage_loses_nothing_and_sends_nothing_twice(
     shift_days(stack, monkeypatch, 1)
     stack.polyv.inject("http_error", count=3, status=503)  # the drain's first call fails all attempts
     first = invoke({"action": "drain"})
-    assert first["counts"] == {"handed_back": 90}
+    assert first["counts"] == {"deferred": 90}  # waiting out the outage, in the backlog
     assert len(stack.backlog_keys()) == 90
-    second = invoke({"action": "drain"})
+    stack.seconds_offset += 300  # the recovery schedule fires, past the breaker's opening
+    second = invoke({"action": "recover", "source": "schedule"})
     assert second["counts"] == {"submitted": 90}
     assert stack.backlog_keys() == []
     sent = Counter(stack.polyv.accepted_files())
@@ -103,7 +104,8 @@ def test_status_and_quota_actions(stack, invoke, videos, monkeypatch):
         "used": 2,
         "limit": 2,
         "remaining": 0,
-        "backlog": {"files": 1, "oldestDeferredAt": quota["backlog"]["oldestDeferredAt"]},
+        "backlog": {"files": 1, "oldestDeferredAt": quota["backlog"]["oldestDeferredAt"], "waiting": 0},
+        "polyv": {"available": True},
     }
     assert invoke({"action": "quota", "day": "2020-01-01"})["used"] == 0
 

@@ -24,10 +24,12 @@ def test_secret_absent_from_all_output_at_debug(stack, invoke, monkeypatch, caps
     try:
         outputs.append(invoke(load_event("sqs-pipeline-messages.json")))  # malformed + rejected files
         outputs.append(invoke({"vids": [vid(1)], "dryRun": True}))
-        stack.polyv.add_video(vid(3))
-        for fault in ("http_error", "non_json", "reset"):  # transient faults, each followed by success
+        # transient faults, each followed by success (a file of its own each: a duplicate makes no call)
+        for n, fault in enumerate(("http_error", "non_json", "reset")):
+            stack.polyv.add_video(vid(3 + n))
             stack.polyv.inject(fault)
-            outputs.append(invoke({"vids": [vid(3)], "brIndexes": [1], "dryRun": False}))
+            outputs.append(invoke({"vids": [vid(3 + n)], "brIndexes": [1], "dryRun": False}))
+            assert outputs[-1]["counts"] == {"submitted": 1}, fault
         with pytest.raises(UnsupportedEvent) as unsupported:
             invoke({"unknown": "shape"})
         outputs.append(str(unsupported.value))

@@ -34,14 +34,16 @@ def test_an_unexpected_error_before_sending_hands_every_claim_back():
     assert w.ledger.used[DAY] == 20  # in doubt: counted again (over, never under)
 
 
-def test_secret_unreadable_after_a_refused_signature_hands_back_and_releases():
+def test_secret_unreadable_after_a_refused_signature_parks_and_releases():
     w = World()
     # The client turns an unreadable secret into "unavailable, nothing sent".
-    w.polyv.fail_with = [PolyvUnavailable("cannot read the Polyv secret: ...", ambiguous=False)]
+    w.polyv.fail_with = [PolyvUnavailable("cannot read the Polyv secret: ...", ambiguous=False, secret=True)]
     report = w.prewarm(requests_for(5, origin=Origin("sqs", message_id="m")))
     assert set(states(w).values()) == {EntryState.HANDED_BACK}
     assert w.ledger.used[DAY] == 0
-    assert report.messages_to_retry() == {"m"}
+    assert report.count(Fate.DEFERRED) == 5  # waiting in the backlog, due at once
+    assert report.messages_to_retry() == set()
+    assert not w.breaker.current.open  # Polyv was not even asked: no outage of Polyv's
     assert w.prewarm(requests_for(5)).count(Fate.SUBMITTED) == 5
 
 
@@ -122,18 +124,18 @@ def test_bisection_stops_at_the_deadline_and_keeps_what_it_learned():
     report = w.prewarm(requests_for(60, origin=Origin("sqs", message_id="m")), deadline=time_left)
     assert (w.clock() - datetime(2026, 11, 27, 17, 0, tzinfo=UTC)) <= timedelta(seconds=9.25)
     assert len(w.polyv.calls) <= 37  # (12 - 3) / 0.25 calls at most
-    assert report.count(Fate.HANDED_BACK) > 0
+    assert report.count(Fate.DEFERRED) > 0  # parked: they wait for the recovery drain
     assert "time" in report.stopped_because
-    # Everything learned is recorded; the rest is handed back, released and claimable again.
+    # Everything learned is recorded; the rest is parked, released and claimable again.
     recorded = states(w)
     assert set(recorded.values()) <= {EntryState.SUBMITTED, EntryState.REJECTED, EntryState.HANDED_BACK}
     assert w.ledger.used[DAY] == report.count(Fate.SUBMITTED)
-    for _ in range(10):  # redeliveries, each with a fresh deadline, finish the job
-        if not report.messages_to_retry():
+    for _ in range(10):  # recovery drains, each with a fresh deadline, finish the job
+        if not w.backlog.items:
             break
         time_left = w.slow_polyv(seconds_per_call=0.25, deadline_in=12)
-        report = w.prewarm(requests_for(60, origin=Origin("sqs", message_id="m")), deadline=time_left)
-    assert report.messages_to_retry() == set()
+        report = w.recover(deadline=time_left)
+    assert w.backlog.items == {}
     good = {FileRef(vid(i), 1) for i in range(60) if vid(i) not in bad}
     assert set(w.polyv.accepted_files()) == good
     assert len(w.polyv.accepted_files()) == len(good)  # none twice

@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 
 from polyv_prewarm import handler, runtime
-from polyv_prewarm.domain.ports import PolyvUnavailable
 from polyv_prewarm.events import InvalidEvent
 from polyv_prewarm.lambda_context import LocalLambdaContext
 from tests.helpers import DAY, World, sqs_event, vid
@@ -34,13 +33,14 @@ def test_an_sqs_batch_hands_back_only_the_malformed_message(world):
     assert sorted(world.polyv.accepted_files()) == sorted([(vid(1), 1)] + [(vid(2), br) for br in (1, 2, 3)])
 
 
-def test_an_sqs_batch_whose_files_polyv_did_not_take_is_handed_back_message_by_message(world):
-    world.polyv.fail_with = [PolyvUnavailable("HTTP 503", ambiguous=False)]
+def test_an_sqs_batch_whose_files_could_not_be_claimed_is_handed_back_message_by_message(world):
+    world.ledger.unavailable = True  # the ledger (and the backlog with it) is down: nothing can wait
     event = sqs_event({"vid": vid(1), "brIndex": 1}, {"vid": vid(1), "brIndex": 1}, ids=["a", "b"])
 
     # "b" only repeats "a"'s file (a duplicate in this batch): done; "a" holds the file itself
     assert invoke(event) == {"batchItemFailures": [{"itemIdentifier": "a"}]}
-    assert world.ledger.used == {DAY: 0}
+    assert world.ledger.used == {}
+    assert world.polyv.calls == []
 
 
 def test_a_batch_whose_files_found_no_quota_succeeds_they_wait_in_the_backlog(world):
@@ -51,7 +51,7 @@ def test_a_batch_whose_files_found_no_quota_succeeds_they_wait_in_the_backlog(wo
 
 
 def test_a_notification_with_files_not_done_fails_so_lambda_retries_it(world):
-    world.polyv.fail_with = [PolyvUnavailable("HTTP 503", ambiguous=False)]
+    world.ledger.unavailable = True
     event = {
         "detail-type": "Object Created",
         "source": "aws.s3",
@@ -83,7 +83,7 @@ def test_the_drain_action_answers_with_what_is_left_in_the_backlog(world):
     summary = invoke({"action": "drain"})
 
     assert summary["counts"] == {"submitted": 10}
-    assert summary["backlog"] == {"files": 0, "oldestDeferredAt": None}
+    assert summary["backlog"] == {"files": 0, "oldestDeferredAt": None, "waiting": 0}
 
 
 def test_quota_and_status_actions_answer_typed_summaries(world):

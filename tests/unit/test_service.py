@@ -112,26 +112,38 @@ def test_mixed_refusals_each_get_polyvs_reason():
     assert w.ledger.used[DAY] == 6
 
 
-def test_polyv_unavailable_hands_back_releases_and_allows_a_retry(world):
+def test_polyv_unavailable_parks_releases_opens_the_breaker_and_the_recovery_sends(world):
     world.polyv.fail_with = [PolyvUnavailable("HTTP 503", ambiguous=False)]
     origin = Origin("sqs", message_id="m1")
     report = world.prewarm(requests_for(150, origin=origin))
-    assert report.count(Fate.HANDED_BACK) == 150  # the first call failed; the second was not tried
+    assert report.count(Fate.DEFERRED) == 150  # parked: the first call failed; the second was not tried
     assert len(world.polyv.calls) == 1
     assert world.ledger.used[DAY] == 0
-    assert report.messages_to_retry() == {"m1"}
+    assert report.messages_to_retry() == set()  # its message succeeds: the files wait in the backlog
     assert world.ledger.files[DAY][FileRef(vid(0), 1)].state is EntryState.HANDED_BACK
-    redelivered = world.prewarm(requests_for(150, origin=origin))
-    assert redelivered.count(Fate.SUBMITTED) == 150
+    assert len(world.backlog.items) == 150
+    assert all(d.waiting for d in world.backlog.items.values())
+    assert world.breaker.current.open
+    again = world.prewarm(requests_for(150, origin=origin))  # while the breaker is open: no call
+    assert again.count(Fate.DEFERRED) == 150
+    assert len(world.polyv.calls) == 1
+    assert len(world.backlog.items) == 150  # each file stored once
+    world.clock.advance(seconds=31)  # the breaker's first opening is over: a probe may go
+    recovered = world.recover()
+    assert recovered.count(Fate.SUBMITTED) == 150
+    assert not world.breaker.current.open
+    assert world.backlog.items == {}
+    assert len(world.polyv.accepted_files()) == len(set(world.polyv.accepted_files())) == 150
 
 
 def test_ambiguous_failure_keeps_its_quota_counted_and_is_claimable_again(world):
     world.polyv.fail_with = [PolyvUnavailable("ReadTimeout", ambiguous=True)] * 2
     report = world.prewarm(requests_for(40))
     assert len(world.polyv.calls) == 2  # one re-send, after counting the 40 files again
-    assert report.count(Fate.HANDED_BACK) == 40
+    assert report.count(Fate.DEFERRED) == 40  # in doubt, parked until Polyv answers
     assert world.ledger.used[DAY] == 80  # both attempts may have been accepted: over-count
     assert world.ledger.files[DAY][FileRef(vid(0), 1)].state is EntryState.IN_DOUBT
+    world.clock.advance(seconds=31)  # the breaker's first opening is over: this request probes
     assert world.prewarm(requests_for(40)).count(Fate.SUBMITTED) == 40
     assert world.ledger.used[DAY] == 120
 
@@ -148,7 +160,7 @@ def test_ambiguous_failure_is_not_resent_without_quota_for_it():
     w.polyv.fail_with = [PolyvUnavailable("ReadTimeout", ambiguous=True)]
     report = w.prewarm(requests_for(40))
     assert len(w.polyv.calls) == 1  # 40 more would not fit in 50
-    assert report.count(Fate.HANDED_BACK) == 40
+    assert report.count(Fate.DEFERRED) == 40  # in doubt, and parked
     assert w.ledger.used[DAY] == 40
 
 
@@ -207,13 +219,14 @@ def test_backlog_down_hands_deferred_files_back():
     assert report.messages_to_retry() == {"m"}
 
 
-def test_deadline_stops_new_calls_and_hands_back_the_rest(world):
+def test_deadline_stops_new_calls_and_parks_the_rest(world):
     world.configure(**FIFTEEN_SECONDS_A_CALL)
     time_left = world.slow_polyv(seconds_per_call=10, deadline_in=20)  # a call needs 15 s left
     report = world.prewarm(requests_for(200), deadline=time_left)
     assert len(world.polyv.calls) == 1
     assert report.count(Fate.SUBMITTED) == 100
-    assert report.count(Fate.HANDED_BACK) == 100
+    assert report.count(Fate.DEFERRED) == 100  # they wait for the recovery drain, due at once
+    assert len(world.backlog.due(500, now=world.clock())) == 100
     assert "time" in report.stopped_because
 
 
@@ -291,8 +304,9 @@ def test_drain_during_an_outage_keeps_the_backlog(world):
     w.clock.advance(days=1)
     w.polyv.fail_with = [PolyvUnavailable("HTTP 502", ambiguous=False)]
     report = w.drain()
-    assert report.count(Fate.HANDED_BACK) == 1
+    assert report.count(Fate.DEFERRED) == 2  # the one it claimed waits out the outage, one stays
     assert len(w.backlog.items) == 2
+    assert sum(d.waiting for d in w.backlog.items.values()) == 1
 
 
 def test_status_and_quota_answer_from_the_ledger():

@@ -347,7 +347,11 @@ def _render_quota(console: Any, summary: QuotaSummary) -> None:
     _row(table, "used", f"{q.used} of {q.limit}")
     _row(table, "remaining", str(q.remaining) + (" (Polyv says the day is spent)" if q.exhausted else ""))
     _row(table, "deferred backlog", f"{backlog.files} files")
+    _row(table, "waiting for the recovery drain", f"{backlog.waiting} files (an outage, or a deadline)")
     _row(table, "oldest deferral", str(backlog.oldest_deferred_at or "—"))
+    if summary.polyv is not None:
+        polyv = "available" if not summary.polyv.open else f"down since {summary.polyv.down_since}"
+        _row(table, "Polyv", polyv)
     console.print(table)
 
 
@@ -397,13 +401,19 @@ def cmd_backlog(args: argparse.Namespace) -> int:
 
 
 def _render_backlog(console: Any, data: dict[str, Any]) -> None:
-    table = Table(title=f"deferred backlog: {data['files']} files (oldest first, then the parked ones)")
+    table = Table(
+        title=f"deferred backlog: {data['files']} files (oldest first, then those waiting out an outage, "
+        "then the parked ones)"
+    )
     for column in ("vid", "brIndex", "deferredAt", "origin", "state"):
         table.add_column(column)
     for f in data["oldest"]:
-        state = (
-            "parked: " + str(f.get("lastError")) if f.get("parked") else ("forced" if f.get("force") else "")
-        )
+        if f.get("parked"):
+            state = "parked: " + str(f.get("lastError"))
+        elif f.get("retryAt"):
+            state = f"waiting until {f['retryAt']}: {f.get('waitReason', '')}"
+        else:
+            state = "forced" if f.get("force") else ""
         _row(table, f["vid"], str(f["brIndex"]), f["deferredAt"], f["origin"], state)
     console.print(table)
 

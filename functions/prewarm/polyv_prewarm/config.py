@@ -39,6 +39,8 @@ DEFAULTS: dict[str, str] = {
     "BACKLOG_MAX_AGE_DAYS": "7",
     "DRAIN_ORDER": "newest",
     "POLYV_PROXY_URL": "",  # none: direct
+    "PREWARM_QUEUE_URL": "",  # the queue the function reads (it backs off handed-back messages)
+    "DEAD_LETTER_QUEUE_URL": "",  # where it puts the messages no parser can read, at once
     "BISECTION_CALLS_PER_CHUNK": "16",  # one bad file among 100 takes 2*ceil(log2(100)) = 14
     "BISECTION_CALLS_PER_INVOCATION": "48",
 }
@@ -68,6 +70,8 @@ class Settings(NamedTuple):
     polyv_proxy_url: str | None  # an explicit proxy for Polyv's calls; none from the environment
     bisection_calls_per_chunk: int  # extra calls to isolate the files of a refused call (code-level)
     bisection_calls_per_run: int
+    queue_url: str | None  # the prewarm queue; None outside Lambda (the CLI)
+    dead_letter_url: str | None
 
     @property
     def parse_options(self) -> ParseOptions:
@@ -123,6 +127,8 @@ class Settings(NamedTuple):
             bisection_calls_per_run=_positive_int(
                 "BISECTION_CALLS_PER_INVOCATION", value("BISECTION_CALLS_PER_INVOCATION")
             ),
+            queue_url=value("PREWARM_QUEUE_URL") or None,
+            dead_letter_url=value("DEAD_LETTER_QUEUE_URL") or None,
         )
 
 

@@ -164,6 +164,10 @@ class DrainAction(NamedTuple):
     """Submit deferred files as today's quota allows (the daily schedule sends this)."""
 
 
+class RecoverAction(NamedTuple):
+    """Send the files waiting out an outage, once Polyv answers (a schedule every few minutes)."""
+
+
 class QuotaAction(NamedTuple):
     day: str | None = None  # YYYY-MM-DD; None: today
 
@@ -172,16 +176,19 @@ class StatusAction(NamedTuple):
     vid: str
 
 
-Action = DrainAction | QuotaAction | StatusAction
+Action = DrainAction | RecoverAction | QuotaAction | StatusAction
 
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def parse_action(event: Mapping[str, Any]) -> Action:
-    """``{"action": "drain" | "quota" [, "day"] | "status", "vid"}``; raises :class:`InvalidEvent`."""
+    """``{"action": "drain" | "recover" | "quota" [, "day"] | "status", "vid"}``; raises
+    :class:`InvalidEvent`."""
     action = event.get("action")
     if action == "drain":
         return DrainAction()
+    if action == "recover":
+        return RecoverAction()
     if action == "quota":
         day = event.get("day")
         if day is not None and not (isinstance(day, str) and _DAY.fullmatch(day)):
@@ -192,7 +199,7 @@ def parse_action(event: Mapping[str, Any]) -> Action:
         if not isinstance(vid, str) or not VID_RE.fullmatch(vid):
             raise InvalidEvent("status needs a vid of the Polyv shape")
         return StatusAction(vid)
-    raise InvalidEvent(f"unknown action {preview(action, 32)!r}: expected drain, status or quota")
+    raise InvalidEvent(f"unknown action {preview(action, 32)!r}: expected drain, recover, status or quota")
 
 
 # -- file requests ----------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from polyv_prewarm import SERVICE, runtime, telemetry
 from polyv_prewarm.domain.model import Origin, Report
-from polyv_prewarm.domain.ports import CredentialsError, PrewarmError
+from polyv_prewarm.domain.ports import CredentialsError, PrewarmError, QueueUnavailable
 from polyv_prewarm.domain.preview import preview
 from polyv_prewarm.events import (
     MAX_FILES_PER_MESSAGE,
@@ -35,6 +35,7 @@ from polyv_prewarm.events import (
     Parsed,
     ParseOptions,
     QuotaAction,
+    RecoverAction,
     UnsupportedEvent,
     classify,
     direct_flags,
@@ -83,13 +84,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 def _sqs_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Dedup and chunking span the whole batch, so every message is read before any call; the
     verdicts then go through Powertools' batch processor, which builds ``batchItemFailures``."""
-    batch = _read_messages(SQSEvent(event))
+    sqs_event = SQSEvent(event)
+    batch = _read_messages(sqs_event)
     # with the secret unreadable nothing can be planned (nor sent): every readable message comes back
     report = Report() if batch.secret_error else _prewarm(batch.parsed, context)
     to_retry = report.messages_to_retry()
+    dead_lettered = _dead_letter(sqs_event, batch.malformed)
 
     def verdict(record: SQSRecord) -> None:
-        if record.message_id in batch.malformed:
+        if record.message_id in batch.malformed and record.message_id not in dead_lettered:
             raise InvalidMessage(batch.malformed[record.message_id])
         if record.message_id in batch.unread:
             raise FilesHandedBack(batch.unread[record.message_id])
@@ -99,18 +102,79 @@ def _sqs_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     response = process_partial_response(
         event=event, record_handler=verdict, processor=processor, context=context
     )
-    handed_back = len(response["batchItemFailures"])
-    telemetry.record_messages_handed_back(handed_back)
+    handed_back = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+    _back_off([r for r in sqs_event.records if r.message_id in handed_back])
+    telemetry.record_messages_handed_back(len(handed_back))
+    telemetry.record_dead_lettered(len(dead_lettered))
+    telemetry.record_polyv_down(report)
     logger.info(
         "batch done",
         extra={
             "summary": _log_summary(report),
             "malformed": len(batch.malformed),
+            "dead_lettered": len(dead_lettered),
             "unread": len(batch.unread),
-            "handed_back": handed_back,
+            "handed_back": len(handed_back),
         },
     )
     return dict(response)
+
+
+#: A handed-back message comes again after VISIBILITY_FIRST seconds, doubling per receive up to
+#: VISIBILITY_MOST: an outage of the ledger (or the secret) of hours is waited out with a message
+#: every quarter of an hour at most, and its work is done within that after the outage ends,
+#: while the queue's maxReceiveCount (100) dead-letters nothing within a day (test_template).
+VISIBILITY_FIRST, VISIBILITY_MOST = 60, 900
+
+
+def visibility_after(receive_count: int) -> int:
+    """Seconds until a message handed back at its ``receive_count``-th receive comes again."""
+    return int(min(VISIBILITY_MOST, VISIBILITY_FIRST * 2 ** max(0, min(receive_count - 1, 16))))
+
+
+def _dead_letter(batch: SQSEvent, malformed: dict[str, str]) -> set[str]:
+    """Put the messages no parser can read on the dead-letter queue now (a human is needed; no
+    redelivery can help): the ids of those it took. Those it could not take fail as before."""
+    messages = runtime.current().messages
+    if not malformed or messages is None:
+        return set()
+    taken = set()
+    for record in batch.records:
+        if record.message_id not in malformed:
+            continue
+        try:
+            messages.dead_letter(
+                record.body or "",
+                reason=malformed[record.message_id],
+                message_id=record.message_id,
+                receive_count=int(record.attributes.approximate_receive_count or 1),
+            )
+        except QueueUnavailable as exc:
+            logger.error("could not dead-letter a malformed message", extra={"error": str(exc)})
+            continue
+        taken.add(record.message_id)
+        logger.warning(
+            "malformed message dead-lettered",
+            extra={"message_id": record.message_id, "error": malformed[record.message_id]},
+        )
+    return taken
+
+
+def _back_off(records: Sequence[SQSRecord]) -> None:
+    """Handed-back messages come again after a delay that grows with their receives, instead of
+    the queue's 12 minutes each (best effort: a failure leaves the queue's visibility timeout)."""
+    messages = runtime.current().messages
+    if messages is None:
+        return
+    for record in records:
+        if not record.event_source_arn.endswith(f":{messages.queue_name}"):
+            continue  # a queue of another stack wired to this function: its own visibility rules
+        receives = int(record.attributes.approximate_receive_count or 1)
+        try:
+            messages.delay(record.receipt_handle, visibility_after(receives))
+        except QueueUnavailable as exc:
+            logger.warning("could not delay a handed-back message", extra={"error": str(exc)})
+            return
 
 
 class BatchRead(NamedTuple):
@@ -197,11 +261,15 @@ def _direct(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 def _action(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     action = parse_action(event)
     current = runtime.current()
-    if isinstance(action, DrainAction):
+    if isinstance(action, DrainAction | RecoverAction):
         deadline = current.submit.deadline(context.get_remaining_time_in_millis())
-        report = current.drain.run(deadline=deadline)
+        recover = isinstance(action, RecoverAction)
+        report = current.drain.recover(deadline=deadline) if recover else current.drain.run(deadline=deadline)
         telemetry.record_report(report)
-        logger.info("drain done", extra={"summary": _log_summary(report)})
+        telemetry.record_polyv_down(report, always=recover)
+        logger.info(
+            "recovery drain done" if recover else "drain done", extra={"summary": _log_summary(report)}
+        )
         return report.to_summary()
     if isinstance(action, QuotaAction):
         quota = current.queries.quota(action.day)

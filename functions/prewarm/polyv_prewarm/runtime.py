@@ -17,9 +17,11 @@ from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from botocore.config import Config
 
 from .adapters.backlog import DynamoBacklog
+from .adapters.breaker import DynamoBreaker
 from .adapters.credentials import SecretsManagerCredentials, keep_secrets_out_of_wire_logs
 from .adapters.ledger import DynamoDayLedger
 from .adapters.polyv import PolyvClient, RetryPolicy
+from .adapters.queue import SqsMessages
 from .config import Settings
 from .logic.drain import DrainBacklog
 from .logic.queries import LedgerQueries
@@ -40,6 +42,7 @@ class Runtime(NamedTuple):
     submit: SubmitFiles  # prewarm files: plan -> claim -> send -> record
     drain: DrainBacklog  # the daily drain of the backlog
     queries: LedgerQueries  # quota, a video's status, the backlog
+    messages: SqsMessages | None = None  # its own queue's messages (None outside Lambda: the CLI)
 
 
 def build_runtime(
@@ -75,15 +78,32 @@ def build_runtime(
         settings.quota_table, dynamodb, timezone=settings.timezone, retention_days=settings.retention_days
     )
     backlog = DynamoBacklog(settings.quota_table, dynamodb)
+    breaker = DynamoBreaker(settings.quota_table, dynamodb)
     submit = SubmitFiles(
-        polyv=polyv, ledger=ledger, backlog=backlog, policy=policy, clock=clock, backoff=retry.backoff
+        polyv=polyv,
+        ledger=ledger,
+        backlog=backlog,
+        breaker=breaker,
+        policy=policy,
+        clock=clock,
+        backoff=retry.backoff,
     )
     return Runtime(
         settings=settings,
         submit=submit,
-        drain=DrainBacklog(submit=submit, ledger=ledger, backlog=backlog, policy=policy, clock=clock),
-        queries=LedgerQueries(ledger=ledger, backlog=backlog, policy=policy, clock=clock),
+        drain=DrainBacklog(
+            submit=submit, ledger=ledger, backlog=backlog, breaker=breaker, policy=policy, clock=clock
+        ),
+        queries=LedgerQueries(ledger=ledger, backlog=backlog, breaker=breaker, policy=policy, clock=clock),
+        messages=_messages(settings, session),
     )
+
+
+def _messages(settings: Settings, session: boto3.session.Session) -> SqsMessages | None:
+    if settings.queue_url is None or settings.dead_letter_url is None:
+        return None
+    sqs = session.client("sqs", config=AWS_CONFIG)
+    return SqsMessages(sqs, queue_url=settings.queue_url, dead_letter_url=settings.dead_letter_url)
 
 
 @functools.cache

@@ -80,8 +80,9 @@ def record_report(report: Report) -> None:
 
 
 def record_backlog(backlog: BacklogFigures) -> None:
-    """BacklogSize and BacklogOldestAgeHours (the dashboard's and the alarms' figures)."""
+    """BacklogSize, BacklogWaiting and BacklogOldestAgeHours (the dashboard's and the alarms')."""
     metrics.add_metric(name="BacklogSize", unit=MetricUnit.Count, value=backlog.files)
+    metrics.add_metric(name="BacklogWaiting", unit=MetricUnit.Count, value=backlog.waiting)
     age_hours = 0.0
     if backlog.oldest_deferred_at:
         oldest = datetime.fromisoformat(backlog.oldest_deferred_at)
@@ -89,6 +90,19 @@ def record_backlog(backlog: BacklogFigures) -> None:
     metrics.add_metric(
         name="BacklogOldestAgeHours", unit=MetricUnit.Count, value=round(max(0.0, age_hours), 2)
     )
+
+
+def record_polyv_down(report: Report, *, always: bool = False) -> None:
+    """PolyvDownMinutes: how long Polyv's breaker has been open (0 once closed), from every run that
+    found it open, and from every recovery drain (``always``: the alarm's steady five-minute figure)."""
+    if report.polyv_down_minutes is None and not always:
+        return
+    minutes = round(report.polyv_down_minutes or 0.0, 1)
+    metrics.add_metric(name="PolyvDownMinutes", unit=MetricUnit.Count, value=minutes)
+
+
+def record_dead_lettered(count: int) -> None:
+    metrics.add_metric(name="MessagesDeadLettered", unit=MetricUnit.Count, value=count)
 
 
 def record_messages_handed_back(count: int) -> None:

@@ -14,7 +14,7 @@ submitted or rejected. Uses the same low-level client as the day ledger
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -28,8 +28,14 @@ if TYPE_CHECKING:
 BACKLOG_PK = "BACKLOG"
 AGE_INDEX = "byAge"
 PARKED = "PARKED#"
-DRAINABLE_BELOW = "A"  # ages of drainable files start with a digit; parked ones with "P"
+WAITING = "WAIT#"  # waiting out an outage: "WAIT#<retryAt>#<deferredAt>#<vid>#<brIndex>"
+DRAINABLE_BELOW = "A"  # ages of drainable files start with a digit; parked ones "P", waiting ones "W"
 STORE = "backlog"
+
+
+def stamp(instant: datetime) -> str:
+    """A time as the backlog writes it in ``age``: one fixed format, so that text order is time order."""
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class DynamoBacklog:
@@ -37,24 +43,37 @@ class DynamoBacklog:
         self._client = client
         self._table = table_name
 
-    def defer(self, files: Sequence[tuple[FileRef, str]], *, now: datetime, force: bool = False) -> int:
+    def defer(
+        self,
+        files: Sequence[tuple[FileRef, str]],
+        *,
+        now: datetime,
+        force: bool = False,
+        priority_high: bool = False,
+        retry_at: datetime | None = None,
+        reason: str | None = None,
+    ) -> int:
         wanted = dict(files)
         already = self.pending(list(wanted))
         new = [f for f in wanted if f not in already]
-        stamp = now.isoformat()
+        deferred_at = now.isoformat()
 
         def put(file: FileRef) -> dict[str, Any]:
             item: dict[str, Any] = {
                 "pk": BACKLOG_PK,
                 "sk": file.key,
-                "age": f"{stamp}#{file.key}",
+                "age": f"{deferred_at}#{file.key}",
                 "vid": file.vid,
                 "brIndex": file.br_index,
-                "deferredAt": stamp,
+                "deferredAt": deferred_at,
                 "origin": wanted[file][:500],
             }
             if force:
                 item["force"] = True
+            if priority_high:
+                item["priority"] = "high"
+            if retry_at is not None:
+                item |= _waiting(retry_at, deferred_at, file, reason or "")
             return {"PutRequest": {"Item": typed(item)}}
 
         batch_write(self._client, self._table, (put(f) for f in new), store=STORE)
@@ -76,6 +95,37 @@ class DynamoBacklog:
         if after is not None:
             args["ExclusiveStartKey"] = typed({"pk": BACKLOG_PK, "sk": after.file.key, "age": _age(after)})
         return [_deferred(item) for item in self._query(args)["Items"]]
+
+    def due(self, limit: int, *, now: datetime, after: DeferredFile | None = None) -> list[DeferredFile]:
+        args: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk AND age BETWEEN :first AND :now",
+            "ExpressionAttributeValues": typed(
+                {":pk": BACKLOG_PK, ":first": WAITING, ":now": f"{WAITING}{stamp(now)}~"}
+            ),
+            "Limit": limit,
+        }
+        if after is not None:
+            args["ExclusiveStartKey"] = typed({"pk": BACKLOG_PK, "sk": after.file.key, "age": _age(after)})
+        return [_deferred(item) for item in self._query(args)["Items"]]
+
+    def wait(self, files: Sequence[DeferredFile], *, retry_at: datetime, reason: str) -> None:
+        for deferred in files:
+            fields = _waiting(retry_at, deferred.deferred_at, deferred.file, reason)
+            self._update(
+                deferred.file,
+                "SET age = :age, retryAt = :retryAt, waitReason = :why",
+                {":age": fields["age"], ":retryAt": fields["retryAt"], ":why": fields["waitReason"]},
+                condition="attribute_exists(pk)",
+            )
+
+    def to_daily(self, files: Sequence[DeferredFile]) -> None:
+        for deferred in files:
+            self._update(
+                deferred.file,
+                "SET age = :age REMOVE retryAt, waitReason",
+                {":age": f"{deferred.deferred_at}#{deferred.file.key}"},
+                condition="attribute_exists(pk)",
+            )
 
     def parked(self, limit: int) -> list[DeferredFile]:
         args = {
@@ -147,21 +197,30 @@ class DynamoBacklog:
         found = (_deferred(item) for item in batch_get(self._client, self._table, keys, store=STORE))
         return {deferred.file: deferred for deferred in found}
 
-    def stats(self) -> tuple[int, str | None]:
+    def stats(self) -> tuple[int, str | None, int]:
+        everything = self._count(
+            {"KeyConditionExpression": "pk = :pk", "ExpressionAttributeValues": typed({":pk": BACKLOG_PK})},
+            index=None,
+        )
+        waiting = self._count(
+            {
+                "KeyConditionExpression": "pk = :pk AND begins_with(age, :waiting)",
+                "ExpressionAttributeValues": typed({":pk": BACKLOG_PK, ":waiting": WAITING}),
+            },
+            index=AGE_INDEX,
+        )
+        oldest = self.oldest(1)
+        return everything, oldest[0].deferred_at if oldest else None, waiting
+
+    def _count(self, args: dict[str, Any], *, index: str | None) -> int:
         count = 0
-        args: dict[str, Any] = {
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": typed({":pk": BACKLOG_PK}),
-            "Select": "COUNT",
-        }
+        args = {**args, "Select": "COUNT"}
         while True:
-            answer = self._query(args, index=None)
+            answer = self._query(args, index=index)
             count += int(answer.get("Count", 0))
             if "LastEvaluatedKey" not in answer:
-                break
+                return count
             args["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
-        oldest = self.oldest(1)
-        return count, oldest[0].deferred_at if oldest else None
 
 
 def _deferred(item: dict[str, Any]) -> DeferredFile:
@@ -173,8 +232,18 @@ def _deferred(item: dict[str, Any]) -> DeferredFile:
         failures=int(item.get("failures", 0)),
         last_error=str(item["lastError"]) if "lastError" in item else None,
         parked=bool(item.get("parked", False)),
+        priority_high=item.get("priority") == "high",
+        retry_at=str(item["retryAt"]) if "retryAt" in item else None,
+        wait_reason=str(item["waitReason"]) if "waitReason" in item else None,
     )
 
 
 def _age(deferred: DeferredFile) -> str:
+    if deferred.retry_at is not None:
+        return f"{WAITING}{deferred.retry_at}#{deferred.deferred_at}#{deferred.file.key}"
     return f"{deferred.deferred_at}#{deferred.file.key}"
+
+
+def _waiting(retry_at: datetime, deferred_at: str, file: FileRef, reason: str) -> dict[str, str]:
+    when = stamp(retry_at)
+    return {"age": f"{WAITING}{when}#{deferred_at}#{file.key}", "retryAt": when, "waitReason": reason[:200]}

@@ -184,7 +184,9 @@ class PolyvClient:
         try:
             creds = self._credentials.get(refresh=refresh_secret)
         except CredentialsError as exc:  # nothing was sent: the work can safely be handed back
-            raise PolyvUnavailable(f"cannot read the Polyv secret: {exc}", ambiguous=False) from None
+            raise PolyvUnavailable(
+                f"cannot read the Polyv secret: {exc}", ambiguous=False, secret=True
+            ) from None
         form = signed_form(
             userid=creds.userid, secretkey=creds.secretkey, files=files, ptime_ms=self._now_ms()
         )

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from .breaker import BreakerState
 from .preview import shown
 
 #: Polyv bitrate indexes: 1 流畅 (smooth), 2 高清 (high), 3 超清 (super).
@@ -184,11 +185,24 @@ class DeferredFile(NamedTuple):
     failures: int = 0  # drains in which Polyv refused its call with an error this package does not know
     last_error: str | None = None
     parked: bool = False  # failed too many drains: kept, shown, but no longer drained
+    priority_high: bool = False  # from a person's priority request: it may use the manual reserve
+    retry_at: str | None = None  # waiting out an outage (or a deadline): the recovery drain's, from then
+    wait_reason: str | None = None  # why it waits
+
+    @property
+    def waiting(self) -> bool:
+        """Not sent because Polyv was down or time ran out: the recovery drain sends it."""
+        return self.retry_at is not None
 
     def to_summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"deferredAt": self.deferred_at, "origin": self.origin}
         if self.force:
             out["force"] = True
+        if self.priority_high:
+            out["priority"] = "high"
+        if self.retry_at is not None:
+            out["retryAt"] = self.retry_at
+            out["waitReason"] = self.wait_reason
         if self.failures:
             out["failures"] = self.failures
             out["lastError"] = self.last_error
@@ -233,11 +247,12 @@ class QuotaView(NamedTuple):
 
 
 class BacklogFigures(NamedTuple):
-    files: int  # waiting (parked ones included)
+    files: int  # in the backlog, parked and waiting ones included
     oldest_deferred_at: str | None
+    waiting: int = 0  # of them, waiting out an outage (sent by the recovery drain)
 
     def to_summary(self) -> dict[str, Any]:
-        return {"files": self.files, "oldestDeferredAt": self.oldest_deferred_at}
+        return {"files": self.files, "oldestDeferredAt": self.oldest_deferred_at, "waiting": self.waiting}
 
 
 class QuotaSummary(NamedTuple):
@@ -245,9 +260,13 @@ class QuotaSummary(NamedTuple):
 
     quota: QuotaView
     backlog: BacklogFigures
+    polyv: BreakerState | None = None  # Polyv's breaker, when it could be read
 
     def to_summary(self) -> dict[str, Any]:
-        return {**self.quota.to_summary(), "backlog": self.backlog.to_summary()}
+        summary = {**self.quota.to_summary(), "backlog": self.backlog.to_summary()}
+        if self.polyv is not None:
+            summary["polyv"] = self.polyv.to_summary()
+        return summary
 
 
 class VideoStatus(NamedTuple):
@@ -278,6 +297,9 @@ class Report:
     dry_run: bool = False
     stopped_because: str | None = None  # why the service stopped calling Polyv early, if it did
     backlog: BacklogFigures | None = None  # a drain's: what is left in the backlog after it
+    polyv_down_since: str | None = None  # Polyv's breaker was open (since then) during this run
+    polyv_down_minutes: float | None = None  # ...for this long, when the run found it so
+    breaker: BreakerState | None = None  # a recovery drain's: the breaker as it found it
 
     def count(self, fate: Fate) -> int:
         return sum(1 for r in self.results if r.fate is fate)
@@ -310,4 +332,6 @@ class Report:
             summary["stoppedBecause"] = self.stopped_because
         if self.backlog is not None:
             summary["backlog"] = self.backlog.to_summary()
+        if self.polyv_down_since is not None:
+            summary["polyvDownSince"] = self.polyv_down_since
         return summary

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from .breaker import BreakerState
 from .model import DeferredFile, FileRef, Lease, LedgerEntry, QuotaView
 
 
@@ -55,10 +56,11 @@ class PolyvUnavailable(PolyvError):
     counted, because the counter may over-count but must never under-count.
     """
 
-    def __init__(self, message: str, *, ambiguous: bool, refused: bool = False) -> None:
+    def __init__(self, message: str, *, ambiguous: bool, refused: bool = False, secret: bool = False) -> None:
         super().__init__(message)
         self.ambiguous = ambiguous
         self.refused = refused  # Polyv answered with an error this package does not know
+        self.secret = secret  # the secret could not be read: Polyv was not even asked
 
 
 class StoreUnavailable(PrewarmError):
@@ -183,11 +185,53 @@ class DayLedger(Protocol):
         ...
 
 
-class Backlog(Protocol):
-    """Files deferred to a later quota day, listed by age either way, each stored once."""
+class PolyvBreaker(Protocol):
+    """Whether Polyv is known to be down, shared by every invocation (README: "Outages")."""
 
-    def defer(self, files: Sequence[tuple[FileRef, str]], *, now: datetime, force: bool = False) -> int:
-        """Store the files (with their origins) not already pending; return how many were new."""
+    def state(self) -> BreakerState: ...
+
+    def try_probe(self, owner: str, *, now: datetime) -> bool:
+        """Take the one probe of an open breaker whose time has come; False if another holds it."""
+        ...
+
+    def failed(self, *, now: datetime) -> BreakerState:
+        """A call (or a probe) found Polyv unavailable: open the breaker, or keep it open longer."""
+        ...
+
+    def recovered(self, *, unless_failed_since: BreakerState | None = None) -> None:
+        """Polyv answered (or nothing waits on it): close the breaker. With
+        ``unless_failed_since``: only if no call has failed since that state was read."""
+        ...
+
+
+class Backlog(Protocol):
+    """Files deferred to a later quota day, listed by age either way, each stored once; and files
+    waiting out an outage (``retry_at``), listed by when they are due."""
+
+    def defer(
+        self,
+        files: Sequence[tuple[FileRef, str]],
+        *,
+        now: datetime,
+        force: bool = False,
+        priority_high: bool = False,
+        retry_at: datetime | None = None,
+        reason: str | None = None,
+    ) -> int:
+        """Store the files (with their origins) not already pending; return how many were new.
+        ``retry_at``: they wait out an outage, for the recovery drain from then on."""
+        ...
+
+    def due(self, limit: int, *, now: datetime, after: DeferredFile | None = None) -> list[DeferredFile]:
+        """Waiting files whose retry time has come, the earliest first, after ``after`` (a cursor)."""
+        ...
+
+    def wait(self, files: Sequence[DeferredFile], *, retry_at: datetime, reason: str) -> None:
+        """Waiting files still not sent: due again at ``retry_at``."""
+        ...
+
+    def to_daily(self, files: Sequence[DeferredFile]) -> None:
+        """Waiting files that found no quota today: deferred to the daily drain, as any other."""
         ...
 
     def oldest(self, limit: int, *, after: DeferredFile | None = None) -> list[DeferredFile]:
@@ -209,6 +253,6 @@ class Backlog(Protocol):
 
     def pending(self, files: Sequence[FileRef]) -> dict[FileRef, DeferredFile]: ...
 
-    def stats(self) -> tuple[int, str | None]:
-        """(number of files pending, deferredAt of the oldest)."""
+    def stats(self) -> tuple[int, str | None, int]:
+        """(number of files pending, deferredAt of the oldest drainable one, how many are waiting)."""
         ...

@@ -17,6 +17,7 @@ from datetime import date, datetime, timedelta
 from aws_lambda_powertools import Logger
 
 from .. import SERVICE
+from ..domain.breaker import BreakerState
 from ..domain.model import (
     BacklogFigures,
     DeferredFile,
@@ -29,7 +30,7 @@ from ..domain.model import (
 )
 from ..domain.plan import RequestedFile
 from ..domain.policy import Deadline, Policy
-from ..domain.ports import Backlog, DayLedger, StoreUnavailable
+from ..domain.ports import Backlog, DayLedger, PolyvBreaker, StoreUnavailable
 from ..domain.quotaday import quota_day
 from .run import Leftovers, Run, Submits, finish, new_run, result
 from .sender import OUT_OF_TIME
@@ -49,12 +50,14 @@ class DrainBacklog:
         submit: Submits,
         ledger: DayLedger,
         backlog: Backlog,
+        breaker: PolyvBreaker,
         policy: Policy,
         clock: Callable[[], datetime],
     ) -> None:
         self._submit = submit
         self._ledger = ledger
         self._backlog = backlog
+        self._breaker = breaker
         self._policy = policy
         self._clock = clock
 
@@ -99,26 +102,102 @@ class DrainBacklog:
             run.stop(f"backlog unavailable: {exc}")
             return []
 
-    def _drain_slice(self, batch: Sequence[DeferredFile], run: Run) -> bool:
-        """Submit one slice and update the backlog; False when today's quota is spent."""
+    def recover(self, *, deadline: Deadline | None = None, slice_size: int = 100) -> Report:
+        """The recovery drain (a schedule every few minutes): send the files waiting out an outage
+        or a deadline, once their time has come and Polyv's breaker lets a run call. Cheap when
+        there is nothing to do: one read of the breaker, one query of the due files."""
+        policy = self._policy
+        run = new_run(
+            policy, deadline or Deadline.default(self._clock()), limit=policy.limit(priority_high=False)
+        )
+        report = run.report
+        try:
+            state = self._breaker.state()
+        except StoreUnavailable as exc:
+            run.stop(f"Polyv's breaker unreadable: {exc}")
+            return report
+        now = self._clock()
+        report.breaker = state
+        report.polyv_down_minutes = state.down_for(now).total_seconds() / 60
+        if state.waiting(now):  # Polyv is known to be down, and it is not time to probe it yet
+            report.polyv_down_since = state.down_since
+            return report
+        cursor: DeferredFile | None = None
+        while run.stopped is None and self._submit.time_for_a_call(run):
+            try:
+                batch = self._backlog.due(slice_size, now=now, after=cursor)
+            except StoreUnavailable as exc:
+                run.stop(f"backlog unavailable: {exc}")
+                break
+            if not batch:
+                if cursor is None and state.open:
+                    self._nothing_waits_on_polyv(state)
+                break
+            cursor = batch[-1]  # files held by another invocation stay due: passed by, not looped on
+            if not self._drain_slice(batch, run, waiting=True):
+                break
+        if report.results:
+            finish(report, "recovery drain finished", ledger=self._ledger, policy=policy, now=self._clock())
+            report.backlog = self._figures()
+        return report
+
+    def _nothing_waits_on_polyv(self, state: BreakerState) -> None:
+        """An open breaker that no file waits on (they were sent another way): close it, unless a
+        call failed since it was read. Open, it would report Polyv down for as long as no traffic
+        came to probe it; closed, the next call finds out, and opens it again if Polyv is down."""
+        try:
+            self._breaker.recovered(unless_failed_since=state)
+        except StoreUnavailable as exc:
+            logger.warning("could not close Polyv's breaker", extra={"error": str(exc)})
+            return
+        logger.info("no file waits on Polyv: breaker closed; the next call finds out")
+
+    def _drain_slice(self, batch: Sequence[DeferredFile], run: Run, *, waiting: bool = False) -> bool:
+        """Submit one slice (its priority files within the whole limit, the rest within the run's)
+        and update the backlog; False when today's quota is spent, or the run stopped."""
         first = len(run.report.results)
         wanted = self._not_sent_since_deferral(batch, run.report)
         forced = frozenset(d.file for d in batch if d.force)
-        leftovers = self._submit.submit(wanted, run, forced=forced)
+        by_file = {d.file: d for d in batch}
+        urgent = [u for u in wanted if by_file[u.file].priority_high]
+        leftovers = self._submit.submit(urgent, run, forced=forced, limit=self._policy.daily_limit)
+        more = self._submit.submit(
+            [u for u in wanted if not by_file[u.file].priority_high], run, forced=forced
+        )
+        for name in ("no_quota", "parked"):
+            getattr(leftovers, name).extend(getattr(more, name))
+        leftovers.refused.update(more.refused)
+        leftovers.unisolated += more.unisolated
         run.report.results += [result(u, Fate.DEFERRED, STILL_DEFERRED_REASON) for u in leftovers.no_quota]
         # refused in a call the bisection budget left unsplit: they stay, and count a failed drain
         run.report.results += [result(u, Fate.DEFERRED, why) for u, why in leftovers.unisolated]
+        if leftovers.parked:
+            why = f"{run.stopped}: waits in the backlog"
+            run.report.results += [result(u, Fate.DEFERRED, why) for u in leftovers.parked]
         done = [r.file for r in run.report.results[first:] if r.file and r.fate in DONE]
-        self._update_backlog(done, leftovers, {d.file: d for d in batch})
-        return not leftovers.no_quota
+        self._update_backlog(done, leftovers, by_file, run, waiting=waiting)
+        return not leftovers.no_quota and run.stopped is None
 
     def _update_backlog(
-        self, done: list[FileRef], leftovers: Leftovers, by_file: dict[FileRef, DeferredFile]
+        self,
+        done: list[FileRef],
+        leftovers: Leftovers,
+        by_file: dict[FileRef, DeferredFile],
+        run: Run,
+        *,
+        waiting: bool,
     ) -> None:
         """Remove the files that are done; count a failure for those Polyv refused (parking the
-        ones that failed too often)."""
+        ones that failed too often); the files a stopped run parked wait out the outage (or wait
+        on, from the recovery drain); waiting files that found no quota today join the daily
+        backlog."""
         try:
             self._backlog.remove(done)
+            if leftovers.parked and run.retry_at is not None:
+                stopped = [by_file[u.file] for u in leftovers.parked]
+                self._backlog.wait(stopped, retry_at=run.retry_at, reason=str(run.stopped)[:200])
+            if waiting and leftovers.no_quota:
+                self._backlog.to_daily([by_file[u.file] for u in leftovers.no_quota])
             if leftovers.refused:
                 error = next(iter(leftovers.refused.values()))
                 failed = [by_file[f] for f in leftovers.refused if f in by_file]
@@ -191,8 +270,7 @@ class DrainBacklog:
 
     def _figures(self) -> BacklogFigures | None:
         try:
-            files, oldest = self._backlog.stats()
-            return BacklogFigures(files, oldest)
+            return BacklogFigures(*self._backlog.stats())
         except StoreUnavailable as exc:
             logger.warning(
                 "backlog unreadable: the drain's summary has no backlog figures", extra={"error": str(exc)}

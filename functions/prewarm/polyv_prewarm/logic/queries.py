@@ -7,17 +7,24 @@ from datetime import datetime, timedelta
 
 from ..domain.model import BR_INDEXES, BacklogFigures, DeferredFile, FileRef, QuotaSummary, VideoStatus
 from ..domain.policy import Policy
-from ..domain.ports import Backlog, DayLedger
+from ..domain.ports import Backlog, DayLedger, PolyvBreaker
 from ..domain.quotaday import quota_day
 from .run import usage
 
 
 class LedgerQueries:
     def __init__(
-        self, *, ledger: DayLedger, backlog: Backlog, policy: Policy, clock: Callable[[], datetime]
+        self,
+        *,
+        ledger: DayLedger,
+        backlog: Backlog,
+        breaker: PolyvBreaker,
+        policy: Policy,
+        clock: Callable[[], datetime],
     ) -> None:
         self._ledger = ledger
         self._backlog = backlog
+        self._breaker = breaker
         self._policy = policy
         self._clock = clock
 
@@ -25,16 +32,22 @@ class LedgerQueries:
         return quota_day(self._clock(), self._policy.timezone)
 
     def quota(self, day: str | None = None) -> QuotaSummary:
-        """Used, the limit and the reserve of a quota day (today by default), and the backlog."""
-        return QuotaSummary(usage(self._ledger, self._policy, day or self.today()), self.backlog_figures())
+        """Used, the limit and the reserve of a quota day (today by default), the backlog, and
+        whether Polyv is known to be down."""
+        return QuotaSummary(
+            usage(self._ledger, self._policy, day or self.today()),
+            self.backlog_figures(),
+            self._breaker.state(),
+        )
 
     def backlog_figures(self) -> BacklogFigures:
-        files, oldest = self._backlog.stats()
-        return BacklogFigures(files, oldest)
+        return BacklogFigures(*self._backlog.stats())
 
     def deferred(self, limit: int) -> list[DeferredFile]:
-        """The oldest ``limit`` files waiting in the backlog, then the parked ones."""
-        return self._backlog.oldest(limit) + self._backlog.parked(limit)
+        """The oldest ``limit`` files for the daily drain, then those waiting out an outage (the
+        recovery drain's, the earliest due first), then the parked ones."""
+        waiting = self._backlog.due(limit, now=self._clock() + timedelta(days=3650))
+        return self._backlog.oldest(limit) + waiting + self._backlog.parked(limit)
 
     def status(self, vid: str) -> VideoStatus:
         """What happened to each bitrate of a video, per retained day, and what of it waits."""

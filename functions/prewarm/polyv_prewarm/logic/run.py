@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 from typing import Protocol
 
 from aws_lambda_powertools import Logger
@@ -27,6 +28,14 @@ logger = Logger(service=SERVICE, child=True)
 TALLY_REASONS, TALLY_EXAMPLES = 10, 5
 
 
+class Gate(Enum):
+    """What Polyv's breaker lets a run do (asked once, before its first call)."""
+
+    UNASKED = "the breaker has not been asked yet"
+    CLOSED = "call Polyv"
+    PROBE = "Polyv was down: this run's first call finds out whether it is back"
+
+
 @dataclass
 class Run:
     """One invocation's submission (a prewarm, or a whole drain): the limit it claims within, its
@@ -37,9 +46,18 @@ class Run:
     deadline: Deadline
     bisection_calls_left: int
     stopped: str | None = None  # no further Polyv call in this run, and why
+    gate: Gate = Gate.UNASKED
+    # when the run stopped for a reason that passes (Polyv down, the deadline), its unsent files
+    # wait in the backlog until ``retry_at`` instead of coming back with their messages
+    retry_at: datetime | None = None
 
-    def stop(self, reason: str) -> None:
+    def stop(self, reason: str, *, park_until: datetime | None = None) -> None:
         self.stopped = self.report.stopped_because = reason
+        self.retry_at = park_until
+
+    @property
+    def parking(self) -> bool:
+        return self.stopped is not None and self.retry_at is not None
 
     def take_bisection_call(self) -> bool:
         if self.bisection_calls_left <= 0:
@@ -58,6 +76,7 @@ class Leftovers:
     # bisection budget left unsplit), with the reason: a drain counts a failure for each
     refused: dict[FileRef, str] = field(default_factory=dict)
     unisolated: list[tuple[RequestedFile, str]] = field(default_factory=list)  # ...and these kept
+    parked: list[RequestedFile] = field(default_factory=list)  # to wait until ``Run.retry_at``
 
 
 class Submits(Protocol):
@@ -68,7 +87,12 @@ class Submits(Protocol):
     def time_for_a_call(self, run: Run) -> bool: ...
 
     def submit(
-        self, files: Sequence[RequestedFile], run: Run, *, forced: Collection[FileRef] = ()
+        self,
+        files: Sequence[RequestedFile],
+        run: Run,
+        *,
+        forced: Collection[FileRef] = (),
+        limit: int | None = None,
     ) -> Leftovers: ...
 
 

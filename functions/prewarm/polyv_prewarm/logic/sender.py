@@ -66,11 +66,15 @@ class CallBudget(Protocol):
 
 class Stop(NamedTuple):
     """Why a chunk's calls ended early. ``whole_run``: no further call in this invocation (Polyv or
-    the store down, a configuration error); otherwise only this chunk's files failed."""
+    the store down, a configuration error); otherwise only this chunk's files failed. ``park``:
+    the files not sent (and those in doubt) wait in the backlog instead of coming back with their
+    message (Polyv down, the deadline near); ``polyv_down``: Polyv itself is unavailable."""
 
     reason: str
     whole_run: bool = True
     quota_spent: bool = False
+    park: bool = False
+    polyv_down: bool = False
 
 
 NOT_ENDED = Stop(INTERRUPTED)
@@ -91,6 +95,7 @@ class ChunkRecord:
     unsent: list[RequestedFile]  # certainly not sent (handed back, or deferred when the day is spent)
     # in a refused call the bisection budget left unsplit: not sent, and why (the caller places them)
     unisolated: list[tuple[RequestedFile, str]] = field(default_factory=list)
+    parked: list[RequestedFile] = field(default_factory=list)  # not sent, or in doubt: to wait in the backlog
 
 
 @dataclass(frozen=True)
@@ -188,6 +193,7 @@ class ChunkOutcome:
         over a refusal, a refusal over an unknown outcome."""
         file, request, settlement = requested.file, requested.request, record.settlement
         leftover = self.stop.reason if self.stop is not None else ""
+        park = self.stop is not None and self.stop.park
         if file in self.task_ids:
             settlement.submitted[file] = self.task_ids[file]
             return FileResult(request, Fate.SUBMITTED, file=file, task_id=self.task_ids[file], call=call)
@@ -201,9 +207,15 @@ class ChunkOutcome:
             record.unisolated.append((requested, self.unisolated[file]))
             return None
         if file in self.in_doubt:
-            settlement.in_doubt.add(file)
+            settlement.in_doubt.add(file)  # stays counted; parked or handed back, it is sent again
+            if park:
+                record.parked.append(requested)
+                return None
             return FileResult(request, Fate.HANDED_BACK, file=file, reason=leftover)
         settlement.handed_back[file] = leftover
+        if park:
+            record.parked.append(requested)
+            return None
         record.unsent.append(requested)
         if self.stop is not None and self.stop.quota_spent:
             return None
@@ -375,7 +387,7 @@ class _OutOfTime(Exception):
 def stop_for(exc: Exception) -> Stop:
     """Why the calls of a chunk ended, from what ended them; logs it once."""
     if isinstance(exc, _OutOfTime):
-        return Stop(OUT_OF_TIME)
+        return Stop(OUT_OF_TIME, park=True)
     if isinstance(exc, PolyvQuotaSpent):
         logger.warning("Polyv says today's quota is spent")
         return Stop("Polyv says today's quota is spent", whole_run=False, quota_spent=True)
@@ -388,9 +400,12 @@ def stop_for(exc: Exception) -> Stop:
     if isinstance(exc, PolyvUnavailable) and exc.refused:
         logger.warning("Polyv refused a call with an unknown error", extra={"error": str(exc)})
         return Stop(str(exc), whole_run=False)
+    if isinstance(exc, PolyvUnavailable) and exc.secret:
+        logger.error("the Polyv secret is unreadable: parking the work", extra={"error": str(exc)})
+        return Stop(str(exc), park=True)
     if isinstance(exc, PolyvUnavailable):
-        logger.warning("Polyv unavailable: handing work back", extra={"error": str(exc)})
-        return Stop(f"Polyv unavailable: {exc}")
+        logger.warning("Polyv unavailable: parking the work", extra={"error": str(exc)})
+        return Stop(f"Polyv unavailable: {exc}", park=True, polyv_down=True)
     # Anything else (the store failing while counting a re-send, a defect): the claims must still
     # end. The files of an unanswered call are in doubt, the rest handed back.
     logger.exception("unexpected error while calling Polyv: handing work back")

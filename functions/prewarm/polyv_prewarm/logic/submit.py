@@ -18,18 +18,28 @@ import uuid
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import NamedTuple
 
 from aws_lambda_powertools import Logger
 
 from .. import SERVICE
+from ..domain.breaker import BreakerState
 from ..domain.claims import ClaimRequest, Decision, decide
 from ..domain.model import Fate, FileRef, FileRequest, FileResult, Lease, Report, epoch_ms
 from ..domain.plan import RequestedFile, build_plan, chunk
 from ..domain.policy import Deadline, Policy
-from ..domain.ports import Backlog, ClaimResult, DayLedger, PolyvGateway, Settlement, StoreUnavailable
+from ..domain.ports import (
+    Backlog,
+    ClaimResult,
+    DayLedger,
+    PolyvBreaker,
+    PolyvGateway,
+    Settlement,
+    StoreUnavailable,
+)
 from ..domain.quotaday import quota_day
-from .run import Leftovers, Run, finish, new_run, result, unclaimable
-from .sender import OUT_OF_TIME, ChunkOutcome, ChunkSender
+from .run import Gate, Leftovers, Run, finish, new_run, result, unclaimable
+from .sender import NOT_ENDED, OUT_OF_TIME, ChunkOutcome, ChunkSender
 
 logger = Logger(service=SERVICE, child=True)
 
@@ -59,6 +69,7 @@ class SubmitFiles:
         polyv: PolyvGateway,
         ledger: DayLedger,
         backlog: Backlog,
+        breaker: PolyvBreaker,
         policy: Policy,
         clock: Callable[[], datetime],
         backoff: Callable[[int], float],
@@ -70,6 +81,7 @@ class SubmitFiles:
         self.polyv = polyv
         self.ledger = ledger
         self.backlog = backlog
+        self.breaker = breaker
         self.policy = policy
         self.clock = clock
         self._backoff = backoff
@@ -109,31 +121,70 @@ class SubmitFiles:
         else:
             forced = frozenset(u.file for u in plan.unique) if force else frozenset()
             leftovers = self.submit(plan.unique, run, forced=forced)
-            self._defer(leftovers.no_quota, run.report, forced)
+            place = Placing(run.report, forced, priority_high)
+            self._defer(leftovers.no_quota, place)
             for reason, files in _by_reason(leftovers.unisolated).items():
-                self._defer(files, run.report, forced, reason=f"{reason}: deferred to the backlog's drain")
+                self._defer(files, place, reason=f"{reason}: deferred to the backlog's drain")
+            if leftovers.parked:
+                retry_at = run.retry_at or self.clock()
+                why = f"{run.stopped}: waits in the backlog, sent again from {retry_at:%H:%M:%S} UTC"
+                self._defer(leftovers.parked, place, reason=why, retry_at=retry_at)
         finish(run.report, "prewarm finished", ledger=self.ledger, policy=self.policy, now=self.clock())
         return run.report
 
     def submit(
-        self, files: Sequence[RequestedFile], run: Run, *, forced: Collection[FileRef] = ()
+        self,
+        files: Sequence[RequestedFile],
+        run: Run,
+        *,
+        forced: Collection[FileRef] = (),
+        limit: int | None = None,
     ) -> Leftovers:
         """Claim, send and record ``files`` chunk by chunk; every file gets exactly one result in
-        ``run.report``, except the :class:`~.run.Leftovers` (not sent, not counted), which the
-        caller places. ``forced`` files are sent even if they were settled today."""
+        ``run.report``, except the :class:`~.run.Leftovers` (not sent, not counted, or in doubt),
+        which the caller places. ``forced`` files are sent even if they were settled today;
+        ``limit``: claim within it rather than the run's (a priority file in a drain)."""
         leftovers = Leftovers()
         after = After.GO_ON
+        if files and run.gate is Gate.UNASKED:
+            self._ask_the_breaker(run)
         for group in chunk(files):
-            if run.stopped is not None:
+            if run.parking:
+                leftovers.parked += group
+            elif run.stopped is not None:
                 _hand_back(group, run.stopped, run.report)
             elif after is After.NO_QUOTA:
                 leftovers.no_quota += group
             elif not self.time_for_a_call(run):
-                run.stop(OUT_OF_TIME)
-                _hand_back(group, OUT_OF_TIME, run.report)
+                run.stop(OUT_OF_TIME, park_until=self.clock())
+                leftovers.parked += group
             else:
-                after = self._run_chunk(group, run, forced, leftovers)
+                after = self._run_chunk(group, run, forced, leftovers, limit or run.limit)
         return leftovers
+
+    def _ask_the_breaker(self, run: Run) -> None:
+        """Polyv known to be down: park at once (nothing is claimed, nothing is called), unless
+        this run wins the one probe. A breaker that cannot be read is taken as closed (the claim
+        then meets the same store, and stops the run if it is down)."""
+        now = self.clock()
+        try:
+            state = self.breaker.state()
+            if not state.open:
+                run.gate = Gate.CLOSED
+                return
+            if not state.waiting(now) and self.breaker.try_probe(self._new_owner(), now=now):
+                run.gate = Gate.PROBE
+                logger.info("Polyv was down: probing with this run's first call")
+                return
+        except StoreUnavailable as exc:
+            logger.warning("Polyv's breaker unreadable: calling Polyv", extra={"error": str(exc)})
+            run.gate = Gate.CLOSED
+            return
+        since = state.down_since or now.isoformat()
+        run.gate = Gate.CLOSED
+        run.stop(f"Polyv unavailable since {since[:19]}Z", park_until=state.retry_at(now))
+        run.report.polyv_down_since = since
+        run.report.polyv_down_minutes = state.down_for(now).total_seconds() / 60
 
     def time_for_a_call(self, run: Run) -> bool:
         """Whether the run has time for one more Polyv call, its attempts included."""
@@ -144,20 +195,30 @@ class SubmitFiles:
 
     # -- one chunk ------------------------------------------------------------------------------
     def _run_chunk(
-        self, group: Sequence[RequestedFile], run: Run, forced: Collection[FileRef], leftovers: Leftovers
+        self,
+        group: Sequence[RequestedFile],
+        run: Run,
+        forced: Collection[FileRef],
+        leftovers: Leftovers,
+        limit: int,
     ) -> After:
         """One chunk: claim -> send -> record, whatever ends the calls."""
         day = self.today()  # the day of each chunk: an invocation may outlive midnight
         lease = Lease.until(self._new_owner(), run.deadline.at + LEASE_GRACE)
         by_file = {u.file: u for u in group}
-        claimed = self._claim(day, by_file, lease, run, forced)
+        claimed = self._claim(day, by_file, lease, run, forced, limit)
         if claimed is None:
             return After.STOPPED
         leftovers.no_quota += [by_file[f] for f in claimed.no_room]
         if not claimed.granted:
             return After.NO_QUOTA if claimed.no_room else After.GO_ON
         budget = _Budget(
-            self.ledger, day, run, fits=lambda: self.time_for_a_call(run), wait=self._wait_before_resend
+            self.ledger,
+            day,
+            run,
+            limit,
+            fits=lambda: self.time_for_a_call(run),
+            wait=self._wait_before_resend,
         )
         sender = ChunkSender(
             self.polyv,
@@ -171,11 +232,32 @@ class SubmitFiles:
         finally:  # on every exit, KeyboardInterrupt included; a killed process leaves the lease
             outcome = sender.outcome
             unsent = self._record(day, outcome, lease, run, leftovers)
+        self._tell_the_breaker(outcome, run)
         if outcome.bug is not None:
             raise outcome.bug  # fail the invocation loudly: a defect, not a data or service error
         if outcome.stop is not None:
             return self._after_stop(day, outcome, unsent, run, leftovers)
         return After.NO_QUOTA if claimed.no_room else After.GO_ON
+
+    def _tell_the_breaker(self, outcome: ChunkOutcome, run: Run) -> None:
+        """A call found Polyv down: open (or keep open) the breaker. A probe that Polyv answered,
+        whatever it answered: close it."""
+        down = outcome.stop is not None and outcome.stop.polyv_down
+        answered = bool(outcome.accepted or outcome.rejected or outcome.unisolated) or (
+            outcome.stop is not None and outcome.stop is not NOT_ENDED and not outcome.stop.park
+        )
+        try:
+            if down:
+                now = self.clock()
+                state = self.breaker.failed(now=now)
+                run.report.polyv_down_since = state.down_since
+                run.report.polyv_down_minutes = state.down_for(now).total_seconds() / 60
+            elif run.gate is Gate.PROBE and answered:
+                self.breaker.recovered()
+                run.gate = Gate.CLOSED
+                logger.info("Polyv answers again: breaker closed")
+        except StoreUnavailable as exc:
+            logger.warning("could not update Polyv's breaker", extra={"error": str(exc)})
 
     def _claim(
         self,
@@ -184,6 +266,7 @@ class SubmitFiles:
         lease: Lease,
         run: Run,
         forced: Collection[FileRef],
+        limit: int,
     ) -> ClaimResult | None:
         """Claim and count the chunk's files; report those that cannot be claimed now. None when the
         ledger is unavailable: the whole run stops and the chunk is handed back."""
@@ -193,7 +276,7 @@ class SubmitFiles:
             claimed = self.ledger.claim(
                 day,
                 [(u.file, u.request.origin.describe()) for u in group],
-                run.limit,
+                limit,
                 lease=lease,
                 now=now,
                 forced=[u.file for u in group if u.file in forced],
@@ -219,6 +302,7 @@ class SubmitFiles:
         self._carry_over_late_answers(day, outcome)
         run.report.calls += record.calls
         run.report.results += record.results
+        leftovers.parked += record.parked
         leftovers.unisolated += record.unisolated
         leftovers.refused.update({u.file: why for u, why in record.unisolated})
         return record.unsent
@@ -233,6 +317,10 @@ class SubmitFiles:
             self._mark_exhausted(day)
             leftovers.no_quota += unsent
             return After.NO_QUOTA
+        if stop.park:
+            state = self._breaker_state() if stop.polyv_down else None
+            run.stop(stop.reason, park_until=state.retry_at(self.clock()) if state else self.clock())
+            return After.STOPPED
         if stop.whole_run:
             run.stop(stop.reason)
             return After.STOPPED
@@ -317,15 +405,18 @@ class SubmitFiles:
     def _defer(
         self,
         requested: Sequence[RequestedFile],
-        report: Report,
-        forced: Collection[FileRef],
+        place: Placing,
         *,
         reason: str = DEFERRED_REASON,
+        retry_at: datetime | None = None,
     ) -> None:
-        """Store files that were not sent today in the backlog, except those that turn out to be
-        handled today already (duplicate) or held by another invocation (handed back)."""
+        """Store files that were not sent in the backlog (for the daily drain; or, with
+        ``retry_at``, waiting for the recovery drain), except those that turn out to be handled
+        today already (duplicate) or held by another invocation (handed back). They keep their
+        origin, their force and their priority."""
         if not requested:
             return
+        report, forced = place.report, place.forced
         waiting = self._not_handled_today([u for u in requested if u.file not in forced], report)
         waiting += [u for u in requested if u.file in forced]
         if not waiting:
@@ -337,12 +428,22 @@ class SubmitFiles:
                     (u.file, u.request.origin.describe()) for u in waiting if (u.file in forced) is force
                 ]
                 if files:
-                    stored += self.backlog.defer(files, now=self.clock(), force=force)
+                    stored += self.backlog.defer(
+                        files,
+                        now=self.clock(),
+                        force=force,
+                        priority_high=place.priority_high,
+                        retry_at=retry_at,
+                        reason=reason if retry_at is not None else None,
+                    )
         except StoreUnavailable as exc:
             logger.error("backlog unavailable: handing deferred files back", extra={"error": str(exc)})
             _hand_back(waiting, "backlog unavailable", report)
             return
-        logger.info("deferred to the backlog", extra={"files": len(waiting), "new_in_backlog": stored})
+        logger.info(
+            "deferred to the backlog",
+            extra={"files": len(waiting), "new_in_backlog": stored, "waiting": retry_at is not None},
+        )
         report.results += [result(u, Fate.DEFERRED, reason) for u in waiting]
 
     def _not_handled_today(self, requested: Sequence[RequestedFile], report: Report) -> list[RequestedFile]:
@@ -363,12 +464,26 @@ class SubmitFiles:
                 waiting.append(wanted)
         return waiting
 
+    def _breaker_state(self) -> BreakerState | None:
+        try:
+            return self.breaker.state()
+        except StoreUnavailable:
+            return None
+
     def _mark_exhausted(self, day: str) -> None:
         logger.warning("Polyv says today's quota is spent: marking the day exhausted", extra={"day": day})
         try:
             self.ledger.mark_exhausted(day, self.policy.daily_limit)
         except StoreUnavailable as exc:
             logger.error("could not mark the day exhausted", extra={"error": str(exc)})
+
+
+class Placing(NamedTuple):
+    """Where a prewarm's unsent files are placed from: its report, its forced files, its priority."""
+
+    report: Report
+    forced: Collection[FileRef]
+    priority_high: bool
 
 
 class _Budget:
@@ -380,6 +495,7 @@ class _Budget:
         ledger: DayLedger,
         day: str,
         run: Run,
+        limit: int,
         *,
         fits: Callable[[], bool],
         wait: Callable[[int], None],
@@ -387,6 +503,7 @@ class _Budget:
         self._ledger = ledger
         self._day = day
         self._run = run
+        self._limit = limit
         self._fits = fits
         self._wait = wait
 
@@ -395,7 +512,7 @@ class _Budget:
 
     def count_again(self, files: int, resend: int) -> bool:
         self._wait(resend)
-        return self._ledger.reserve_extra(self._day, files, self._run.limit)
+        return self._ledger.reserve_extra(self._day, files, self._limit)
 
     def take_bisection_call(self) -> bool:
         return self._run.take_bisection_call()

@@ -1,0 +1,241 @@
+"""Outages against in-memory fakes: Polyv's breaker (its rules and the probe), what parked files
+keep, and how the handler moves the messages it cannot finish (tests/integration/test_outages.py
+runs the same over hours on the local stack)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from polyv_prewarm import handler, runtime
+from polyv_prewarm.domain.breaker import (
+    OPEN_AT_MOST,
+    OPEN_FIRST,
+    PROBE_LEASE,
+    BreakerState,
+    epoch_ms,
+    opening,
+)
+from polyv_prewarm.domain.model import Fate, FileRef, FileRequest, Origin
+from polyv_prewarm.domain.ports import PolyvUnavailable, QueueUnavailable
+from polyv_prewarm.lambda_context import LocalLambdaContext
+from tests.helpers import DAY, START, World, requests_for, sqs_event, vid
+
+DOWN = PolyvUnavailable("HTTP 503", ambiguous=False)
+
+
+@pytest.mark.parametrize(
+    ("failures", "open_for"),
+    [
+        (1, OPEN_FIRST),
+        (2, 2 * OPEN_FIRST),
+        (3, 4 * OPEN_FIRST),
+        (4, 8 * OPEN_FIRST),
+        (5, OPEN_AT_MOST),
+        (60, OPEN_AT_MOST),
+    ],
+)
+def test_the_breaker_opens_longer_after_each_failure_up_to_five_minutes(failures, open_for):
+    assert opening(failures) == min(open_for, OPEN_AT_MOST)
+
+
+def test_an_open_breaker_waits_until_its_time_then_lets_a_probe_go():
+    now = START
+    state = BreakerState(now.isoformat(), epoch_ms(now + OPEN_FIRST), 1)
+    assert (state.open, state.waiting(now)) == (True, True)
+    assert state.retry_at(now) == now + OPEN_FIRST
+    later = now + OPEN_FIRST + timedelta(seconds=1)
+    assert not state.waiting(later)
+    assert state.retry_at(later) == later
+    assert state.down_for(later) == OPEN_FIRST + timedelta(seconds=1)
+    assert BreakerState().to_summary() == {"available": True}
+    # a run killed between failed()'s two writes leaves no "down until": not waiting, a probe may go
+    assert not BreakerState(now.isoformat(), None, 1).waiting(now)
+
+
+def test_one_probe_at_a_time_and_a_dead_probe_frees_the_right_after_its_lease():
+    w = World()
+    w.breaker.failed(now=w.clock())
+    w.clock.advance(seconds=31)
+    assert w.breaker.try_probe("a", now=w.clock())
+    assert not w.breaker.try_probe("b", now=w.clock())  # a holds it
+    w.clock.advance(seconds=PROBE_LEASE.total_seconds() + 1)  # a died without an answer
+    assert w.breaker.try_probe("b", now=w.clock())
+
+
+def test_runs_while_the_breaker_is_open_call_nothing_and_the_probe_that_fails_opens_it_longer():
+    w = World()
+    w.polyv.fail_with = [DOWN]
+    w.prewarm(requests_for(3))
+    assert w.breaker.current.failures == 1
+    w.prewarm(requests_for(3, start=10))  # open: parked at once, without a call
+    assert len(w.polyv.calls) == 1
+    w.clock.advance(seconds=31)
+    w.polyv.fail_with = [DOWN]
+    probed = w.recover()  # the probe: one call, refused again
+    assert len(w.polyv.calls) == 2
+    assert probed.count(Fate.DEFERRED) == 6
+    assert w.breaker.current.failures == 2
+    assert w.breaker.current.waiting(w.clock() + timedelta(seconds=59))  # open for 60 s now
+    assert len(w.backlog.items) == 6
+
+
+def test_parked_files_keep_their_origin_force_and_priority_and_are_sent_with_them():
+    w = World(limit=10, MANUAL_RESERVE="5")
+    origin = Origin("sqs", message_id="m-1")
+    w.prewarm([FileRequest(vid(1), 1, origin)])  # sent today: only a forced request sends it again
+    w.prewarm(requests_for(4, start=20))  # the automatic share of the day (10 - 5 reserved) spent
+    w.polyv.fail_with = [DOWN]
+    w.prewarm([FileRequest(vid(1), 1, origin)], force=True, priority_high=True)
+    (parked,) = w.backlog.items.values()
+    assert (parked.origin, parked.force, parked.priority_high, parked.waiting) == ("m-1", True, True, True)
+    assert "Polyv unavailable" in (parked.wait_reason or "")
+    w.clock.advance(seconds=31)
+    report = w.recover()
+    assert report.count(Fate.SUBMITTED) == 1  # forced past "submitted today", within the reserve
+    assert w.polyv.accepted_files().count(FileRef(vid(1), 1)) == 2
+    assert w.backlog.items == {}
+
+
+def test_a_file_parked_and_also_redelivered_is_sent_once():
+    w = World()
+    w.polyv.fail_with = [DOWN]
+    w.prewarm(requests_for(4, origin=Origin("sqs", message_id="m-1")))
+    w.clock.advance(seconds=31)
+    redelivered = w.prewarm(requests_for(4, origin=Origin("sqs", message_id="m-1")))  # it probes: sent
+    assert redelivered.count(Fate.SUBMITTED) == 4
+    recovered = w.recover()
+    assert recovered.count(Fate.SUBMITTED) == 0  # the waiting copies are done already
+    assert sorted(w.polyv.accepted_files()) == sorted(FileRef(vid(i), 1) for i in range(4))
+    assert w.backlog.items == {}
+    assert w.ledger.used[DAY] == 4
+
+
+def test_a_parked_file_counts_on_the_day_it_is_finally_sent():
+    w = World()
+    w.clock.advance(hours=22, minutes=59)  # 23:59 in Shanghai
+    w.polyv.fail_with = [DOWN]
+    w.prewarm(requests_for(2))
+    assert w.ledger.used.get(DAY, 0) == 0
+    w.clock.advance(minutes=2)  # the next quota day
+    w.recover()
+    assert w.ledger.used.get(DAY, 0) == 0
+    assert w.ledger.used["2026-11-29"] == 2
+
+
+def test_a_parked_file_that_finds_no_quota_moves_to_the_next_days_drain():
+    w = World(limit=2, MANUAL_RESERVE="0")
+    w.polyv.fail_with = [DOWN]
+    w.prewarm(requests_for(3))
+    w.clock.advance(seconds=31)
+    report = w.recover()
+    assert report.count(Fate.SUBMITTED) == 2
+    (left,) = w.backlog.items.values()
+    assert not left.waiting  # the daily drain's now, not the recovery drain's
+
+
+def test_an_open_breaker_no_file_waits_on_is_closed_by_the_recovery_drain():
+    w = World()
+    w.polyv.fail_with = [DOWN]
+    w.prewarm(requests_for(1))
+    w.backlog.items.clear()  # sent another way, or removed by an operator
+    w.clock.advance(seconds=31)
+    w.recover()
+    assert not w.breaker.current.open
+    assert len(w.polyv.calls) == 1  # no call was needed to find that out
+
+
+def test_the_recovery_drain_leaves_a_breaker_that_failed_again_since_it_was_read():
+    w = World()
+    seen = w.breaker.failed(now=w.clock())
+    w.breaker.failed(now=w.clock())
+    w.breaker.recovered(unless_failed_since=seen)
+    assert w.breaker.current.failures == 2
+
+
+# -- the handler: what it does to the messages it cannot finish ---------------------------------
+class FakeMessages:
+    queue_name = "polyv-prewarm-PrewarmQueue"
+
+    def __init__(self) -> None:
+        self.dead: list[tuple[str, str]] = []
+        self.delays: list[tuple[str, int]] = []
+        self.unavailable = False
+
+    def dead_letter(self, body, *, reason, message_id, receive_count):
+        if self.unavailable:
+            raise QueueUnavailable("dead-letter queue: InternalError")
+        self.dead.append((message_id, reason))
+
+    def delay(self, receipt_handle, seconds):
+        self.delays.append((receipt_handle, seconds))
+
+
+@pytest.fixture
+def lambda_world(monkeypatch: pytest.MonkeyPatch):
+    w = World(limit=20, MANUAL_RESERVE="0")
+    messages = FakeMessages()
+    fakes = runtime.Runtime(
+        settings=w.settings, submit=w.submit, drain=w.drainer, queries=w.queries, messages=messages
+    )
+    monkeypatch.setattr(runtime, "current", lambda: fakes)
+    return w, messages
+
+
+def invoke(event):
+    return handler.lambda_handler(event, LocalLambdaContext())
+
+
+def with_receives(event, *counts):
+    for record, count in zip(event["Records"], counts, strict=True):
+        record["attributes"]["ApproximateReceiveCount"] = str(count)
+    return event
+
+
+def test_a_poison_message_goes_to_the_dead_letter_queue_at_once_and_its_batch_succeeds(lambda_world):
+    w, messages = lambda_world
+    answer = invoke(sqs_event({"vid": vid(1), "brIndex": 1}, "not json at all", ids=["a", "b"]))
+    assert answer == {"batchItemFailures": []}
+    assert [m for m, _ in messages.dead] == ["b"]
+    assert "neither JSON" in messages.dead[0][1]
+    assert w.polyv.accepted_files() == [FileRef(vid(1), 1)]
+
+
+def test_a_poison_message_the_dead_letter_queue_refuses_fails_alone_as_before(lambda_world):
+    _, messages = lambda_world
+    messages.unavailable = True
+    answer = invoke(sqs_event({"vid": vid(1), "brIndex": 1}, "not json at all", ids=["a", "b"]))
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "b"}]}
+
+
+@pytest.mark.parametrize(
+    ("receives", "seconds"), [(1, 60), (2, 120), (3, 240), (4, 480), (5, 900), (99, 900)]
+)
+def test_handed_back_messages_come_again_later_and_later(lambda_world, receives, seconds):
+    w, messages = lambda_world
+    w.ledger.unavailable = True  # nowhere to wait: the message itself is handed back
+    answer = invoke(with_receives(sqs_event({"vid": vid(1), "brIndex": 1}, ids=["a"]), receives))
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "a"}]}
+    assert messages.delays == [("rh-0", seconds)]
+
+
+def test_a_day_of_handed_back_receives_fits_in_the_templates_max_receive_count():
+    from cfnlint.decode import cfn_yaml
+
+    from tests.test_template import TEMPLATE
+
+    queue = cfn_yaml.load(str(TEMPLATE))["Resources"]["PrewarmQueue"]["Properties"]
+    receives = queue["RedrivePolicy"]["maxReceiveCount"]
+    assert sum(handler.visibility_after(n) for n in range(1, receives)) >= 24 * 3600
+
+
+def test_while_polyv_is_down_messages_succeed_and_their_files_wait(lambda_world):
+    w, messages = lambda_world
+    w.polyv.fail_with = [DOWN]
+    answer = invoke(sqs_event({"vids": [vid(1), vid(2)], "brIndexes": [1]}, ids=["a"]))
+    assert answer == {"batchItemFailures": []}
+    assert messages.delays == []
+    assert {d.file for d in w.backlog.items.values()} == {FileRef(vid(1), 1), FileRef(vid(2), 1)}
+    w.clock.advance(seconds=31)
+    assert invoke({"action": "recover", "source": "schedule"})["counts"] == {"submitted": 2}
