@@ -20,14 +20,20 @@ DYNAMODB_WRITE_UNIT = 0.625 / 1e6  # on-demand write request unit
 DYNAMODB_READ_UNIT = 0.125 / 1e6
 SQS_REQUEST = 0.40 / 1e6
 SECRET_MONTH = 0.40
-# 28 custom metrics ($0.30 each), the dashboard ($3), eight alarms of nine metrics ($0.10 each),
-# and the alarm topic's KMS key ($1: CloudWatch cannot publish under the AWS managed key)
-OBSERVABILITY_MONTH = 28 * 0.30 + 3.00 + 9 * 0.10 + 1.00
+# 34 custom metrics ($0.30 each; BacklogFiles counts once per tier), the dashboard ($3), eight
+# alarms of nine metrics ($0.10 each), and the alarm topic's KMS key ($1: CloudWatch cannot publish
+# under the AWS managed key)
+OBSERVABILITY_MONTH = 34 * 0.30 + 3.00 + 9 * 0.10 + 1.00
 # The recovery drain (template.yaml RecoveryDrain, every 5 minutes): with nothing parked, one read
 # of the breaker and one query of the due files, in a short invocation (modelled: 50 ms).
 RECOVERY_RUNS_PER_MONTH = 30 * 24 * 12
 RECOVERY_SECONDS = 0.05
 RECOVERY_READS = 2
+# The late sweeps (template.yaml LateSweep, every 10 minutes of the reserve's last hour): with an
+# empty backlog, a read of the counter and one query per tier (modelled: 100 ms)
+SWEEP_RUNS_PER_MONTH = 30 * 6
+SWEEP_SECONDS = 0.1
+SWEEP_READS = 6
 HTTP_API_REQUEST = 1.00 / 1e6
 CALLBACKS_PER_VIDEO = 5  # upload, an encode per definition (3), TranscodeComplete
 CALLBACK_SECONDS = 0.03  # modelled: a cached secret, one SQS send (10 ms) and the MD5s
@@ -80,9 +86,15 @@ class Traffic:
         return {
             "Lambda": invocations
             * (LAMBDA_REQUEST + self.seconds_per_invocation * MEMORY_GB * LAMBDA_GB_SECOND)
-            + recovery * (LAMBDA_REQUEST + RECOVERY_SECONDS * MEMORY_GB * LAMBDA_GB_SECOND),
+            + recovery * (LAMBDA_REQUEST + RECOVERY_SECONDS * MEMORY_GB * LAMBDA_GB_SECOND)
+            + SWEEP_RUNS_PER_MONTH * (LAMBDA_REQUEST + SWEEP_SECONDS * MEMORY_GB * LAMBDA_GB_SECOND),
             "DynamoDB": 30 * self.files_per_day / 100 * self.write_units_per_100_files * DYNAMODB_WRITE_UNIT
-            + (invocations * self.reads_per_invocation + recovery * RECOVERY_READS) * DYNAMODB_READ_UNIT,
+            + (
+                invocations * self.reads_per_invocation
+                + recovery * RECOVERY_READS
+                + SWEEP_RUNS_PER_MONTH * SWEEP_READS
+            )
+            * DYNAMODB_READ_UNIT,
             "SQS": 3 * messages * SQS_REQUEST,  # send, receive, delete
             # an account on Polyv's callbacks: the HTTP API and the callback function per notification
             "callbacks": messages

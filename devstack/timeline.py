@@ -2,7 +2,8 @@
 
 The stack's clock (the function's, Polyv's, the AWS fault proxy's and moto's SQS) moves in steps;
 at every step the template's schedules fire when their expressions say (``ScheduleV2`` events
-read from template.yaml: ``cron(M H * * ? *)`` in their time zone, ``rate(N minutes)``), and the
+read from template.yaml, their parameters at their defaults: ``cron(M H * * ? *)`` in their time
+zone, minutes ``M`` or ``0/N``, hours ``H`` or ``H1-H2``, and ``rate(N minutes)``), and the
 prewarm queue's event source delivers whatever SQS makes visible then (moto's queue, created
 from the template: its visibility timeout, its ``maxReceiveCount`` to the dead-letter queue, and
 the function's own ``ChangeMessageVisibility``). Nothing here knows those settings but the
@@ -17,7 +18,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -29,7 +30,7 @@ from .local_event_source import Delivery, LocalEventSource
 from .stack import TEMPLATE, DevStack
 
 Handler = Callable[[dict[str, Any], Any], Any]
-_CRON = re.compile(r"cron\((\d+) (\d+) \* \* \? \*\)")
+_CRON = re.compile(r"cron\((\d+|0/\d+) (\d+|\d+-\d+) \* \* \? \*\)")
 _RATE = re.compile(r"rate\((\d+) minutes?\)")
 
 
@@ -55,15 +56,52 @@ class Schedule:
         if _RATE.fullmatch(self.expression):
             return int(end.timestamp()) // self.period > int(start.timestamp()) // self.period
         if match := _CRON.fullmatch(self.expression):
-            minute, hour = int(match.group(1)), int(match.group(2))
-            local = start.astimezone(self.timezone)
-            fire = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
-            while fire <= local:
-                fire += timedelta(days=1)
-            return fire <= end.astimezone(self.timezone)
+            local, until = start.astimezone(self.timezone), end.astimezone(self.timezone)
+            return any(local < fire <= until for fire in self._firings(match, local.date()))
         raise ValueError(
             f"{self.name}: the timeline reads cron(M H * * ? *) and rate(N minutes), not {self.expression}"
         )
+
+    def _firings(self, match: re.Match[str], first: date) -> list[datetime]:
+        """The cron's firings on ``first`` and the next day, in its time zone."""
+        minutes_field, hours_field = match.group(1), match.group(2)
+        minutes = (
+            list(range(0, 60, int(minutes_field[2:])))
+            if minutes_field.startswith("0/")
+            else [int(minutes_field)]
+        )
+        low, _, high = hours_field.partition("-")
+        hours = list(range(int(low), int(high or low) + 1))
+        return [
+            datetime.combine(day, time(hour, minute), tzinfo=self.timezone)
+            for day in (first, first + timedelta(days=1))
+            for hour in hours
+            for minute in minutes
+        ]
+
+
+def resolve(value: Any, document: dict[str, Any]) -> Any:
+    """A template value with its ``Ref``, ``Fn::Sub`` and ``Fn::If`` resolved from the
+    parameters' defaults (and the conditions' ``Fn::Equals`` on them)."""
+    parameters = {name: str(p.get("Default", "")) for name, p in document.get("Parameters", {}).items()}
+    if not isinstance(value, dict) or len(value) != 1:
+        return value
+    ((function, argument),) = value.items()
+    if function == "Ref":
+        return parameters[argument]
+    if function == "Fn::Sub":
+        return re.sub(r"\$\{(\w+)\}", lambda m: parameters[m.group(1)], argument)
+    if function == "Fn::If":
+        name, when_true, when_false = argument
+        return resolve(when_true if _condition(name, document) else when_false, document)
+    raise ValueError(f"the timeline does not resolve {function}")
+
+
+def _condition(name: str, document: dict[str, Any]) -> bool:
+    ((function, (left, right)),) = document["Conditions"][name].items()
+    if function != "Fn::Equals":
+        raise ValueError(f"the timeline resolves Fn::Equals conditions only, not {function}")
+    return str(resolve(left, document)) == str(resolve(right, document))
 
 
 def template_schedules(
@@ -82,7 +120,7 @@ def template_schedules(
         schedules.append(
             Schedule(
                 name,
-                props["ScheduleExpression"],
+                str(resolve(props["ScheduleExpression"], document)),
                 ZoneInfo(timezone if isinstance(zone, dict) else zone),
                 json.loads(props["Input"]),
             )

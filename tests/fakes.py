@@ -9,7 +9,17 @@ from datetime import datetime
 from polyv_prewarm.adapters.backlog import stamp
 from polyv_prewarm.domain.breaker import PROBE_LEASE, BreakerState, opening
 from polyv_prewarm.domain.claims import ClaimRequest, Decision, decide
-from polyv_prewarm.domain.model import DeferredFile, EntryState, FileRef, LedgerEntry, QuotaView, epoch_ms
+from polyv_prewarm.domain.model import (
+    BacklogFigures,
+    DeferredFile,
+    EntryState,
+    FileRef,
+    LedgerEntry,
+    QuotaView,
+    Tier,
+    epoch_ms,
+)
+from polyv_prewarm.domain.outlook import DayOutlook
 from polyv_prewarm.domain.ports import (
     ClaimResult,
     PolyvFilesRefused,
@@ -64,6 +74,8 @@ class InMemoryLedger:
 
     def __init__(self) -> None:
         self.used: dict[str, int] = {}
+        self.first_rank: dict[str, int] = {}  # the fresh first-rank files claimed, per day
+        self.first_rank_since: dict[str, datetime] = {}
         self.exhausted: set[str] = set()
         self.released: set[tuple[str, str]] = set()  # (day, owner): the release receipts
         self.files: dict[str, dict[FileRef, LedgerEntry]] = {}
@@ -77,7 +89,9 @@ class InMemoryLedger:
         if self.unavailable or failing:
             raise StoreUnavailable("day ledger: ProvisionedThroughputExceededException")
 
-    def claim(self, day, files, limit, *, lease, now, forced=(), explicit=()) -> ClaimResult:
+    def claim(
+        self, day, files, limit, *, lease, now, forced=(), explicit=(), resend=False, first_rank=()
+    ) -> ClaimResult:
         self._check("claim")
         result = ClaimResult()
         at = now.isoformat()
@@ -85,15 +99,21 @@ class InMemoryLedger:
             entries = self.files.setdefault(day, {})
             for file, origin in files:
                 entry = entries.get(file)
-                decision = decide(entry, now, ClaimRequest(force=file in forced, explicit=file in explicit))
+                request = ClaimRequest(force=file in forced, explicit=file in explicit, resend=resend)
+                decision = decide(entry, now, request)
                 if entry is not None and decision is Decision.HELD:
                     result.held[file] = entry
                 elif entry is not None and decision is Decision.KNOWN:
                     result.known[file] = entry
+                elif entry is not None and decision is Decision.IN_DOUBT:
+                    result.in_doubt[file] = entry
                 elif day in self.exhausted or self.used.get(day, 0) >= limit:
                     result.no_room.append(file)
                 else:
                     self.used[day] = self.used.get(day, 0) + 1
+                    if file in first_rank:
+                        self.first_rank[day] = self.first_rank.get(day, 0) + 1
+                        self.first_rank_since.setdefault(day, now)
                     entries[file] = LedgerEntry(
                         EntryState.CLAIMED,
                         at,
@@ -161,6 +181,10 @@ class InMemoryLedger:
         self._check("usage")
         return QuotaView(day, self.used.get(day, 0), limit, exhausted=day in self.exhausted)
 
+    def outlook(self, day: str) -> DayOutlook:
+        self._check("outlook")
+        return DayOutlook(self.used.get(day, 0), self.first_rank.get(day, 0), self.first_rank_since.get(day))
+
     def lookup(self, day: str, files) -> dict[FileRef, LedgerEntry]:
         self._check("lookup")
         entries = self.files.get(day, {})
@@ -184,11 +208,14 @@ class InMemoryBacklog:
         if self.unavailable:
             raise StoreUnavailable("backlog: InternalServerError")
 
-    def defer(self, files, *, now, force=False, priority_high=False, retry_at=None, reason=None) -> int:
+    def defer(
+        self, files, *, now, force=False, priority_high=False, retry_at=None, reason=None, tier=Tier.NORMAL
+    ) -> int:
         self._check()
         new = 0
         for file, origin in files:
-            if file not in self.items:
+            current = self.items.get(file)
+            if current is None:
                 self.items[file] = DeferredFile(
                     file,
                     now.isoformat(),
@@ -197,15 +224,33 @@ class InMemoryBacklog:
                     priority_high=priority_high,
                     retry_at=stamp(retry_at) if retry_at is not None else None,
                     wait_reason=reason if retry_at is not None else None,
+                    tier=tier,
                 )
                 new += 1
+            elif tier.rank < current.tier.rank and not current.parked and not current.waiting:
+                self.items[file] = current._replace(tier=tier)
         return new
 
-    def _drainable(self) -> list[DeferredFile]:
+    def _drainable(self, tier=Tier.NORMAL) -> list[DeferredFile]:
         return sorted(
-            (d for d in self.items.values() if not d.parked and not d.waiting),
+            (d for d in self.items.values() if not d.parked and not d.waiting and d.tier is tier),
             key=lambda d: (d.deferred_at, d.file.key),
         )
+
+    def move(self, files, tier) -> None:
+        self._check()
+        for deferred in files:
+            if deferred.file in self.items:
+                self.items[deferred.file] = self.items[deferred.file]._replace(
+                    tier=tier, retry_at=None, wait_reason=None
+                )
+
+    def add_backfill(self, files, *, now) -> int:
+        self._check()
+        new = [(f, o) for f, o in dict(files).items() if f not in self.items]
+        for file, origin in new:
+            self.items[file] = DeferredFile(file, now.isoformat(), origin, tier=Tier.BACKFILL)
+        return len(new)
 
     def due(self, limit: int, *, now, after=None) -> list[DeferredFile]:
         self._check()
@@ -233,22 +278,20 @@ class InMemoryBacklog:
                     retry_at=None, wait_reason=None
                 )
 
-    def oldest(self, limit: int, *, after=None) -> list[DeferredFile]:
+    def oldest(self, limit: int, *, after=None, tier=Tier.NORMAL) -> list[DeferredFile]:
         self._check()
-        ordered = self._drainable()
+        ordered = self._drainable(tier)
         if after is not None:
-            ordered = [
-                d for d in ordered if (d.deferred_at, d.file.key) > (after.deferred_at, after.file.key)
-            ]
+            mark = (after.deferred_at, after.file.key)
+            ordered = [d for d in ordered if (d.deferred_at, d.file.key) > mark]
         return ordered[:limit]
 
-    def newest(self, limit: int, *, after=None) -> list[DeferredFile]:
+    def newest(self, limit: int, *, after=None, tier=Tier.NORMAL) -> list[DeferredFile]:
         self._check()
-        ordered = list(reversed(self._drainable()))
+        ordered = list(reversed(self._drainable(tier)))
         if after is not None:
-            ordered = [
-                d for d in ordered if (d.deferred_at, d.file.key) < (after.deferred_at, after.file.key)
-            ]
+            mark = (after.deferred_at, after.file.key)
+            ordered = [d for d in ordered if (d.deferred_at, d.file.key) < mark]
         return ordered[:limit]
 
     def parked(self, limit: int) -> list[DeferredFile]:
@@ -279,11 +322,12 @@ class InMemoryBacklog:
         self._check()
         return {f: self.items[f] for f in files if f in self.items}
 
-    def stats(self) -> tuple[int, str | None, int]:
+    def stats(self) -> BacklogFigures:
         self._check()
         oldest = self.oldest(1)
         waiting = sum(1 for d in self.items.values() if d.waiting)
-        return len(self.items), oldest[0].deferred_at if oldest else None, waiting
+        tiers = {tier: len(self._drainable(tier)) for tier in Tier}
+        return BacklogFigures(len(self.items), oldest[0].deferred_at if oldest else None, waiting, tiers)
 
 
 class InMemoryBreaker:

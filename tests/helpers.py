@@ -16,6 +16,7 @@ from polyv_prewarm.adapters.polyv import RetryPolicy
 from polyv_prewarm.config import DEFAULTS, Settings
 from polyv_prewarm.domain.model import FileRequest, Origin
 from polyv_prewarm.domain.policy import Deadline
+from polyv_prewarm.logic.backfill import Backfill
 from polyv_prewarm.logic.drain import DrainBacklog
 from polyv_prewarm.logic.queries import LedgerQueries
 from polyv_prewarm.logic.submit import SubmitFiles
@@ -198,6 +199,14 @@ class World:
             breaker=self.breaker,
             policy=policy,
             clock=self.clock,
+        )
+        self.backfill = Backfill(
+            backlog=self.backlog,
+            ledger=self.ledger,
+            policy=policy,
+            clock=self.clock,
+            userid=lambda: self.polyv.userid(),
+            default_br_indexes=self.settings.default_br_indexes,
         )
 
     # -- the use cases, as the handler calls them ---------------------------------------------

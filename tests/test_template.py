@@ -359,3 +359,35 @@ def test_the_recovery_drain_runs_every_few_minutes(template):
     env = fn["Properties"]["Environment"]["Variables"]
     assert env["PREWARM_QUEUE_URL"] == {"Ref": "PrewarmQueue"}
     assert env["DEAD_LETTER_QUEUE_URL"] == {"Ref": "PrewarmDeadLetterQueue"}
+
+
+def test_the_late_sweeps_run_from_the_reserves_release_to_midnight(template):
+    """The sweeps and the function's RESERVE_RELEASE_AT come from one parameter: the reserve is
+    released at the first sweep, whatever hour an operator picks."""
+    from devstack.timeline import resolve
+
+    fn = template["Resources"]["PrewarmFunction"]
+    props = fn["Properties"]["Events"]["LateSweep"]["Properties"]
+    assert props["ScheduleExpressionTimezone"] == {"Ref": "QuotaTimezone"}
+    assert json.loads(props["Input"])["action"] == "sweep"
+    env = fn["Properties"]["Environment"]["Variables"]
+    assert env["RESERVE_RELEASE_AT"] == {"Fn::Sub": "${ReserveReleaseHour}:00"}
+    assert resolve(props["ScheduleExpression"], template) == "cron(0/10 23 * * ? *)"
+    at_eighteen = {
+        **template,
+        "Parameters": {**template["Parameters"], "ReserveReleaseHour": {"Default": 18}},
+    }
+    assert resolve(props["ScheduleExpression"], at_eighteen) == "cron(0/10 18-23 * * ? *)"
+    assert resolve(env["RESERVE_RELEASE_AT"], at_eighteen) == "18:00"
+    assert env["PRIORITY_BR_INDEXES"] == {"Ref": "PriorityBrIndexes"}
+    assert template["Parameters"]["PriorityBrIndexes"]["Default"] == ""  # as config.DEFAULTS: off
+
+
+def test_every_default_of_the_template_is_the_functions(template):
+    """A parameter's default is the function's own default for the variable it feeds."""
+    from devstack.timeline import resolve
+    from polyv_prewarm.config import DEFAULTS
+
+    env = template["Resources"]["PrewarmFunction"]["Properties"]["Environment"]["Variables"]
+    for name in ("RESERVE_RELEASE_AT", "PRIORITY_BR_INDEXES", "BACKFILL_MAX_AGE_DAYS", "DRAIN_ORDER"):
+        assert str(resolve(env[name], template)) == DEFAULTS[name], name

@@ -12,8 +12,9 @@ from polyv_prewarm.domain.claims import ClaimRequest, Decision
 from polyv_prewarm.domain.model import EntryState, LedgerEntry, epoch_ms
 
 NOW = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
-CLAIM, HELD, KNOWN = Decision.CLAIM, Decision.HELD, Decision.KNOWN
+CLAIM, HELD, KNOWN, DOUBT = Decision.CLAIM, Decision.HELD, Decision.KNOWN, Decision.IN_DOUBT
 PLAIN, FORCED, EXPLICIT = ClaimRequest(), ClaimRequest(force=True), ClaimRequest(explicit=True)
+RESEND = ClaimRequest(resend=True)
 
 
 def at(seconds: float) -> int:
@@ -42,12 +43,19 @@ class Case(NamedTuple):
 
 
 def _each(
-    name: str, found: LedgerEntry | None, plain: Decision, forced: Decision, explicit: Decision
+    name: str,
+    found: LedgerEntry | None,
+    plain: Decision,
+    forced: Decision,
+    explicit: Decision,
+    resend: Decision | None = None,
 ) -> list[Case]:
+    """The four requests: plain, forced, naming the bitrate, and a resend (as plain unless given)."""
     return [
         Case(f"{name}", found, PLAIN, plain),
         Case(f"{name}, forced", found, FORCED, forced),
         Case(f"{name}, bitrate named", found, EXPLICIT, explicit),
+        Case(f"{name}, a resend", found, RESEND, plain if resend is None else resend),
     ]
 
 
@@ -55,7 +63,7 @@ CASES: list[Case] = [
     *_each("no entry", None, CLAIM, CLAIM, CLAIM),
     *_each("claimed, lease running", entry(EntryState.CLAIMED, lease_in=60), HELD, HELD, HELD),
     *_each("claimed, lease ends this very ms", entry(EntryState.CLAIMED, lease_in=0), HELD, HELD, HELD),
-    *_each("claimed, lease ended", entry(EntryState.CLAIMED, lease_in=-0.001), CLAIM, CLAIM, CLAIM),
+    *_each("claimed, lease ended", entry(EntryState.CLAIMED, lease_in=-0.001), DOUBT, CLAIM, DOUBT, CLAIM),
     *_each("submitted", entry(EntryState.SUBMITTED), KNOWN, CLAIM, KNOWN),
     *_each("rejected for good", entry(EntryState.REJECTED), KNOWN, CLAIM, KNOWN),
     *_each(
@@ -67,6 +75,6 @@ CASES: list[Case] = [
     *_each(
         "refused for now, its time has come", entry(EntryState.REJECTED, retry_in=-1), CLAIM, CLAIM, CLAIM
     ),
-    *_each("in doubt", entry(EntryState.IN_DOUBT), CLAIM, CLAIM, CLAIM),
+    *_each("in doubt", entry(EntryState.IN_DOUBT), DOUBT, CLAIM, DOUBT, CLAIM),
     *_each("handed back", entry(EntryState.HANDED_BACK), CLAIM, CLAIM, CLAIM),
 ]

@@ -354,9 +354,15 @@ def test_a_drain_killed_mid_slice(stack, harness, monkeypatch):
     stack.seconds_offset += 120  # Lambda retries a failed asynchronous invocation within minutes
     retried = harness.invoke(drain)
     assert retried.answer is not None
-    for day in (2, 3):  # the next days' scheduled drains finish the backlog
+    # the killed drain's claims are in doubt: never-sent files go first, they wait as resends
+    sweep = {"action": "sweep", "source": "schedule"}
+    for day in (1, 2, 3):  # each day's late sweep, and the next days' scheduled drains
         stack.day_offset = day
-        harness.invoke(drain)
+        if day > 1:
+            harness.invoke(drain)
+        stack.seconds_offset += 13 * 3600  # 23:00, when the reserve is released
+        harness.invoke(sweep)
+        stack.seconds_offset -= 13 * 3600
     assert stack.backlog_keys() == []
     check_invariants(stack, harness, wanted)
 
@@ -379,3 +385,37 @@ def test_a_recovery_drain_killed_after_polyv_accepted_its_first_slice(stack, har
     harness.recover_until_done()
     check_invariants(stack, harness, wanted)
     assert stack.backlog_keys() == []
+
+
+def test_a_day_of_killed_calls_then_the_next_days_drain_sends_never_sent_files_first(
+    stack, harness, monkeypatch
+):
+    """Calls killed after Polyv accepted them leave their files in doubt; on a day with no room
+    left, the redelivery parks those as resends and the never-sent ones as normal deferrals. The
+    next day's drain sends every never-sent file before any unit goes to a file in doubt."""
+    assert stack.polyv is not None
+    set_limit(stack, monkeypatch, 100)
+    harness.env = {"DAILY_FILE_LIMIT": "100"}
+    event, wanted = pipeline_event(stack, 3, 50)  # 150 files: one call of 100, then no room
+    stack.polyv.inject("slow", process=True, delay=60)
+    killed = harness.invoke(event, timeout=30, kill_when=lambda: len(stack.polyv.tasks()) >= 1)
+    assert killed.answer is None
+    in_doubt = set(stack.polyv.tasks()[0].files)
+    never_sent = wanted - in_doubt
+    harness.redeliver_until_done(event, all_ids(event))  # messages succeed: their files wait
+    assert len(stack.backlog_keys()) == 150
+    sweep, drain = {"action": "sweep", "source": "schedule"}, {"action": "drain", "source": "schedule"}
+    for day in (0, 1, 2):
+        stack.day_offset = day
+        if day:
+            harness.invoke(drain)
+        stack.seconds_offset += 13 * 3600  # 23:00: the late sweep
+        harness.invoke(sweep)
+        stack.seconds_offset -= 13 * 3600
+    assert stack.backlog_keys() == []
+    check_invariants(stack, harness, wanted)
+    later = stack.polyv.tasks()[1:]
+    first_for = {f: t.at for t in reversed(later) for f in t.files}
+    resent = [first_for[f] for f in in_doubt]
+    assert max(first_for[f] for f in never_sent) < min(resent)  # never-sent files first
+    assert len(resent) == 100  # and then, from what the days left, the files in doubt

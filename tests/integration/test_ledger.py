@@ -107,11 +107,16 @@ def test_live_claims_are_held_expired_ones_are_in_doubt_and_claimable(stack, led
     held = ledger.claim(DAY, files(3), 2000, lease=lease("inv-2"), now=NOW + timedelta(seconds=59))
     assert len(held.held) == 3
     later = NOW + timedelta(seconds=61)
-    reclaimed = ledger.claim(
+    fresh_only = ledger.claim(
         DAY, files(3), 2000, lease=Lease.until("inv-3", later + timedelta(minutes=2)), now=later
     )
+    assert len(fresh_only.in_doubt) == 3  # the dead one may have sent them: not a never-sent claim
+    assert stack.quota_used(DAY) == 3
+    reclaimed = ledger.claim(
+        DAY, files(3), 2000, lease=Lease.until("inv-3", later + timedelta(minutes=2)), now=later, resend=True
+    )
     assert len(reclaimed.granted) == 3
-    assert stack.quota_used(DAY) == 6  # counted again: the dead one may have sent them
+    assert stack.quota_used(DAY) == 6  # counted again
 
 
 def test_settled_files_are_known_and_force_claims_them_again(stack, ledger):
@@ -134,7 +139,7 @@ def test_a_record_leaves_alone_what_another_invocation_took_over(stack, ledger):
     ledger.claim(DAY, files(2), 2000, lease=first, now=NOW)
     later = NOW + timedelta(seconds=11)
     second = Lease.until("fast", later + timedelta(minutes=2))
-    ledger.claim(DAY, files(1), 2000, lease=second, now=later)  # file 0 taken over after expiry
+    ledger.claim(DAY, files(1), 2000, lease=second, now=later, resend=True)  # file 0 taken over after expiry
     ledger.settle(
         DAY,
         Settlement(handed_back={FileRef(vid(0), 1): "slow gave up", FileRef(vid(1), 1): "slow gave up"}),

@@ -74,7 +74,12 @@ def ledgers(request) -> Ledgers:
 
 
 def decided(result, file: FileRef) -> list[Decision]:
-    where = {Decision.CLAIM: result.granted, Decision.HELD: result.held, Decision.KNOWN: result.known}
+    where = {
+        Decision.CLAIM: result.granted,
+        Decision.HELD: result.held,
+        Decision.KNOWN: result.known,
+        Decision.IN_DOUBT: result.in_doubt,
+    }
     return [d for d, files in where.items() if file in files] + (
         ["no room"] if file in result.no_room else []
     )
@@ -93,6 +98,7 @@ def test_every_case_of_the_claim_rule(ledgers, case):
         now=NOW,
         forced=[file] if case.request.force else [],
         explicit=[file] if case.request.explicit else [],
+        resend=case.request.resend,
     )
     assert decided(result, file) == [case.expected]
 
@@ -162,7 +168,9 @@ def test_a_record_run_twice_gives_its_quota_back_once(ledgers):
 def test_a_record_leaves_a_claim_another_invocation_took_over_alone(ledgers):
     file = FileRef(vid(1), 1)
     ledgers.ledger.claim(DAY, [(file, "m")], 10, lease=Lease("dead", at(-10)), now=NOW - timedelta(minutes=1))
-    ledgers.ledger.claim(DAY, [(file, "m")], 10, lease=LEASE, now=NOW)  # the dead one's lease ended
+    # the dead one's lease ended: its file is in doubt, claimed again by a resend
+    again = ledgers.ledger.claim(DAY, [(file, "m")], 10, lease=LEASE, now=NOW, resend=True)
+    assert again.granted == [file]
     late = Settlement(submitted={file: "t-dead"})
     ledgers.ledger.settle(DAY, late, lease=Lease("dead", at(-10)), now=NOW)
     found = ledgers.ledger.lookup(DAY, [file])[file]

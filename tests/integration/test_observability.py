@@ -76,7 +76,12 @@ def test_drain_reports_the_backlog(stack, invoke, capsys, monkeypatch):
     monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
     capsys.readouterr()
     summary = invoke({"action": "drain"})
-    assert summary["backlog"] == {"files": 0, "oldestDeferredAt": None, "waiting": 0}
+    assert summary["backlog"] == {
+        "files": 0,
+        "oldestDeferredAt": None,
+        "waiting": 0,
+        "tiers": {"normal": 0, "later": 0, "backfill": 0, "resend": 0},
+    }
     values = metric_values(emitted(capsys.readouterr().out)[0])
     assert values["BacklogSize"] == 0
     assert values["BacklogOldestAgeHours"] == 0

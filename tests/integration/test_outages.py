@@ -51,7 +51,11 @@ def check(stack, wanted: set[tuple[str, int]], *, recovered_at, within=timedelta
 
 def test_the_timeline_reads_the_templates_schedules():
     names = {s.name: s.expression for s in template_schedules()}
-    assert names == {"DailyDrain": "cron(5 0 * * ? *)", "RecoveryDrain": "rate(5 minutes)"}
+    assert names == {
+        "DailyDrain": "cron(5 0 * * ? *)",
+        "LateSweep": "cron(0/10 23 * * ? *)",  # ReserveReleaseHour at its default, 23
+        "RecoveryDrain": "rate(5 minutes)",
+    }
 
 
 def test_polyv_down_for_three_hours_loses_nothing_and_needs_no_redrive(stack, timeline):

@@ -104,8 +104,18 @@ def test_status_and_quota_actions(stack, invoke, videos, monkeypatch):
         "used": 2,
         "limit": 2,
         "remaining": 0,
-        "backlog": {"files": 1, "oldestDeferredAt": quota["backlog"]["oldestDeferredAt"], "waiting": 0},
+        "backlog": {
+            "files": 1,
+            "oldestDeferredAt": quota["backlog"]["oldestDeferredAt"],
+            "waiting": 0,
+            "tiers": {"normal": 1, "later": 0, "backfill": 0, "resend": 0},
+        },
         "polyv": {"available": True},
+        "sweep": {  # the reserve returns at 23:00; the sweeps may then spend none (the day is spent)
+            "reserveReleasedAt": f"{today}T23:00:00+08:00",
+            "released": False,
+            "willSpend": 0,
+        },
     }
     assert invoke({"action": "quota", "day": "2020-01-01"})["used"] == 0
 

@@ -32,6 +32,12 @@ def test_the_in_memory_ledger(case):
         now=NOW,
         forced=[file] if case.request.force else [],
         explicit=[file] if case.request.explicit else [],
+        resend=case.request.resend,
     )
-    decided = {Decision.CLAIM: result.granted, Decision.HELD: result.held, Decision.KNOWN: result.known}
+    decided = {
+        Decision.CLAIM: result.granted,
+        Decision.HELD: result.held,
+        Decision.KNOWN: result.known,
+        Decision.IN_DOUBT: result.in_doubt,
+    }
     assert [d for d, files in decided.items() if file in files] == [case.expected]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from polyv_prewarm.domain.model import EntryState, Fate, FileRef, Lease, Origin
+from polyv_prewarm.domain.model import EntryState, Fate, FileRef, Lease, Origin, Tier
 from polyv_prewarm.domain.ports import PolyvUnavailable
 from polyv_prewarm.logic.drain import PARK_AFTER_FAILURES
 from tests.fakes import vid
@@ -30,8 +30,15 @@ def test_a_drain_killed_mid_slice_is_resumed_by_its_retry():
     w.ledger.claim(NEXT_DAY, [(f, "backlog") for f in oldest], 2000, lease=lease, now=w.clock())
     w.clock.advance(minutes=3)  # Lambda retries a failed asynchronous invocation after 1-2 min
     report = w.drain()
+    assert report.count(Fate.SUBMITTED) == 50  # the never-sent files first
+    # the dead drain's claims are in doubt (its call may have reached Polyv): they wait as resends
+    assert report.count(Fate.DEFERRED) == 100
+    assert {d.tier for d in w.backlog.items.values()} == {Tier.RESEND}
+    w.clock.advance(hours=22)  # the late sweep, with nothing never-sent left: claimed again
+    swept = w.drain(sweep=True)
+    assert swept.count(Fate.SUBMITTED) == 100
+    assert swept.resent_in_doubt == 100
     assert w.backlog.items == {}
-    assert report.count(Fate.SUBMITTED) == 150  # the dead drain's claims were in doubt: claimed again
 
 
 def test_files_held_by_another_invocation_do_not_block_the_rest():

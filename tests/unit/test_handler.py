@@ -15,7 +15,9 @@ from tests.helpers import DAY, World, sqs_event, vid
 @pytest.fixture
 def world(monkeypatch: pytest.MonkeyPatch) -> World:
     w = World(limit=20, MANUAL_RESERVE="0")
-    fakes = runtime.Runtime(settings=w.settings, submit=w.submit, drain=w.drainer, queries=w.queries)
+    fakes = runtime.Runtime(
+        settings=w.settings, submit=w.submit, drain=w.drainer, queries=w.queries, backfill=w.backfill
+    )
     monkeypatch.setattr(runtime, "current", lambda: fakes)
     return w
 
@@ -83,7 +85,12 @@ def test_the_drain_action_answers_with_what_is_left_in_the_backlog(world):
     summary = invoke({"action": "drain"})
 
     assert summary["counts"] == {"submitted": 10}
-    assert summary["backlog"] == {"files": 0, "oldestDeferredAt": None, "waiting": 0}
+    assert summary["backlog"] == {
+        "files": 0,
+        "oldestDeferredAt": None,
+        "waiting": 0,
+        "tiers": {"normal": 0, "later": 0, "backfill": 0, "resend": 0},
+    }
 
 
 def test_quota_and_status_actions_answer_typed_summaries(world):

@@ -62,7 +62,7 @@ def test_the_callback_endpoint_imports_no_http_client_ledger_or_tracer():
 
 
 LOGIC = {p.stem: p for p in (PACKAGE / "logic").glob("*.py") if p.stem != "__init__"}
-USE_CASES = {"submit", "drain", "queries", "receive_callback"}  # one module per use case
+USE_CASES = {"submit", "drain", "queries", "receive_callback", "backfill"}  # one module per use case
 
 
 def siblings(module: str) -> set[str]:

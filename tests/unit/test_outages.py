@@ -177,7 +177,12 @@ def lambda_world(monkeypatch: pytest.MonkeyPatch):
     w = World(limit=20, MANUAL_RESERVE="0")
     messages = FakeMessages()
     fakes = runtime.Runtime(
-        settings=w.settings, submit=w.submit, drain=w.drainer, queries=w.queries, messages=messages
+        settings=w.settings,
+        submit=w.submit,
+        drain=w.drainer,
+        queries=w.queries,
+        backfill=w.backfill,
+        messages=messages,
     )
     monkeypatch.setattr(runtime, "current", lambda: fakes)
     return w, messages

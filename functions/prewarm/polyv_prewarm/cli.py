@@ -30,6 +30,7 @@ from rich.table import Table
 
 from . import SERVICE, handler, runtime
 from .config import ConfigurationError
+from .domain.catalogue import REFUSED_SHOWN
 from .domain.model import Fate, Origin, QuotaSummary, VideoStatus
 from .domain.plan import VID_RE
 from .domain.ports import CredentialsError, PolyvError, StoreUnavailable
@@ -65,6 +66,7 @@ examples:
   polyv-prewarm status e6b23c6f513fbe025b94efdd10d7ab47_e
   polyv-prewarm backlog --limit 20
   polyv-prewarm drain
+  polyv-prewarm backfill catalogue.csv --dry-run
   polyv-prewarm callback-url --stack polyv-prewarm
 """
 
@@ -164,11 +166,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="the CloudFormation stack (default: stack_name in ./samconfig.toml, else polyv-prewarm)",
     )
 
-    commands.add_parser(
+    drain = commands.add_parser(
         "drain",
         help="submit deferred files now, as today's quota allows",
         description="Do what the daily schedule does: expire files older than BACKLOG_MAX_AGE_DAYS, "
         "then submit deferred files in DRAIN_ORDER, as many as today's quota allows, with a progress bar.",
+    )
+    drain.add_argument(
+        "--sweep",
+        action="store_true",
+        help="do what the late sweeps do: every tier (held-back definitions, backfill, files in doubt), "
+        "the reserve included once RESERVE_RELEASE_AT has passed",
+    )
+
+    backfill = commands.add_parser(
+        "backfill",
+        help="warm an existing catalogue over the next days, from what fresh traffic leaves",
+        description="Put a catalogue's files in the backlog's lowest tier: only the late sweeps spend "
+        "it, after every fresh file and beyond what the rest of the day's fresh traffic is expected to "
+        "need; it expires after BACKFILL_MAX_AGE_DAYS. FILE: one vid per line, or CSV vid,brIndex "
+        "(a vid alone: DEFAULT_BR_INDEXES); '-' reads standard input. Running it twice stores nothing twice.",
+    )
+    backfill.add_argument("file", metavar="FILE", help="the catalogue, or - for standard input")
+    backfill.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read and check it, say how many files and how many quota days at today's rate; store nothing",
     )
     return parser
 
@@ -346,7 +369,16 @@ def _render_quota(console: Any, summary: QuotaSummary) -> None:
     table = Table(title=f"quota day {q.day}", show_header=False)
     _row(table, "used", f"{q.used} of {q.limit}")
     _row(table, "remaining", str(q.remaining) + (" (Polyv says the day is spent)" if q.exhausted else ""))
+    if q.reserve:
+        _row(table, "manual reserve", f"{q.reserve} files")
+    if summary.sweep is not None:
+        sweep = summary.sweep
+        when = "released" if sweep.released else "released at"
+        _row(table, f"reserve {when}", sweep.reserve_released_at)
+        _row(table, "the late sweeps will spend", f"{min(sweep.units, sweep.files)} files")
     _row(table, "deferred backlog", f"{backlog.files} files")
+    for tier, files in backlog.tiers.items():
+        _row(table, f"  {tier.value}", f"{files} files")
     _row(table, "waiting for the recovery drain", f"{backlog.waiting} files (an outage, or a deadline)")
     _row(table, "oldest deferral", str(backlog.oldest_deferred_at or "—"))
     if summary.polyv is not None:
@@ -396,16 +428,19 @@ def cmd_backlog(args: argparse.Namespace) -> int:
         {"vid": d.file.vid, "brIndex": d.file.br_index, **d.to_summary()}
         for d in queries.deferred(args.limit)
     ]
-    _emit(args, {"files": queries.backlog_figures().files, "oldest": files}, _render_backlog)
+    figures = queries.backlog_figures()
+    tiers = {tier.value: n for tier, n in figures.tiers.items()}
+    _emit(args, {"files": figures.files, "tiers": tiers, "oldest": files}, _render_backlog)
     return EXIT_OK
 
 
 def _render_backlog(console: Any, data: dict[str, Any]) -> None:
+    by_tier = ", ".join(f"{n} {tier}" for tier, n in data["tiers"].items())
     table = Table(
-        title=f"deferred backlog: {data['files']} files (oldest first, then those waiting out an outage, "
-        "then the parked ones)"
+        title=f"deferred backlog: {data['files']} files ({by_tier}); by tier in the drains' order, oldest "
+        "first, then those waiting out an outage, then the parked ones"
     )
-    for column in ("vid", "brIndex", "deferredAt", "origin", "state"):
+    for column in ("vid", "brIndex", "tier", "deferredAt", "origin", "state"):
         table.add_column(column)
     for f in data["oldest"]:
         if f.get("parked"):
@@ -414,7 +449,7 @@ def _render_backlog(console: Any, data: dict[str, Any]) -> None:
             state = f"waiting until {f['retryAt']}: {f.get('waitReason', '')}"
         else:
             state = "forced" if f.get("force") else ""
-        _row(table, f["vid"], str(f["brIndex"]), f["deferredAt"], f["origin"], state)
+        _row(table, f["vid"], str(f["brIndex"]), f.get("tier", "normal"), f["deferredAt"], f["origin"], state)
     console.print(table)
 
 
@@ -430,7 +465,9 @@ def cmd_drain(args: argparse.Namespace) -> int:
             done = sum(1 for r in report.results if r.fate in (Fate.SUBMITTED, Fate.REJECTED, Fate.DUPLICATE))
             progress.update(task, completed=done)
 
-        report = current.drain.run(on_slice=advance, deadline=current.submit.deadline(CLI_TIMEOUT_MS))
+        report = current.drain.run(
+            sweep=args.sweep, on_slice=advance, deadline=current.submit.deadline(CLI_TIMEOUT_MS)
+        )
     _emit(args, report.to_summary(), _render_drain)
     return EXIT_NOT_DONE if any(r.fate.needs_retry for r in report.results) else EXIT_OK
 
@@ -442,6 +479,50 @@ def _render_drain(console: Any, summary: dict[str, Any]) -> None:
         _say(console, f"stopped: {summary['stoppedBecause']}")
     if "backlog" in summary:
         _say(console, f"backlog now: {summary['backlog']['files']} files")
+
+
+# -- backfill -------------------------------------------------------------------------------------
+def cmd_backfill(args: argparse.Namespace) -> int:
+    backfill = runtime.current().backfill
+    if args.file == "-":
+        report = backfill.run(sys.stdin, source="stdin", dry_run=args.dry_run)
+    else:
+        path = Path(args.file)
+        try:
+            with path.open(encoding="utf-8", newline="") as lines:
+                report = backfill.run(lines, source=path.name, dry_run=args.dry_run)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"cannot read {args.file!r}: {type(exc).__name__}", EXIT_USAGE) from None
+    _emit(args, report, _render_backfill)
+    return EXIT_USAGE if report.catalogue.refused and not report.catalogue.files else EXIT_OK
+
+
+def _render_backfill(console: Any, report: Any) -> None:
+    catalogue = report.catalogue
+    _say(
+        console,
+        f"{catalogue.lines} lines: {len(catalogue.files)} files of this account"
+        + (f" ({catalogue.repeated} named more than once)" if catalogue.repeated else "")
+        + (f", {len(catalogue.refused)} lines refused" if catalogue.refused else ""),
+    )
+    for refused in catalogue.refused[:REFUSED_SHOWN]:
+        _say(console, f"  line {refused.line}: {refused.reason}: {refused.text}")
+    if len(catalogue.refused) > REFUSED_SHOWN:
+        _say(console, f"  ... and {len(catalogue.refused) - REFUSED_SHOWN} more")
+    days = report.days
+    pace = (
+        f"about {days} quota day(s) at today's rate ({report.spare_per_day} spare units a day)"
+        if days is not None
+        else "no end at today's rate: fresh traffic takes every unit of the day"
+    )
+    if report.dry_run:
+        _say(console, f"dry run: nothing stored; it would take {pace}")
+    else:
+        _say(
+            console,
+            f"stored {report.stored} new in the backlog's backfill tier "
+            f"({len(catalogue.files) - report.stored} were there already); {pace}",
+        )
 
 
 # -- callback-url ---------------------------------------------------------------------------------
@@ -491,6 +572,7 @@ COMMANDS = {
     "status": cmd_status,
     "backlog": cmd_backlog,
     "drain": cmd_drain,
+    "backfill": cmd_backfill,
 }
 
 

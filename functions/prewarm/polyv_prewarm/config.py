@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import time, timedelta
 from typing import NamedTuple
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -38,6 +38,12 @@ DEFAULTS: dict[str, str] = {
     "MANUAL_RESERVE": "",  # empty: 5 % of DAILY_FILE_LIMIT (100 of 2000)
     "BACKLOG_MAX_AGE_DAYS": "7",
     "DRAIN_ORDER": "newest",
+    # the last hour: the sweeps spend the reserve and what else is left, when nobody else will
+    "RESERVE_RELEASE_AT": "23:00",
+    # none: which definition a viewer starts on is the account's player setting (README: the quota
+    # policy), so each account names its own, e.g. 2
+    "PRIORITY_BR_INDEXES": "",
+    "BACKFILL_MAX_AGE_DAYS": "180",  # a 100,000-file catalogue at 1,000 spare units a day: 100 days
     "POLYV_PROXY_URL": "",  # none: direct
     "PREWARM_QUEUE_URL": "",  # the queue the function reads (it backs off handed-back messages)
     "DEAD_LETTER_QUEUE_URL": "",  # where it puts the messages no parser can read, at once
@@ -67,6 +73,9 @@ class Settings(NamedTuple):
     manual_reserve: int  # files a day only "priority": "high" requests may use
     backlog_max_age_days: int  # deferred files older than this expire
     drain_newest_first: bool
+    reserve_released_at: time  # the reserve is everyone's from then on (and the late sweeps run)
+    priority_br_indexes: frozenset[int]  # a video's main definitions: claimed first on a tight day
+    backfill_max_age_days: int
     polyv_proxy_url: str | None  # an explicit proxy for Polyv's calls; none from the environment
     bisection_calls_per_chunk: int  # extra calls to isolate the files of a refused call (code-level)
     bisection_calls_per_run: int
@@ -93,6 +102,9 @@ class Settings(NamedTuple):
             min_time_per_call=self.min_time_per_call,
             bisection_calls_per_chunk=self.bisection_calls_per_chunk,
             bisection_calls_per_run=self.bisection_calls_per_run,
+            reserve_released_at=self.reserve_released_at,
+            priority_br_indexes=self.priority_br_indexes,
+            backfill_max_age=timedelta(days=self.backfill_max_age_days),
         )
 
     @classmethod
@@ -120,6 +132,9 @@ class Settings(NamedTuple):
             manual_reserve=_reserve(value("MANUAL_RESERVE") or str(limit // 20), limit),
             backlog_max_age_days=_positive_int("BACKLOG_MAX_AGE_DAYS", value("BACKLOG_MAX_AGE_DAYS")),
             drain_newest_first=_drain_order(value("DRAIN_ORDER")),
+            reserve_released_at=_local_time("RESERVE_RELEASE_AT", value("RESERVE_RELEASE_AT")),
+            priority_br_indexes=_priority_br_indexes(value("PRIORITY_BR_INDEXES")),
+            backfill_max_age_days=_positive_int("BACKFILL_MAX_AGE_DAYS", value("BACKFILL_MAX_AGE_DAYS")),
             polyv_proxy_url=_proxy_url(value("POLYV_PROXY_URL")),
             bisection_calls_per_chunk=_positive_int(
                 "BISECTION_CALLS_PER_CHUNK", value("BISECTION_CALLS_PER_CHUNK")
@@ -255,6 +270,28 @@ def _br_indexes(raw: str) -> tuple[int, ...]:
     if not values or any(v not in BR_INDEXES for v in values):
         raise ConfigurationError(f"DEFAULT_BR_INDEXES must be a comma list of 1, 2, 3, got {raw!r}")
     return tuple(dict.fromkeys(values))
+
+
+def _priority_br_indexes(raw: str) -> frozenset[int]:
+    text = raw.strip()
+    if text.lower() in ("", "none"):
+        return frozenset()
+    try:
+        values = frozenset(int(part) for part in text.split(","))
+    except ValueError:
+        values = frozenset({0})
+    if not values <= set(BR_INDEXES):
+        raise ConfigurationError(
+            f"PRIORITY_BR_INDEXES must be a comma list of 1, 2, 3, or empty, got {raw!r}"
+        )
+    return values
+
+
+def _local_time(name: str, raw: str) -> time:
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", raw.strip())
+    if match is None:
+        raise ConfigurationError(f"{name} must be a time of day HH:MM (in QUOTA_TIMEZONE), got {raw!r}")
+    return time(int(match.group(1)), int(match.group(2)))
 
 
 def _key_pattern(raw: str) -> re.Pattern[str]:

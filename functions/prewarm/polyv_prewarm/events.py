@@ -109,7 +109,7 @@ class EventKind(StrEnum):
     EVENTBRIDGE = "eventbridge"  # an EventBridge rule targeting the function
     DIRECT = "direct"  # a person invoking the function with a test event
     SCHEDULED = "scheduled"  # an EventBridge rule's Scheduled Event: not this project's drain
-    ACTION = "action"  # a person asking for {"action": "drain" | "status" | "quota"}
+    ACTION = "action"  # a schedule or a person: {"action": "drain" | "sweep" | "recover" | ...}
 
 
 def classify(event: object) -> EventKind:
@@ -134,7 +134,7 @@ def classify(event: object) -> EventKind:
     raise UnsupportedEvent(
         "unknown event: expected an SQS batch, an S3 or SNS notification, an EventBridge event, "
         'a direct invocation like {"videos": [{"vid": ..., "brIndex": 1}]} or {"vids": [...]}, '
-        'or {"action": "drain" | "status" | "quota"}'
+        'or {"action": "drain" | "sweep" | "recover" | "status" | "quota"}'
     )
 
 
@@ -164,6 +164,10 @@ class DrainAction(NamedTuple):
     """Submit deferred files as today's quota allows (the daily schedule sends this)."""
 
 
+class SweepAction(NamedTuple):
+    """Spend what is left of the day on the backlog, reserve included (the late schedule)."""
+
+
 class RecoverAction(NamedTuple):
     """Send the files waiting out an outage, once Polyv answers (a schedule every few minutes)."""
 
@@ -176,17 +180,19 @@ class StatusAction(NamedTuple):
     vid: str
 
 
-Action = DrainAction | RecoverAction | QuotaAction | StatusAction
+Action = DrainAction | SweepAction | RecoverAction | QuotaAction | StatusAction
 
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def parse_action(event: Mapping[str, Any]) -> Action:
-    """``{"action": "drain" | "recover" | "quota" [, "day"] | "status", "vid"}``; raises
-    :class:`InvalidEvent`."""
+    """``{"action": "drain" | "sweep" | "recover" | "quota" [, "day"] | "status", "vid"}``;
+    raises :class:`InvalidEvent`."""
     action = event.get("action")
     if action == "drain":
         return DrainAction()
+    if action == "sweep":
+        return SweepAction()
     if action == "recover":
         return RecoverAction()
     if action == "quota":
@@ -199,7 +205,9 @@ def parse_action(event: Mapping[str, Any]) -> Action:
         if not isinstance(vid, str) or not VID_RE.fullmatch(vid):
             raise InvalidEvent("status needs a vid of the Polyv shape")
         return StatusAction(vid)
-    raise InvalidEvent(f"unknown action {preview(action, 32)!r}: expected drain, recover, status or quota")
+    raise InvalidEvent(
+        f"unknown action {preview(action, 32)!r}: expected drain, sweep, recover, status or quota"
+    )
 
 
 # -- file requests ----------------------------------------------------------------------------------

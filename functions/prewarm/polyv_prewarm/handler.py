@@ -36,6 +36,7 @@ from polyv_prewarm.events import (
     ParseOptions,
     QuotaAction,
     RecoverAction,
+    SweepAction,
     UnsupportedEvent,
     classify,
     direct_flags,
@@ -261,15 +262,21 @@ def _direct(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 def _action(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     action = parse_action(event)
     current = runtime.current()
-    if isinstance(action, DrainAction | RecoverAction):
+    if isinstance(action, DrainAction | SweepAction | RecoverAction):
         deadline = current.submit.deadline(context.get_remaining_time_in_millis())
         recover = isinstance(action, RecoverAction)
-        report = current.drain.recover(deadline=deadline) if recover else current.drain.run(deadline=deadline)
+        if recover:
+            report = current.drain.recover(deadline=deadline)
+        else:
+            report = current.drain.run(deadline=deadline, sweep=isinstance(action, SweepAction))
         telemetry.record_report(report)
         telemetry.record_polyv_down(report, always=recover)
-        logger.info(
-            "recovery drain done" if recover else "drain done", extra={"summary": _log_summary(report)}
-        )
+        done = {
+            DrainAction: "drain done",
+            SweepAction: "late sweep done",
+            RecoverAction: "recovery drain done",
+        }
+        logger.info(done[type(action)], extra={"summary": _log_summary(report)})
         return report.to_summary()
     if isinstance(action, QuotaAction):
         quota = current.queries.quota(action.day)

@@ -23,6 +23,7 @@ from .adapters.ledger import DynamoDayLedger
 from .adapters.polyv import PolyvClient, RetryPolicy
 from .adapters.queue import SqsMessages
 from .config import Settings
+from .logic.backfill import Backfill
 from .logic.drain import DrainBacklog
 from .logic.queries import LedgerQueries
 from .logic.submit import SubmitFiles
@@ -42,6 +43,7 @@ class Runtime(NamedTuple):
     submit: SubmitFiles  # prewarm files: plan -> claim -> send -> record
     drain: DrainBacklog  # the daily drain of the backlog
     queries: LedgerQueries  # quota, a video's status, the backlog
+    backfill: Backfill  # an operator's catalogue, to the backlog's lowest tier
     messages: SqsMessages | None = None  # its own queue's messages (None outside Lambda: the CLI)
 
 
@@ -95,6 +97,14 @@ def build_runtime(
             submit=submit, ledger=ledger, backlog=backlog, breaker=breaker, policy=policy, clock=clock
         ),
         queries=LedgerQueries(ledger=ledger, backlog=backlog, breaker=breaker, policy=policy, clock=clock),
+        backfill=Backfill(
+            backlog=backlog,
+            ledger=ledger,
+            policy=policy,
+            clock=clock,
+            userid=polyv.userid,
+            default_br_indexes=settings.default_br_indexes,
+        ),
         messages=_messages(settings, session),
     )
 

@@ -70,6 +70,10 @@ def record_report(report: Report) -> None:
     for reason, count in reasons.items():
         count_by("FilesRejectedByReason", count, "reason", reason)
     metrics.add_metric(name="PolyvCalls", unit=MetricUnit.Count, value=len(report.calls))
+    # what re-sending files in doubt cost: units spent on files Polyv may have had already
+    metrics.add_metric(name="FilesResentInDoubt", unit=MetricUnit.Count, value=report.resent_in_doubt)
+    if report.day_closed is not None:  # the morning drain: the quota day that just ended
+        metrics.add_metric(name="QuotaUnused", unit=MetricUnit.Count, value=report.day_closed.remaining)
     if report.quota is not None:
         metrics.add_metric(name="QuotaUsed", unit=MetricUnit.Count, value=report.quota.used)
         metrics.add_metric(name="QuotaRemaining", unit=MetricUnit.Count, value=report.quota.remaining)
@@ -80,9 +84,12 @@ def record_report(report: Report) -> None:
 
 
 def record_backlog(backlog: BacklogFigures) -> None:
-    """BacklogSize, BacklogWaiting and BacklogOldestAgeHours (the dashboard's and the alarms')."""
+    """BacklogSize, BacklogWaiting, BacklogOldestAgeHours (the dashboard's and the alarms') and
+    BacklogFiles by tier."""
     metrics.add_metric(name="BacklogSize", unit=MetricUnit.Count, value=backlog.files)
     metrics.add_metric(name="BacklogWaiting", unit=MetricUnit.Count, value=backlog.waiting)
+    for tier, files in backlog.tiers.items():
+        count_by("BacklogFiles", files, "tier", tier.value)
     age_hours = 0.0
     if backlog.oldest_deferred_at:
         oldest = datetime.fromisoformat(backlog.oldest_deferred_at)

@@ -1,26 +1,41 @@
-"""DynamoDB backlog of files deferred to a later quota day.
+"""DynamoDB backlog of files deferred to a later quota day, by tier.
 
 Items ``pk = "BACKLOG"``, ``sk = "<vid>#<brIndex>"`` (so a file is stored once however often it
-is deferred), ``age = "<deferredAt>#<vid>#<brIndex>"`` for the ``byAge`` local secondary index
-that lists them oldest first, ``force`` when a forced request deferred it, ``failures`` and
-``lastError`` when Polyv refused its drained call with an error this package does not know. A file
-that failed too many drains is parked: its ``age`` becomes ``"PARKED#<when>#<vid>#<brIndex>"``,
-which sorts after every date, so drains (which read ages below ``"A"``) pass it by while
-``backlog`` and ``status`` still show it. No TTL: a deferred file leaves only once it was
-submitted or rejected. Uses the same low-level client as the day ledger
-(:mod:`polyv_prewarm.adapters.dynamo`).
+is deferred), ``deferredAt``, ``origin``, ``force``/``priority`` when a forced or priority request
+deferred it, ``tier`` (when not normal), and ``age`` for the ``byAge`` local secondary index, whose
+first characters are the file's place in the drains' order:
+
+====================================  ==========================================================
+``age``                               the file
+====================================  ==========================================================
+``<deferredAt>#<vid>#<br>``           normal: never sent (a date: it sorts below ``"A"``)
+``L#<deferredAt>#<vid>#<br>``         a video's other definition held back on a tight day
+``R#<deferredAt>#<vid>#<br>``         in doubt: its call may have reached Polyv
+``B#<deferredAt>#<vid>#<br>``         backfilled by an operator
+``WAIT#<retryAt>#<deferredAt>#...``   waiting out an outage, for the recovery drain (any tier)
+``PARKED#<deferredAt>#<vid>#<br>``    refused in too many drains: kept, shown, no longer drained
+====================================  ==========================================================
+
+So each tier is one range of the index, read oldest or newest first (a normal file's ``age`` is
+what it was before tiers existed: items written then read as normal). ``failures`` and
+``lastError`` count the drains in which Polyv refused a file's call with an error this package
+does not know. No TTL: a deferred file leaves once it was submitted, rejected or expired. Uses the
+same low-level client as the day ledger (:mod:`polyv_prewarm.adapters.dynamo`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from ..domain.model import DeferredFile, FileRef
+from ..domain.model import BacklogFigures, DeferredFile, FileRef, Tier
 from .dynamo import batch_get, batch_write, error_code, plain, store_errors, typed
+from .ledger.transactions import MAX_ACTIONS, Cancelled, Part, transact
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -29,13 +44,24 @@ BACKLOG_PK = "BACKLOG"
 AGE_INDEX = "byAge"
 PARKED = "PARKED#"
 WAITING = "WAIT#"  # waiting out an outage: "WAIT#<retryAt>#<deferredAt>#<vid>#<brIndex>"
-DRAINABLE_BELOW = "A"  # ages of drainable files start with a digit; parked ones "P", waiting ones "W"
+NORMAL_BELOW = "A"  # normal files' ages start with a digit (a date)
 STORE = "backlog"
+#: Backfill writes: conditional transactions of this many files, so many at once.
+BACKFILL_TRANSACTION = MAX_ACTIONS
+BACKFILL_WRITERS = 4
 
 
 def stamp(instant: datetime) -> str:
     """A time as the backlog writes it in ``age``: one fixed format, so that text order is time order."""
     return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+#: Each tier's ``age`` range (the normal tier's is every age below NORMAL_BELOW).
+PREFIXES = {Tier.NORMAL: "", Tier.LATER: "L#", Tier.BACKFILL: "B#", Tier.RESEND: "R#"}
+
+
+def _tier_age(tier: Tier, deferred_at: str, file: FileRef) -> str:
+    return f"{PREFIXES[tier]}{deferred_at}#{file.key}"
 
 
 class DynamoBacklog:
@@ -52,6 +78,7 @@ class DynamoBacklog:
         priority_high: bool = False,
         retry_at: datetime | None = None,
         reason: str | None = None,
+        tier: Tier = Tier.NORMAL,
     ) -> int:
         wanted = dict(files)
         already = self.pending(list(wanted))
@@ -59,15 +86,7 @@ class DynamoBacklog:
         deferred_at = now.isoformat()
 
         def put(file: FileRef) -> dict[str, Any]:
-            item: dict[str, Any] = {
-                "pk": BACKLOG_PK,
-                "sk": file.key,
-                "age": f"{deferred_at}#{file.key}",
-                "vid": file.vid,
-                "brIndex": file.br_index,
-                "deferredAt": deferred_at,
-                "origin": wanted[file][:500],
-            }
+            item = _item(file, deferred_at, wanted[file], tier)
             if force:
                 item["force"] = True
             if priority_high:
@@ -77,21 +96,29 @@ class DynamoBacklog:
             return {"PutRequest": {"Item": typed(item)}}
 
         batch_write(self._client, self._table, (put(f) for f in new), store=STORE)
+        # A file already waiting in a lower tier (a backfill, a held-back definition) that is now
+        # deferred as it ranks higher moves up: the lower tier must never delay it.
+        for deferred in already.values():
+            if tier.rank < deferred.tier.rank and not deferred.parked and not deferred.waiting:
+                self._move(deferred, tier)
         return len(new)
 
-    def oldest(self, limit: int, *, after: DeferredFile | None = None) -> list[DeferredFile]:
-        return self._drainable(limit, after, oldest_first=True)
+    def oldest(
+        self, limit: int, *, after: DeferredFile | None = None, tier: Tier = Tier.NORMAL
+    ) -> list[DeferredFile]:
+        return self._drainable(limit, after, tier, oldest_first=True)
 
-    def newest(self, limit: int, *, after: DeferredFile | None = None) -> list[DeferredFile]:
-        return self._drainable(limit, after, oldest_first=False)
+    def newest(
+        self, limit: int, *, after: DeferredFile | None = None, tier: Tier = Tier.NORMAL
+    ) -> list[DeferredFile]:
+        return self._drainable(limit, after, tier, oldest_first=False)
 
-    def _drainable(self, limit: int, after: DeferredFile | None, *, oldest_first: bool) -> list[DeferredFile]:
-        args: dict[str, Any] = {
-            "KeyConditionExpression": "pk = :pk AND age < :below",
-            "ExpressionAttributeValues": typed({":pk": BACKLOG_PK, ":below": DRAINABLE_BELOW}),
-            "ScanIndexForward": oldest_first,
-            "Limit": limit,
-        }
+    def _drainable(
+        self, limit: int, after: DeferredFile | None, tier: Tier, *, oldest_first: bool
+    ) -> list[DeferredFile]:
+        """Up to ``limit`` files of ``tier`` (neither waiting nor parked), after ``after`` (a
+        cursor of the same tier)."""
+        args: dict[str, Any] = {**_tier_range(tier), "ScanIndexForward": oldest_first, "Limit": limit}
         if after is not None:
             args["ExclusiveStartKey"] = typed({"pk": BACKLOG_PK, "sk": after.file.key, "age": _age(after)})
         return [_deferred(item) for item in self._query(args)["Items"]]
@@ -123,9 +150,61 @@ class DynamoBacklog:
             self._update(
                 deferred.file,
                 "SET age = :age REMOVE retryAt, waitReason",
-                {":age": f"{deferred.deferred_at}#{deferred.file.key}"},
+                {":age": _tier_age(deferred.tier, deferred.deferred_at, deferred.file)},
                 condition="attribute_exists(pk)",
             )
+
+    def move(self, files: Sequence[DeferredFile], tier: Tier) -> None:
+        """Files still in the backlog, to ``tier`` (a file found in doubt: to the resends)."""
+        for deferred in files:
+            self._move(deferred, tier)
+
+    def _move(self, deferred: DeferredFile, tier: Tier) -> None:
+        """To ``tier``'s range (out of the waiting one, if it was there)."""
+        age = {":age": _tier_age(tier, deferred.deferred_at, deferred.file)}
+        if tier is Tier.NORMAL:
+            expression, values = "SET age = :age REMOVE tier, retryAt, waitReason", age
+        else:
+            expression, values = (
+                "SET age = :age, tier = :tier REMOVE retryAt, waitReason",
+                {**age, ":tier": tier.value},
+            )
+        self._update(deferred.file, expression, values, condition="attribute_exists(pk)")
+
+    def add_backfill(self, files: Sequence[tuple[FileRef, str]], *, now: datetime) -> int:
+        """Store a catalogue's files in the backfill tier, each only if the backlog does not hold
+        it yet (a run twice stores nothing twice; a fresh deferral is never demoted): conditional
+        transactions of 100, a few at once. Returns how many were new."""
+        deferred_at = now.isoformat()
+        chunks = _chunks(list(dict(files).items()), BACKFILL_TRANSACTION)
+        with ThreadPoolExecutor(BACKFILL_WRITERS) as pool:
+            return sum(pool.map(lambda chunk: self._backfill_chunk(chunk, deferred_at), chunks))
+
+    def _backfill_chunk(self, chunk: list[tuple[FileRef, str]], deferred_at: str) -> int:
+        pending = dict(chunk)
+        while pending:
+            parts = [
+                Part(
+                    file.key,
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": typed(_item(file, deferred_at, origin, Tier.BACKFILL)),
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                )
+                for file, origin in pending.items()
+            ]
+            try:
+                transact(self._client, parts, retry_conflicts=True, store=STORE)
+            except Cancelled as cancelled:
+                if not cancelled.failed:
+                    raise
+                pending = {f: o for f, o in pending.items() if f.key not in cancelled.failed}
+                continue
+            return len(pending)
+        return 0
 
     def parked(self, limit: int) -> list[DeferredFile]:
         args = {
@@ -197,30 +276,73 @@ class DynamoBacklog:
         found = (_deferred(item) for item in batch_get(self._client, self._table, keys, store=STORE))
         return {deferred.file: deferred for deferred in found}
 
-    def stats(self) -> tuple[int, str | None, int]:
-        everything = self._count(
-            {"KeyConditionExpression": "pk = :pk", "ExpressionAttributeValues": typed({":pk": BACKLOG_PK})},
-            index=None,
-        )
-        waiting = self._count(
-            {
-                "KeyConditionExpression": "pk = :pk AND begins_with(age, :waiting)",
-                "ExpressionAttributeValues": typed({":pk": BACKLOG_PK, ":waiting": WAITING}),
-            },
-            index=AGE_INDEX,
-        )
-        oldest = self.oldest(1)
-        return everything, oldest[0].deferred_at if oldest else None, waiting
-
-    def _count(self, args: dict[str, Any], *, index: str | None) -> int:
-        count = 0
-        args = {**args, "Select": "COUNT"}
+    def stats(self) -> BacklogFigures:
+        """Every figure from one pass over the ``byAge`` index (its keys only): the tiers are
+        ranges of it, and the oldest normal deferral is the first of its range."""
+        args: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": typed({":pk": BACKLOG_PK}),
+            "ProjectionExpression": "age",
+        }
+        everything = waiting = 0
+        tiers = dict.fromkeys(Tier, 0)
+        oldest: str | None = None
         while True:
-            answer = self._query(args, index=index)
-            count += int(answer.get("Count", 0))
+            answer = self._query(args)
+            for item in answer["Items"]:
+                age = str(item["age"])
+                everything += 1
+                if age.startswith(WAITING):
+                    waiting += 1
+                elif age < NORMAL_BELOW:
+                    tiers[Tier.NORMAL] += 1
+                    oldest = age if oldest is None or age < oldest else oldest
+                elif (tier := _tier_of(age)) is not None:
+                    tiers[tier] += 1
             if "LastEvaluatedKey" not in answer:
-                return count
+                break
             args["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        deferred_at = oldest.rsplit("#", 2)[0] if oldest is not None else None
+        return BacklogFigures(everything, deferred_at, waiting, tiers)
+
+
+def _tier_of(age: str) -> Tier | None:
+    """The tier whose range ``age`` is in (None: parked, or waiting)."""
+    return next((t for t, prefix in PREFIXES.items() if prefix and age.startswith(prefix)), None)
+
+
+def _tier_range(tier: Tier) -> dict[str, Any]:
+    """The key condition of one tier's range of the ``byAge`` index."""
+    if tier is Tier.NORMAL:
+        return {
+            "KeyConditionExpression": "pk = :pk AND age < :below",
+            "ExpressionAttributeValues": typed({":pk": BACKLOG_PK, ":below": NORMAL_BELOW}),
+        }
+    return {
+        "KeyConditionExpression": "pk = :pk AND begins_with(age, :tier)",
+        "ExpressionAttributeValues": typed({":pk": BACKLOG_PK, ":tier": PREFIXES[tier]}),
+    }
+
+
+def _chunks(items: list[tuple[FileRef, str]], size: int) -> Iterator[list[tuple[FileRef, str]]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def _item(file: FileRef, deferred_at: str, origin: str, tier: Tier) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "pk": BACKLOG_PK,
+        "sk": file.key,
+        "age": _tier_age(tier, deferred_at, file),
+        "vid": file.vid,
+        "brIndex": file.br_index,
+        "deferredAt": deferred_at,
+        "origin": origin[:500],
+    }
+    if tier is not Tier.NORMAL:
+        item["tier"] = tier.value
+    return item
 
 
 def _deferred(item: dict[str, Any]) -> DeferredFile:
@@ -235,13 +357,16 @@ def _deferred(item: dict[str, Any]) -> DeferredFile:
         priority_high=item.get("priority") == "high",
         retry_at=str(item["retryAt"]) if "retryAt" in item else None,
         wait_reason=str(item["waitReason"]) if "waitReason" in item else None,
+        tier=Tier(str(item.get("tier", Tier.NORMAL.value))),
     )
 
 
 def _age(deferred: DeferredFile) -> str:
     if deferred.retry_at is not None:
         return f"{WAITING}{deferred.retry_at}#{deferred.deferred_at}#{deferred.file.key}"
-    return f"{deferred.deferred_at}#{deferred.file.key}"
+    if deferred.parked:
+        return f"{PARKED}{deferred.deferred_at}#{deferred.file.key}"
+    return _tier_age(deferred.tier, deferred.deferred_at, deferred.file)
 
 
 def _waiting(retry_at: datetime, deferred_at: str, file: FileRef, reason: str) -> dict[str, str]:

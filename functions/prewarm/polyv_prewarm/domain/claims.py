@@ -13,8 +13,14 @@ claimed, lease running                                held: the owner may still 
 refused for now (a bitrate not there yet), its time   claim
 come, or the request names that bitrate (explicit)
 submitted or rejected                                 known (a duplicate), unless ``force``: claim
-claimed with its lease ended, in doubt, handed back   claim (counted again: over, never under)
+claimed with its lease ended, or in doubt             in doubt: not now, unless ``resend`` (then claim,
+                                                      counted again: over, never under) or ``force``
+handed back                                           claim (it was certainly not sent)
 ====================================================  =============================================
+
+A file in doubt may well be warm already (a lost answer usually means Polyv acted), while a file
+never sent is certainly cold: a request claims it again only when it says so (``resend``), which
+the logic does from quota no never-sent file needs (``domain/outlook.py``).
 """
 
 from __future__ import annotations
@@ -29,12 +35,19 @@ from .model import EntryState, LedgerEntry, epoch_ms
 class ClaimRequest(NamedTuple):
     force: bool = False  # send it again even if it was settled today
     explicit: bool = False  # the event named this bitrate (a callback's df, an explicit brIndex)
+    resend: bool = False  # claim it even if it is in doubt (its call may have reached Polyv)
 
 
 class Decision(StrEnum):
     CLAIM = "claim"  # claim it now, and count it
     HELD = "held"  # another invocation's live claim: not now, and not a duplicate
     KNOWN = "known"  # handled today already: a duplicate
+    IN_DOUBT = "in_doubt"  # its last call's outcome is unknown: claimed again only by a resend
+
+
+def in_doubt(entry: LedgerEntry, now: datetime) -> bool:
+    """A call may have taken it: recorded in doubt, or claimed by an invocation that died."""
+    return entry.state is EntryState.IN_DOUBT or (entry.state is EntryState.CLAIMED and not held(entry, now))
 
 
 def held(entry: LedgerEntry, now: datetime) -> bool:
@@ -61,4 +74,6 @@ def decide(entry: LedgerEntry | None, now: datetime, request: ClaimRequest = NO_
         return Decision.CLAIM
     if entry.state in (EntryState.SUBMITTED, EntryState.REJECTED):
         return Decision.KNOWN
+    if in_doubt(entry, now) and not request.resend:
+        return Decision.IN_DOUBT
     return Decision.CLAIM

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from .breaker import BreakerState
@@ -177,6 +179,20 @@ class LedgerEntry(NamedTuple):
         return out
 
 
+class Tier(StrEnum):
+    """A deferred file's rank in the backlog: drains and sweeps spend quota tier by tier, in this
+    order (README: "Every unit on the file that matters most")."""
+
+    NORMAL = "normal"  # never sent: main definitions, explicit bitrates, every file without priorities
+    LATER = "later"  # a video's other definitions, held back on a tight day
+    BACKFILL = "backfill"  # an operator's catalogue: only what fresh traffic leaves, late in the day
+    RESEND = "resend"  # in doubt: its call may have reached Polyv; never-sent files come first
+
+    @property
+    def rank(self) -> int:
+        return list(Tier).index(self)
+
+
 class DeferredFile(NamedTuple):
     file: FileRef
     deferred_at: str
@@ -188,6 +204,7 @@ class DeferredFile(NamedTuple):
     priority_high: bool = False  # from a person's priority request: it may use the manual reserve
     retry_at: str | None = None  # waiting out an outage (or a deadline): the recovery drain's, from then
     wait_reason: str | None = None  # why it waits
+    tier: Tier = Tier.NORMAL
 
     @property
     def waiting(self) -> bool:
@@ -196,6 +213,8 @@ class DeferredFile(NamedTuple):
 
     def to_summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"deferredAt": self.deferred_at, "origin": self.origin}
+        if self.tier is not Tier.NORMAL:
+            out["tier"] = self.tier.value
         if self.force:
             out["force"] = True
         if self.priority_high:
@@ -250,9 +269,31 @@ class BacklogFigures(NamedTuple):
     files: int  # in the backlog, parked and waiting ones included
     oldest_deferred_at: str | None
     waiting: int = 0  # of them, waiting out an outage (sent by the recovery drain)
+    tiers: Mapping[Tier, int] = MappingProxyType({})  # drainable files by tier (neither waiting nor parked)
 
     def to_summary(self) -> dict[str, Any]:
-        return {"files": self.files, "oldestDeferredAt": self.oldest_deferred_at, "waiting": self.waiting}
+        return {
+            "files": self.files,
+            "oldestDeferredAt": self.oldest_deferred_at,
+            "waiting": self.waiting,
+            "tiers": {tier.value: self.tiers.get(tier, 0) for tier in Tier},
+        }
+
+
+class SweepPlan(NamedTuple):
+    """When a day's manual reserve is released, and what the late sweeps may spend then."""
+
+    reserve_released_at: str  # ISO, in the quota's time zone
+    released: bool
+    units: int  # what is left of the day's whole limit
+    files: int  # backlog files the sweeps may spend it on (backfill only beyond fresh traffic's need)
+
+    def to_summary(self) -> dict[str, Any]:
+        return {
+            "reserveReleasedAt": self.reserve_released_at,
+            "released": self.released,
+            "willSpend": min(self.units, self.files),
+        }
 
 
 class QuotaSummary(NamedTuple):
@@ -261,11 +302,14 @@ class QuotaSummary(NamedTuple):
     quota: QuotaView
     backlog: BacklogFigures
     polyv: BreakerState | None = None  # Polyv's breaker, when it could be read
+    sweep: SweepPlan | None = None  # today's: when the reserve returns, what the sweeps spend
 
     def to_summary(self) -> dict[str, Any]:
         summary = {**self.quota.to_summary(), "backlog": self.backlog.to_summary()}
         if self.polyv is not None:
             summary["polyv"] = self.polyv.to_summary()
+        if self.sweep is not None:
+            summary["sweep"] = self.sweep.to_summary()
         return summary
 
 
@@ -300,6 +344,8 @@ class Report:
     polyv_down_since: str | None = None  # Polyv's breaker was open (since then) during this run
     polyv_down_minutes: float | None = None  # ...for this long, when the run found it so
     breaker: BreakerState | None = None  # a recovery drain's: the breaker as it found it
+    resent_in_doubt: int = 0  # files claimed again while in doubt (their call may have reached Polyv)
+    day_closed: QuotaView | None = None  # a morning drain's: the quota day that just ended
 
     def count(self, fate: Fate) -> int:
         return sum(1 for r in self.results if r.fate is fate)

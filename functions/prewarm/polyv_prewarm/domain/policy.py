@@ -3,9 +3,11 @@ from ``config.Settings`` (the one place defaults live), in production and in the
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
+
+from .quotaday import day_end, quota_day
 
 
 class Policy(NamedTuple):
@@ -18,11 +20,32 @@ class Policy(NamedTuple):
     min_time_per_call: timedelta  # one more Polyv call needs this much of the deadline (its attempts)
     bisection_calls_per_chunk: int  # extra calls to isolate the files Polyv refused a call for
     bisection_calls_per_run: int
+    reserve_released_at: time  # local time of the quota day from which the reserve is everyone's
+    priority_br_indexes: frozenset[int]  # a video's main definitions (empty: every definition alike)
+    backfill_max_age: timedelta  # backfilled files older than this expire
 
-    def limit(self, *, priority_high: bool) -> int:
-        """What a request may claim within: the whole limit for a person's priority request, the
-        limit less the manual reserve for everything automatic."""
-        return self.daily_limit if priority_high else self.daily_limit - self.manual_reserve
+    def limit(self, *, priority_high: bool, now: datetime) -> int:
+        """What a request may claim within: the whole limit for a person's priority request, and
+        for everything once the day's reserve is released; else the limit less the reserve."""
+        if priority_high or self.reserve_released(now):
+            return self.daily_limit
+        return self.daily_limit - self.manual_reserve
+
+    def release_time(self, now: datetime) -> datetime:
+        """When the reserve of ``now``'s quota day is released."""
+        day = datetime.fromisoformat(quota_day(now, self.timezone))
+        return datetime.combine(day.date(), self.reserve_released_at, tzinfo=self.timezone)
+
+    def reserve_released(self, now: datetime) -> bool:
+        return now >= self.release_time(now)
+
+    def day_ends(self, now: datetime) -> datetime:
+        return day_end(quota_day(now, self.timezone), self.timezone)
+
+    def first_rank(self, br_index: int, *, explicit: bool) -> bool:
+        """Whether a file is of a video's first rank: claimed at once however tight the day. An
+        explicit bitrate is taken as asked; without priorities every definition is."""
+        return explicit or not self.priority_br_indexes or br_index in self.priority_br_indexes
 
 
 #: Without a deadline of its own (a script): Lambda's longest.

@@ -12,7 +12,8 @@ from datetime import datetime
 from typing import Protocol
 
 from .breaker import BreakerState
-from .model import DeferredFile, FileRef, Lease, LedgerEntry, QuotaView
+from .model import BacklogFigures, DeferredFile, FileRef, Lease, LedgerEntry, QuotaView, Tier
+from .outlook import DayOutlook
 
 
 class PrewarmError(Exception):
@@ -106,6 +107,7 @@ class ClaimResult:
     granted: list[FileRef] = field(default_factory=list)  # claimed and counted: send these
     known: dict[FileRef, LedgerEntry] = field(default_factory=dict)  # submitted or rejected today
     held: dict[FileRef, LedgerEntry] = field(default_factory=dict)  # another invocation's live claim
+    in_doubt: dict[FileRef, LedgerEntry] = field(default_factory=dict)  # may be warm: not a resend
     no_room: list[FileRef] = field(default_factory=list)  # today's quota is spent
 
 
@@ -148,10 +150,13 @@ class DayLedger(Protocol):
         now: datetime,
         forced: Collection[FileRef] = (),
         explicit: Collection[FileRef] = (),
+        resend: bool = False,
+        first_rank: Collection[FileRef] = (),
     ) -> ClaimResult:
         """Claim and count, at once, the files (with their origins) that are claimable now, as many
         as the quota allows, under ``lease``. ``forced`` files are claimed even if settled today;
-        ``explicit`` files (an event named their bitrate) even if refused for now."""
+        ``explicit`` files (an event named their bitrate) even if refused for now; files in doubt
+        only by a ``resend``. ``first_rank``: fresh first-rank files, counted in the day's rate."""
         ...
 
     def settle(self, day: str, settlement: Settlement, *, lease: Lease, now: datetime) -> None:
@@ -175,6 +180,10 @@ class DayLedger(Protocol):
         ...
 
     def usage(self, day: str, limit: int) -> QuotaView: ...
+
+    def outlook(self, day: str) -> DayOutlook:
+        """The day's counter with its first-rank tally (``domain/outlook.py``)."""
+        ...
 
     def lookup(self, day: str, files: Sequence[FileRef]) -> dict[FileRef, LedgerEntry]:
         """The entries of these files on ``day`` (files with none are left out)."""
@@ -205,8 +214,9 @@ class PolyvBreaker(Protocol):
 
 
 class Backlog(Protocol):
-    """Files deferred to a later quota day, listed by age either way, each stored once; and files
-    waiting out an outage (``retry_at``), listed by when they are due."""
+    """Files deferred to a later quota day, each stored once, in tiers (:class:`~.model.Tier`)
+    listed by age either way; and files waiting out an outage (``retry_at``), listed by when they
+    are due."""
 
     def defer(
         self,
@@ -217,9 +227,11 @@ class Backlog(Protocol):
         priority_high: bool = False,
         retry_at: datetime | None = None,
         reason: str | None = None,
+        tier: Tier = Tier.NORMAL,
     ) -> int:
-        """Store the files (with their origins) not already pending; return how many were new.
-        ``retry_at``: they wait out an outage, for the recovery drain from then on."""
+        """Store the files (with their origins) not already pending, in ``tier``; return how many
+        were new. Pending files of a lower tier move up to ``tier``. ``retry_at``: they wait out
+        an outage, for the recovery drain from then on."""
         ...
 
     def due(self, limit: int, *, now: datetime, after: DeferredFile | None = None) -> list[DeferredFile]:
@@ -234,12 +246,25 @@ class Backlog(Protocol):
         """Waiting files that found no quota today: deferred to the daily drain, as any other."""
         ...
 
-    def oldest(self, limit: int, *, after: DeferredFile | None = None) -> list[DeferredFile]:
-        """The oldest files that are not parked, starting after ``after`` (a drain's cursor)."""
+    def oldest(
+        self, limit: int, *, after: DeferredFile | None = None, tier: Tier = Tier.NORMAL
+    ) -> list[DeferredFile]:
+        """The oldest files of ``tier`` neither parked nor waiting, after ``after`` (a drain's
+        cursor in that tier)."""
         ...
 
-    def newest(self, limit: int, *, after: DeferredFile | None = None) -> list[DeferredFile]:
-        """The newest files that are not parked, starting after ``after`` (a drain's cursor)."""
+    def newest(
+        self, limit: int, *, after: DeferredFile | None = None, tier: Tier = Tier.NORMAL
+    ) -> list[DeferredFile]:
+        """As :meth:`oldest`, the newest first."""
+        ...
+
+    def move(self, files: Sequence[DeferredFile], tier: Tier) -> None:
+        """Pending files to another tier."""
+        ...
+
+    def add_backfill(self, files: Sequence[tuple[FileRef, str]], *, now: datetime) -> int:
+        """Store files in the backfill tier unless already pending (idempotent); how many were new."""
         ...
 
     def parked(self, limit: int) -> list[DeferredFile]: ...
@@ -253,6 +278,4 @@ class Backlog(Protocol):
 
     def pending(self, files: Sequence[FileRef]) -> dict[FileRef, DeferredFile]: ...
 
-    def stats(self) -> tuple[int, str | None, int]:
-        """(number of files pending, deferredAt of the oldest drainable one, how many are waiting)."""
-        ...
+    def stats(self) -> BacklogFigures: ...

@@ -11,6 +11,7 @@ they never block the rest; a file refused in ``PARK_AFTER_FAILURES`` drains is p
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 
@@ -18,6 +19,7 @@ from aws_lambda_powertools import Logger
 
 from .. import SERVICE
 from ..domain.breaker import BreakerState
+from ..domain.claims import in_doubt
 from ..domain.model import (
     BacklogFigures,
     DeferredFile,
@@ -26,18 +28,22 @@ from ..domain.model import (
     FileRequest,
     LedgerEntry,
     Origin,
+    QuotaView,
     Report,
+    Tier,
 )
+from ..domain.outlook import DayOutlook
 from ..domain.plan import RequestedFile
 from ..domain.policy import Deadline, Policy
 from ..domain.ports import Backlog, DayLedger, PolyvBreaker, StoreUnavailable
 from ..domain.quotaday import quota_day
-from .run import Leftovers, Run, Submits, finish, new_run, result
+from .run import Leftovers, Resends, Run, Submits, finish, new_run, result, usage
 from .sender import OUT_OF_TIME
 
 logger = Logger(service=SERVICE, child=True)
 
 STILL_DEFERRED_REASON = "today's Polyv quota is spent: stays in the backlog"
+IN_DOUBT_REASON = "in doubt (its call may have reached Polyv): re-sent after every never-sent file"
 DONE = (Fate.SUBMITTED, Fate.REJECTED, Fate.DUPLICATE)  # leave the backlog
 #: A deferred file whose drained call Polyv refused with an unknown error this often is parked.
 PARK_AFTER_FAILURES = 3
@@ -64,40 +70,99 @@ class DrainBacklog:
     def run(
         self,
         *,
+        sweep: bool = False,
         deadline: Deadline | None = None,
         slice_size: int = 100,
         on_slice: Callable[[Report], None] | None = None,
     ) -> Report:
-        """Expire, then drain slice by slice until the day's quota, the backlog or the time runs
-        out; ``on_slice`` is called after every slice (a progress bar)."""
+        """The morning drain: expire, then the never-sent files, then the held-back definitions
+        from what yesterday's main definitions say today will not need. A late sweep
+        (``sweep``, from RESERVE_RELEASE_AT on): every tier, the reserve included, backfill and
+        resends only beyond what fresh traffic is expected to need until midnight. Slice by slice,
+        until the quota, the backlog or the time runs out; ``on_slice`` after every slice."""
         policy = self._policy
-        limit = policy.limit(priority_high=False)
-        run = new_run(policy, deadline or Deadline.default(self._clock()), limit=limit)
-        self._expire(run.report)
-        cursor: DeferredFile | None = None
-        while run.stopped is None:
-            batch = self._next_slice(run, slice_size, cursor)
-            if not batch:
+        now = self._clock()
+        run = new_run(
+            policy,
+            deadline or Deadline.default(now),
+            limit=policy.limit(priority_high=False, now=now),
+            resends=Resends.NEVER,
+        )
+        if not sweep:
+            self._expire(run.report)
+            run.report.day_closed = self._day_closed(now)
+        for tier, limit in self._tier_limits(run, now, sweep=sweep):
+            run.resends = Resends.ALWAYS if tier is Tier.RESEND else Resends.NEVER
+            if not self._drain_tier(tier, limit, run, slice_size, on_slice):
                 break
-            cursor = batch[-1]
-            quota_left = self._drain_slice(batch, run)
-            if on_slice is not None:
-                on_slice(run.report)
-            if not quota_left:
-                break
-        finish(run.report, "drain finished", ledger=self._ledger, policy=policy, now=self._clock())
+        message = "late sweep finished" if sweep else "drain finished"
+        finish(run.report, message, ledger=self._ledger, policy=policy, now=self._clock())
         run.report.backlog = self._figures()
         return run.report
 
-    def _next_slice(self, run: Run, size: int, cursor: DeferredFile | None) -> list[DeferredFile]:
-        """The next files in the drain order after ``cursor``; none when the run must stop."""
+    def _tier_limits(self, run: Run, now: datetime, *, sweep: bool) -> list[tuple[Tier, int]]:
+        """Each tier this drain spends, with the count of the day's counter it may claim up to."""
+        if not sweep:
+            expected = self._outlook(quota_day(now - timedelta(days=1), self._policy.timezone)).first_rank
+            return [(Tier.NORMAL, run.limit), (Tier.LATER, max(0, run.limit - expected))]
+        today = self._outlook(quota_day(now, self._policy.timezone))
+        # whole files: at the day's last sweep, less than one expected file holds nothing back
+        margin = math.floor(today.expected_rest(now, self._policy.day_ends(now), asking=0))
+        fresh_first = max(0, run.limit - margin)
+        return [
+            (Tier.NORMAL, run.limit),
+            (Tier.LATER, run.limit),
+            (Tier.BACKFILL, fresh_first),
+            (Tier.RESEND, fresh_first),
+        ]
+
+    def _outlook(self, day: str) -> DayOutlook:
+        try:
+            return self._ledger.outlook(day)
+        except StoreUnavailable as exc:
+            logger.warning("day's counter unreadable: taking its rate as nil", extra={"error": str(exc)})
+            return DayOutlook()
+
+    def _day_closed(self, now: datetime) -> QuotaView | None:
+        """The quota day that just ended, as it ended (for QuotaUnused)."""
+        try:
+            return usage(
+                self._ledger, self._policy, quota_day(now - timedelta(days=1), self._policy.timezone)
+            )
+        except StoreUnavailable:
+            return None
+
+    def _drain_tier(
+        self,
+        tier: Tier,
+        limit: int,
+        run: Run,
+        slice_size: int,
+        on_slice: Callable[[Report], None] | None,
+    ) -> bool:
+        """Drain one tier up to ``limit``; False when the quota (or the run) is done."""
+        cursor: DeferredFile | None = None
+        while run.stopped is None:
+            batch = self._next_slice(run, slice_size, cursor, tier)
+            if not batch:
+                return run.stopped is None
+            cursor = batch[-1]
+            quota_left = self._drain_slice(batch, run, limit=limit, resend=tier is Tier.RESEND)
+            if on_slice is not None:
+                on_slice(run.report)
+            if not quota_left:
+                return False
+        return False
+
+    def _next_slice(self, run: Run, size: int, cursor: DeferredFile | None, tier: Tier) -> list[DeferredFile]:
+        """The next files of ``tier`` in the drain order after ``cursor``; none when the run must stop."""
         if not self._submit.time_for_a_call(run):
             run.stop(OUT_OF_TIME)
             return []
         try:
             if self._policy.drain_newest_first:
-                return self._backlog.newest(size, after=cursor)
-            return self._backlog.oldest(size, after=cursor)
+                return self._backlog.newest(size, after=cursor, tier=tier)
+            return self._backlog.oldest(size, after=cursor, tier=tier)
         except StoreUnavailable as exc:
             run.stop(f"backlog unavailable: {exc}")
             return []
@@ -105,10 +170,15 @@ class DrainBacklog:
     def recover(self, *, deadline: Deadline | None = None, slice_size: int = 100) -> Report:
         """The recovery drain (a schedule every few minutes): send the files waiting out an outage
         or a deadline, once their time has come and Polyv's breaker lets a run call. Cheap when
-        there is nothing to do: one read of the breaker, one query of the due files."""
+        there is nothing to do: one read of the breaker, one query of the due files. Waiting
+        files in doubt are re-sent only from the day's surplus, else they join the resend tier."""
         policy = self._policy
+        now = self._clock()
         run = new_run(
-            policy, deadline or Deadline.default(self._clock()), limit=policy.limit(priority_high=False)
+            policy,
+            deadline or Deadline.default(now),
+            limit=policy.limit(priority_high=False, now=now),
+            resends=Resends.FROM_SURPLUS,
         )
         report = run.report
         try:
@@ -116,7 +186,6 @@ class DrainBacklog:
         except StoreUnavailable as exc:
             run.stop(f"Polyv's breaker unreadable: {exc}")
             return report
-        now = self._clock()
         report.breaker = state
         report.polyv_down_minutes = state.down_for(now).total_seconds() / 60
         if state.waiting(now):  # Polyv is known to be down, and it is not time to probe it yet
@@ -134,7 +203,7 @@ class DrainBacklog:
                     self._nothing_waits_on_polyv(state)
                 break
             cursor = batch[-1]  # files held by another invocation stay due: passed by, not looped on
-            if not self._drain_slice(batch, run, waiting=True):
+            if not self._drain_slice(batch, run, limit=run.limit, waiting=True):
                 break
         if report.results:
             finish(report, "recovery drain finished", ledger=self._ledger, policy=policy, now=self._clock())
@@ -152,31 +221,64 @@ class DrainBacklog:
             return
         logger.info("no file waits on Polyv: breaker closed; the next call finds out")
 
-    def _drain_slice(self, batch: Sequence[DeferredFile], run: Run, *, waiting: bool = False) -> bool:
-        """Submit one slice (its priority files within the whole limit, the rest within the run's)
-        and update the backlog; False when today's quota is spent, or the run stopped."""
+    def _drain_slice(
+        self,
+        batch: Sequence[DeferredFile],
+        run: Run,
+        *,
+        limit: int,
+        waiting: bool = False,
+        resend: bool = False,
+    ) -> bool:
+        """Submit one slice (its priority files within the whole limit, the rest within ``limit``)
+        and update the backlog; False when the quota is spent, or the run stopped. Files in doubt
+        (unless this is a resend) are re-sent only from the day's surplus by a run that may
+        (the recovery drain's), else they move to the resend tier."""
         first = len(run.report.results)
-        wanted = self._not_sent_since_deferral(batch, run.report)
-        forced = frozenset(d.file for d in batch if d.force)
         by_file = {d.file: d for d in batch}
-        urgent = [u for u in wanted if by_file[u.file].priority_high]
-        leftovers = self._submit.submit(urgent, run, forced=forced, limit=self._policy.daily_limit)
-        more = self._submit.submit(
-            [u for u in wanted if not by_file[u.file].priority_high], run, forced=forced
-        )
-        for name in ("no_quota", "parked"):
-            getattr(leftovers, name).extend(getattr(more, name))
-        leftovers.refused.update(more.refused)
-        leftovers.unisolated += more.unisolated
+        forced = frozenset(d.file for d in batch if d.force)
+        wanted, doubtful = self._not_sent_since_deferral(batch, run.report, resend=resend)
+        leftovers = self._submit_slice(wanted, by_file, run, forced=forced, limit=limit, resend=resend)
+        doubtful += [by_file[u.file] for u in leftovers.in_doubt]
+        leftovers.in_doubt = []
+        if doubtful and run.resends is Resends.FROM_SURPLUS:
+            surplus = self._submit.surplus(run, asking=0)
+            if surplus is not None and surplus >= len(doubtful):
+                again = [as_request(d) for d in doubtful]
+                leftovers.extend(
+                    self._submit_slice(again, by_file, run, forced=forced, limit=limit, resend=True)
+                )
+                doubtful = []
         run.report.results += [result(u, Fate.DEFERRED, STILL_DEFERRED_REASON) for u in leftovers.no_quota]
         # refused in a call the bisection budget left unsplit: they stay, and count a failed drain
         run.report.results += [result(u, Fate.DEFERRED, why) for u, why in leftovers.unisolated]
-        if leftovers.parked:
+        run.report.results += [result(as_request(d), Fate.DEFERRED, IN_DOUBT_REASON) for d in doubtful]
+        if leftovers.parked or leftovers.parked_in_doubt:
             why = f"{run.stopped}: waits in the backlog"
-            run.report.results += [result(u, Fate.DEFERRED, why) for u in leftovers.parked]
+            parked = leftovers.parked + leftovers.parked_in_doubt
+            run.report.results += [result(u, Fate.DEFERRED, why) for u in parked]
         done = [r.file for r in run.report.results[first:] if r.file and r.fate in DONE]
-        self._update_backlog(done, leftovers, by_file, run, waiting=waiting)
+        self._update_backlog(done, leftovers, by_file, run, waiting=waiting, doubtful=doubtful)
         return not leftovers.no_quota and run.stopped is None
+
+    def _submit_slice(
+        self,
+        wanted: Sequence[RequestedFile],
+        by_file: dict[FileRef, DeferredFile],
+        run: Run,
+        *,
+        forced: frozenset[FileRef],
+        limit: int,
+        resend: bool,
+    ) -> Leftovers:
+        """The priority files within the whole limit, then the rest within ``limit``."""
+        urgent = [u for u in wanted if by_file[u.file].priority_high]
+        leftovers = self._submit.submit(
+            urgent, run, forced=forced, limit=self._policy.daily_limit, resend=resend
+        )
+        rest = [u for u in wanted if not by_file[u.file].priority_high]
+        leftovers.extend(self._submit.submit(rest, run, forced=forced, limit=limit, resend=resend))
+        return leftovers
 
     def _update_backlog(
         self,
@@ -186,16 +288,25 @@ class DrainBacklog:
         run: Run,
         *,
         waiting: bool,
+        doubtful: Sequence[DeferredFile],
     ) -> None:
         """Remove the files that are done; count a failure for those Polyv refused (parking the
         ones that failed too often); the files a stopped run parked wait out the outage (or wait
         on, from the recovery drain); waiting files that found no quota today join the daily
-        backlog."""
+        backlog; files found in doubt join the resends."""
         try:
             self._backlog.remove(done)
-            if leftovers.parked and run.retry_at is not None:
-                stopped = [by_file[u.file] for u in leftovers.parked]
-                self._backlog.wait(stopped, retry_at=run.retry_at, reason=str(run.stopped)[:200])
+            if doubtful:
+                self._backlog.move(doubtful, Tier.RESEND)
+            if leftovers.parked_in_doubt:
+                self._backlog.move([by_file[u.file] for u in leftovers.parked_in_doubt], Tier.RESEND)
+            stopped = leftovers.parked + leftovers.parked_in_doubt
+            if stopped and run.retry_at is not None:
+                self._backlog.wait(
+                    [self._as_resend(by_file[u.file], leftovers) for u in stopped],
+                    retry_at=run.retry_at,
+                    reason=str(run.stopped)[:200],
+                )
             if waiting and leftovers.no_quota:
                 self._backlog.to_daily([by_file[u.file] for u in leftovers.no_quota])
             if leftovers.refused:
@@ -212,14 +323,24 @@ class DrainBacklog:
             # them as duplicates and removes them then.
             logger.error("could not update the backlog after a drained slice", extra={"error": str(exc)})
 
+    @staticmethod
+    def _as_resend(deferred: DeferredFile, leftovers: Leftovers) -> DeferredFile:
+        in_doubt = {u.file for u in leftovers.parked_in_doubt}
+        return deferred._replace(tier=Tier.RESEND) if deferred.file in in_doubt else deferred
+
     def _expire(self, report: Report) -> None:
-        """Drop deferred files older than BACKLOG_MAX_AGE_DAYS, oldest first: a prewarm is worth
-        most before viewers arrive, and little a week later. Each gets the fate ``expired``."""
-        max_age = self._policy.backlog_max_age
+        """Drop deferred files older than BACKLOG_MAX_AGE_DAYS (backfilled ones: older than
+        BACKFILL_MAX_AGE_DAYS), oldest first: a prewarm is worth most before viewers arrive, and
+        little a week later. Each gets the fate ``expired``."""
+        for tier in Tier:
+            max_age = self._policy.backfill_max_age if tier is Tier.BACKFILL else self._policy.backlog_max_age
+            self._expire_tier(tier, max_age, report)
+
+    def _expire_tier(self, tier: Tier, max_age: timedelta, report: Report) -> None:
         cutoff = (self._clock() - max_age).isoformat()
         while True:
             try:
-                batch = [d for d in self._backlog.oldest(100) if d.deferred_at < cutoff]
+                batch = [d for d in self._backlog.oldest(100, tier=tier) if d.deferred_at < cutoff]
                 if not batch:
                     return
                 self._backlog.remove([d.file for d in batch])
@@ -232,26 +353,43 @@ class DrainBacklog:
             ]
             logger.warning(
                 "expired backlog files",
-                extra={"files": [d.file.key for d in batch[:20]], "count": len(batch), "cutoff": cutoff},
+                extra={
+                    "files": [d.file.key for d in batch[:20]],
+                    "count": len(batch),
+                    "cutoff": cutoff,
+                    "tier": tier.value,
+                },
             )
 
-    def _not_sent_since_deferral(self, batch: Sequence[DeferredFile], report: Report) -> list[RequestedFile]:
+    def _not_sent_since_deferral(
+        self, batch: Sequence[DeferredFile], report: Report, *, resend: bool
+    ) -> tuple[list[RequestedFile], list[DeferredFile]]:
         """The slice's files, less those another path submitted on an earlier day after they were
-        deferred (today's submissions are the claim's to find). Forced files are sent whatever
-        happened since."""
+        deferred (today's submissions are the claim's to find), and less those whose call of an
+        earlier day may have reached Polyv (in doubt: unless this is a resend, they move to the
+        resend tier; returned second). Forced files are sent whatever happened since."""
         wanted = [as_request(d) for d in batch]
         try:
-            sent = self._sent_since(batch)
+            sent, doubtful = self._since_deferral(batch)
         except StoreUnavailable:
-            return wanted  # the claim still stops what was sent today
+            return wanted, []  # the claim still stops what was sent today
         for requested in wanted:
             if requested.file in sent:
                 reason = f"submitted since it was deferred (taskId {sent[requested.file].task_id})"
                 report.results.append(result(requested, Fate.DUPLICATE, reason))
-        return [u for u in wanted if u.file not in sent]
+        if resend:
+            doubtful = set()
+        else:  # the resend tier's files are in doubt by what put them there
+            doubtful |= {d.file for d in batch if d.tier is Tier.RESEND}
+        by_file = {d.file: d for d in batch}
+        moved = [by_file[f] for f in doubtful if f not in sent]
+        return [u for u in wanted if u.file not in sent and u.file not in doubtful], moved
 
-    def _sent_since(self, batch: Sequence[DeferredFile]) -> dict[FileRef, LedgerEntry]:
-        """Files of ``batch`` submitted after their deferral, on a retained day before today."""
+    def _since_deferral(
+        self, batch: Sequence[DeferredFile]
+    ) -> tuple[dict[FileRef, LedgerEntry], set[FileRef]]:
+        """Files of ``batch`` submitted after their deferral, on a retained day before today; and
+        those whose latest entry since then is in doubt (a call that may have reached Polyv)."""
         today = date.fromisoformat(self._submit.today())
         oldest = today - timedelta(days=self._policy.retention_days)
         days: dict[str, list[FileRef]] = {}
@@ -262,15 +400,22 @@ class DrainBacklog:
                 days.setdefault((since + timedelta(days=n)).isoformat(), []).append(deferred.file)
         deferred_at = {d.file: d.deferred_at for d in batch}
         sent: dict[FileRef, LedgerEntry] = {}
+        doubtful: set[FileRef] = set()
+        now = self._clock()
         for day, files in sorted(days.items()):
             for file, entry in self._ledger.lookup(day, files).items():
-                if entry.task_id and entry.at > deferred_at[file] and file not in sent:
+                if entry.at <= deferred_at[file] or file in sent:
+                    continue
+                if entry.task_id:
                     sent[file] = entry
-        return sent
+                    doubtful.discard(file)
+                elif in_doubt(entry, now):
+                    doubtful.add(file)
+        return sent, doubtful
 
     def _figures(self) -> BacklogFigures | None:
         try:
-            return BacklogFigures(*self._backlog.stats())
+            return self._backlog.stats()
         except StoreUnavailable as exc:
             logger.warning(
                 "backlog unreadable: the drain's summary has no backlog figures", extra={"error": str(exc)}

@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from ..domain.model import BR_INDEXES, BacklogFigures, DeferredFile, FileRef, QuotaSummary, VideoStatus
+from ..domain.model import (
+    BR_INDEXES,
+    BacklogFigures,
+    DeferredFile,
+    FileRef,
+    QuotaSummary,
+    SweepPlan,
+    Tier,
+    VideoStatus,
+)
 from ..domain.policy import Policy
 from ..domain.ports import Backlog, DayLedger, PolyvBreaker
 from ..domain.quotaday import quota_day
@@ -32,22 +41,32 @@ class LedgerQueries:
         return quota_day(self._clock(), self._policy.timezone)
 
     def quota(self, day: str | None = None) -> QuotaSummary:
-        """Used, the limit and the reserve of a quota day (today by default), the backlog, and
-        whether Polyv is known to be down."""
-        return QuotaSummary(
-            usage(self._ledger, self._policy, day or self.today()),
-            self.backlog_figures(),
-            self._breaker.state(),
-        )
+        """Used, the limit and the reserve of a quota day (today by default), the backlog, whether
+        Polyv is known to be down, and (today) when the reserve is released to the late sweeps."""
+        today = self.today()
+        view = usage(self._ledger, self._policy, day or today)
+        figures = self.backlog_figures()
+        sweep = None
+        if view.day == today:
+            now = self._clock()
+            release = self._policy.release_time(now)
+            sweep = SweepPlan(
+                reserve_released_at=release.isoformat(),
+                released=now >= release,
+                units=0 if view.exhausted else max(0, self._policy.daily_limit - view.used),
+                files=sum(figures.tiers.values()),
+            )
+        return QuotaSummary(view, figures, self._breaker.state(), sweep)
 
     def backlog_figures(self) -> BacklogFigures:
-        return BacklogFigures(*self._backlog.stats())
+        return self._backlog.stats()
 
     def deferred(self, limit: int) -> list[DeferredFile]:
-        """The oldest ``limit`` files for the daily drain, then those waiting out an outage (the
-        recovery drain's, the earliest due first), then the parked ones."""
+        """Up to ``limit`` files of each tier, oldest first, in the drains' order; then those
+        waiting out an outage (the recovery drain's, the earliest due first), then the parked."""
+        tiers = [d for tier in Tier for d in self._backlog.oldest(limit, tier=tier)]
         waiting = self._backlog.due(limit, now=self._clock() + timedelta(days=3650))
-        return self._backlog.oldest(limit) + waiting + self._backlog.parked(limit)
+        return tiers + waiting + self._backlog.parked(limit)
 
     def status(self, vid: str) -> VideoStatus:
         """What happened to each bitrate of a video, per retained day, and what of it waits."""

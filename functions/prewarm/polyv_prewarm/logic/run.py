@@ -28,6 +28,15 @@ logger = Logger(service=SERVICE, child=True)
 TALLY_REASONS, TALLY_EXAMPLES = 10, 5
 
 
+class Resends(Enum):
+    """When a run may spend quota on files in doubt (their call may have reached Polyv): never
+    while never-sent files wait for it (``domain/outlook.py``)."""
+
+    NEVER = "a drain of never-sent files: what it finds in doubt moves to the resend tier"
+    FROM_SURPLUS = "fresh traffic: from quota no first-rank file of today is expected to need"
+    ALWAYS = "the resend tier's own drain, reached after every never-sent file"
+
+
 class Gate(Enum):
     """What Polyv's breaker lets a run do (asked once, before its first call)."""
 
@@ -47,6 +56,7 @@ class Run:
     bisection_calls_left: int
     stopped: str | None = None  # no further Polyv call in this run, and why
     gate: Gate = Gate.UNASKED
+    resends: Resends = Resends.FROM_SURPLUS
     # when the run stopped for a reason that passes (Polyv down, the deadline), its unsent files
     # wait in the backlog until ``retry_at`` instead of coming back with their messages
     retry_at: datetime | None = None
@@ -77,6 +87,16 @@ class Leftovers:
     refused: dict[FileRef, str] = field(default_factory=dict)
     unisolated: list[tuple[RequestedFile, str]] = field(default_factory=list)  # ...and these kept
     parked: list[RequestedFile] = field(default_factory=list)  # to wait until ``Run.retry_at``
+    parked_in_doubt: list[RequestedFile] = field(default_factory=list)  # ...and in doubt (resends)
+    in_doubt: list[RequestedFile] = field(default_factory=list)  # the claim found them in doubt
+
+    def extend(self, other: Leftovers) -> None:
+        self.no_quota += other.no_quota
+        self.refused.update(other.refused)
+        self.unisolated += other.unisolated
+        self.parked += other.parked
+        self.parked_in_doubt += other.parked_in_doubt
+        self.in_doubt += other.in_doubt
 
 
 class Submits(Protocol):
@@ -93,11 +113,17 @@ class Submits(Protocol):
         *,
         forced: Collection[FileRef] = (),
         limit: int | None = None,
+        resend: bool = False,
+        first_rank: Collection[FileRef] = (),
     ) -> Leftovers: ...
 
+    def surplus(self, run: Run, *, asking: int) -> int | None: ...
 
-def new_run(policy: Policy, deadline: Deadline, *, limit: int) -> Run:
-    return Run(Report(), limit, deadline, policy.bisection_calls_per_run)
+
+def new_run(
+    policy: Policy, deadline: Deadline, *, limit: int, resends: Resends = Resends.FROM_SURPLUS
+) -> Run:
+    return Run(Report(), limit, deadline, policy.bisection_calls_per_run, resends=resends)
 
 
 def result(requested: RequestedFile, fate: Fate, reason: str) -> FileResult:

@@ -95,7 +95,8 @@ class ChunkRecord:
     unsent: list[RequestedFile]  # certainly not sent (handed back, or deferred when the day is spent)
     # in a refused call the bisection budget left unsplit: not sent, and why (the caller places them)
     unisolated: list[tuple[RequestedFile, str]] = field(default_factory=list)
-    parked: list[RequestedFile] = field(default_factory=list)  # not sent, or in doubt: to wait in the backlog
+    parked: list[RequestedFile] = field(default_factory=list)  # not sent: to wait in the backlog
+    parked_in_doubt: list[RequestedFile] = field(default_factory=list)  # in doubt: to wait as resends
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,7 @@ class ChunkOutcome:
         if file in self.in_doubt:
             settlement.in_doubt.add(file)  # stays counted; parked or handed back, it is sent again
             if park:
-                record.parked.append(requested)
+                record.parked_in_doubt.append(requested)
                 return None
             return FileResult(request, Fate.HANDED_BACK, file=file, reason=leftover)
         settlement.handed_back[file] = leftover

@@ -25,7 +25,7 @@ from aws_lambda_powertools import Logger
 from .. import SERVICE
 from ..domain.breaker import BreakerState
 from ..domain.claims import ClaimRequest, Decision, decide
-from ..domain.model import Fate, FileRef, FileRequest, FileResult, Lease, Report, epoch_ms
+from ..domain.model import Fate, FileRef, FileRequest, FileResult, Lease, Report, Tier, epoch_ms
 from ..domain.plan import RequestedFile, build_plan, chunk
 from ..domain.policy import Deadline, Policy
 from ..domain.ports import (
@@ -38,12 +38,14 @@ from ..domain.ports import (
     StoreUnavailable,
 )
 from ..domain.quotaday import quota_day
-from .run import Gate, Leftovers, Run, finish, new_run, result, unclaimable
+from .run import Gate, Leftovers, Resends, Run, finish, new_run, result, unclaimable
 from .sender import NOT_ENDED, OUT_OF_TIME, ChunkOutcome, ChunkSender
 
 logger = Logger(service=SERVICE, child=True)
 
 DEFERRED_REASON = "today's Polyv quota is spent: deferred to the next quota day"
+HELD_BACK_REASON = "a tight day: held back for the main definitions, sent by the late sweep or a later drain"
+IN_DOUBT_REASON = "in doubt (its call may have reached Polyv): re-sent after every never-sent file"
 #: A lease outlives its invocation's deadline by this much: clocks of two hosts may differ a little.
 LEASE_GRACE = timedelta(seconds=30)
 #: A record that fails is tried again this often, while more than RECORD_RESERVE are left.
@@ -110,9 +112,10 @@ class SubmitFiles:
         priority_high: bool = False,
     ) -> Report:
         """``priority_high`` (a person's request): may use the MANUAL_RESERVE of the day's quota,
-        which automatic traffic leaves alone."""
+        which automatic traffic leaves alone. On a tight day, a video's other definitions wait in
+        the backlog for what its main definitions leave (``domain/outlook.py``)."""
         plan = build_plan(requests, self.polyv.userid())
-        limit = self.policy.limit(priority_high=priority_high)
+        limit = self.policy.limit(priority_high=priority_high, now=self.clock())
         run = new_run(self.policy, deadline or self.deadline(None), limit=limit)
         run.report.results += plan.decided
         run.report.dry_run = dry_run
@@ -120,17 +123,73 @@ class SubmitFiles:
             self._dry_run(plan.unique, run.report, force=force, limit=limit)
         else:
             forced = frozenset(u.file for u in plan.unique) if force else frozenset()
-            leftovers = self.submit(plan.unique, run, forced=forced)
             place = Placing(run.report, forced, priority_high)
+            now_first, later = self._by_rank(plan.unique, run, taken_as_asked=force or priority_high)
+            fresh_first_rank = [u.file for u in now_first if self._first_rank(u)]
+            leftovers = self.submit(now_first, run, forced=forced, first_rank=fresh_first_rank)
             self._defer(leftovers.no_quota, place)
+            self._defer(later, place, reason=HELD_BACK_REASON, tier=Tier.LATER)
+            self._resend_or_defer(leftovers.in_doubt, run, place)
             for reason, files in _by_reason(leftovers.unisolated).items():
                 self._defer(files, place, reason=f"{reason}: deferred to the backlog's drain")
-            if leftovers.parked:
-                retry_at = run.retry_at or self.clock()
-                why = f"{run.stopped}: waits in the backlog, sent again from {retry_at:%H:%M:%S} UTC"
-                self._defer(leftovers.parked, place, reason=why, retry_at=retry_at)
+            self._park(leftovers, run, place)
         finish(run.report, "prewarm finished", ledger=self.ledger, policy=self.policy, now=self.clock())
         return run.report
+
+    def _first_rank(self, wanted: RequestedFile) -> bool:
+        return self.policy.first_rank(wanted.file.br_index, explicit=wanted.request.explicit)
+
+    def _by_rank(
+        self, files: Sequence[RequestedFile], run: Run, *, taken_as_asked: bool
+    ) -> tuple[list[RequestedFile], list[RequestedFile]]:
+        """What to claim now, and the other definitions to hold back: only on a tight day, when
+        the surplus cannot take them all (a forced or a person's priority request: all now)."""
+        first = [u for u in files if self._first_rank(u)]
+        later = [u for u in files if not self._first_rank(u)]
+        if not later or taken_as_asked:
+            return list(files), []
+        surplus = self.surplus(run, asking=len(first))
+        if surplus is not None and surplus >= len(later):
+            return list(files), []
+        logger.info(
+            "a tight day: holding a video's other definitions back for its main ones",
+            extra={"main": len(first), "held_back": len(later), "surplus": surplus},
+        )
+        return first, later
+
+    def surplus(self, run: Run, *, asking: int) -> int | None:
+        """Units of the run's limit no first-rank file of today is expected to need, ``asking``
+        more first-rank files included (``domain/outlook.py``); None when the counter is unreadable."""
+        now = self.clock()
+        try:
+            outlook = self.ledger.outlook(quota_day(now, self.policy.timezone))
+        except StoreUnavailable as exc:
+            logger.warning("day's counter unreadable: taking the day as tight", extra={"error": str(exc)})
+            return None
+        return outlook.surplus(run.limit, now, self.policy.day_ends(now), asking=asking)
+
+    def _resend_or_defer(self, in_doubt: Sequence[RequestedFile], run: Run, place: Placing) -> None:
+        """Files the claim found in doubt (their call may have reached Polyv): re-sent now only
+        from the day's surplus, else they wait as resends, after every never-sent file."""
+        if not in_doubt:
+            return
+        surplus = self.surplus(run, asking=0) if run.resends is Resends.FROM_SURPLUS else None
+        if run.resends is Resends.ALWAYS or (surplus is not None and surplus >= len(in_doubt)):
+            more = self.submit(in_doubt, run, forced=place.forced, resend=True)
+            self._defer(more.no_quota, place, reason=IN_DOUBT_REASON, tier=Tier.RESEND)
+            self._park(more, run, place)
+            return
+        self._defer(in_doubt, place, reason=IN_DOUBT_REASON, tier=Tier.RESEND)
+
+    def _park(self, leftovers: Leftovers, run: Run, place: Placing) -> None:
+        """What a stopped run did not send waits in the backlog for the recovery drain (files in
+        doubt as resends)."""
+        if not (leftovers.parked or leftovers.parked_in_doubt):
+            return
+        retry_at = run.retry_at or self.clock()
+        why = f"{run.stopped}: waits in the backlog, sent again from {retry_at:%H:%M:%S} UTC"
+        self._defer(leftovers.parked, place, reason=why, retry_at=retry_at)
+        self._defer(leftovers.parked_in_doubt, place, reason=why, retry_at=retry_at, tier=Tier.RESEND)
 
     def submit(
         self,
@@ -139,11 +198,14 @@ class SubmitFiles:
         *,
         forced: Collection[FileRef] = (),
         limit: int | None = None,
+        resend: bool = False,
+        first_rank: Collection[FileRef] = (),
     ) -> Leftovers:
         """Claim, send and record ``files`` chunk by chunk; every file gets exactly one result in
         ``run.report``, except the :class:`~.run.Leftovers` (not sent, not counted, or in doubt),
         which the caller places. ``forced`` files are sent even if they were settled today;
-        ``limit``: claim within it rather than the run's (a priority file in a drain)."""
+        ``limit``: claim within it rather than the run's (a priority file in a drain); ``resend``:
+        files in doubt are claimed too; ``first_rank``: fresh first-rank files (the day's rate)."""
         leftovers = Leftovers()
         after = After.GO_ON
         if files and run.gate is Gate.UNASKED:
@@ -159,7 +221,8 @@ class SubmitFiles:
                 run.stop(OUT_OF_TIME, park_until=self.clock())
                 leftovers.parked += group
             else:
-                after = self._run_chunk(group, run, forced, leftovers, limit or run.limit)
+                claims = _Claims(forced, frozenset(first_rank), resend)
+                after = self._run_chunk(group, run, claims, leftovers, limit or run.limit)
         return leftovers
 
     def _ask_the_breaker(self, run: Run) -> None:
@@ -198,7 +261,7 @@ class SubmitFiles:
         self,
         group: Sequence[RequestedFile],
         run: Run,
-        forced: Collection[FileRef],
+        claims: _Claims,
         leftovers: Leftovers,
         limit: int,
     ) -> After:
@@ -206,10 +269,13 @@ class SubmitFiles:
         day = self.today()  # the day of each chunk: an invocation may outlive midnight
         lease = Lease.until(self._new_owner(), run.deadline.at + LEASE_GRACE)
         by_file = {u.file: u for u in group}
-        claimed = self._claim(day, by_file, lease, run, forced, limit)
+        claimed = self._claim(day, by_file, lease, run, claims, limit)
         if claimed is None:
             return After.STOPPED
         leftovers.no_quota += [by_file[f] for f in claimed.no_room]
+        leftovers.in_doubt += [by_file[f] for f in claimed.in_doubt]
+        if claims.resend:
+            run.report.resent_in_doubt += len(claimed.granted)
         if not claimed.granted:
             return After.NO_QUOTA if claimed.no_room else After.GO_ON
         budget = _Budget(
@@ -219,6 +285,7 @@ class SubmitFiles:
             limit,
             fits=lambda: self.time_for_a_call(run),
             wait=self._wait_before_resend,
+            may_resend=lambda files: self._may_resend_now(run, files),
         )
         sender = ChunkSender(
             self.polyv,
@@ -259,13 +326,22 @@ class SubmitFiles:
         except StoreUnavailable as exc:
             logger.warning("could not update Polyv's breaker", extra={"error": str(exc)})
 
+    def _may_resend_now(self, run: Run, files: int) -> bool:
+        """Whether a call of unknown outcome may be sent again in this run (counted again)."""
+        if run.resends is Resends.ALWAYS:
+            return True
+        if run.resends is Resends.NEVER:
+            return False
+        surplus = self.surplus(run, asking=0)
+        return surplus is not None and surplus >= files
+
     def _claim(
         self,
         day: str,
         by_file: dict[FileRef, RequestedFile],
         lease: Lease,
         run: Run,
-        forced: Collection[FileRef],
+        claims: _Claims,
         limit: int,
     ) -> ClaimResult | None:
         """Claim and count the chunk's files; report those that cannot be claimed now. None when the
@@ -279,8 +355,10 @@ class SubmitFiles:
                 limit,
                 lease=lease,
                 now=now,
-                forced=[u.file for u in group if u.file in forced],
+                forced=[u.file for u in group if u.file in claims.forced],
                 explicit=[u.file for u in group if u.request.explicit],
+                resend=claims.resend,
+                first_rank=[u.file for u in group if u.file in claims.first_rank],
             )
         except StoreUnavailable as exc:
             logger.error("ledger unavailable: sending nothing unaccounted", extra={"error": str(exc)})
@@ -303,6 +381,7 @@ class SubmitFiles:
         run.report.calls += record.calls
         run.report.results += record.results
         leftovers.parked += record.parked
+        leftovers.parked_in_doubt += record.parked_in_doubt
         leftovers.unisolated += record.unisolated
         leftovers.refused.update({u.file: why for u, why in record.unisolated})
         return record.unsent
@@ -392,7 +471,7 @@ class SubmitFiles:
         to_send: list[RequestedFile] = []
         for wanted in requested:
             entry = entries.get(wanted.file)
-            claim = ClaimRequest(force=force, explicit=wanted.request.explicit)
+            claim = ClaimRequest(force=force, explicit=wanted.request.explicit, resend=True)
             if entry is not None and decide(entry, now, claim) is not Decision.CLAIM:
                 report.results.append(unclaimable(wanted, entry, now))
             elif len(to_send) < room:
@@ -409,8 +488,9 @@ class SubmitFiles:
         *,
         reason: str = DEFERRED_REASON,
         retry_at: datetime | None = None,
+        tier: Tier = Tier.NORMAL,
     ) -> None:
-        """Store files that were not sent in the backlog (for the daily drain; or, with
+        """Store files that were not sent in the backlog, in ``tier`` (for the drains; or, with
         ``retry_at``, waiting for the recovery drain), except those that turn out to be handled
         today already (duplicate) or held by another invocation (handed back). They keep their
         origin, their force and their priority."""
@@ -435,6 +515,7 @@ class SubmitFiles:
                         priority_high=place.priority_high,
                         retry_at=retry_at,
                         reason=reason if retry_at is not None else None,
+                        tier=tier,
                     )
         except StoreUnavailable as exc:
             logger.error("backlog unavailable: handing deferred files back", extra={"error": str(exc)})
@@ -442,7 +523,12 @@ class SubmitFiles:
             return
         logger.info(
             "deferred to the backlog",
-            extra={"files": len(waiting), "new_in_backlog": stored, "waiting": retry_at is not None},
+            extra={
+                "files": len(waiting),
+                "new_in_backlog": stored,
+                "waiting": retry_at is not None,
+                "tier": tier.value,
+            },
         )
         report.results += [result(u, Fate.DEFERRED, reason) for u in waiting]
 
@@ -457,7 +543,7 @@ class SubmitFiles:
         waiting = []
         for wanted in requested:
             entry = entries.get(wanted.file)
-            claim = ClaimRequest(explicit=wanted.request.explicit)
+            claim = ClaimRequest(explicit=wanted.request.explicit, resend=True)  # in doubt: it may wait
             if entry is not None and decide(entry, now, claim) is not Decision.CLAIM:
                 report.results.append(unclaimable(wanted, entry, now))
             else:
@@ -476,6 +562,14 @@ class SubmitFiles:
             self.ledger.mark_exhausted(day, self.policy.daily_limit)
         except StoreUnavailable as exc:
             logger.error("could not mark the day exhausted", extra={"error": str(exc)})
+
+
+class _Claims(NamedTuple):
+    """How a submission's chunks claim: forced files, fresh first-rank ones, and resends."""
+
+    forced: Collection[FileRef]
+    first_rank: frozenset[FileRef]
+    resend: bool
 
 
 class Placing(NamedTuple):
@@ -499,6 +593,7 @@ class _Budget:
         *,
         fits: Callable[[], bool],
         wait: Callable[[int], None],
+        may_resend: Callable[[int], bool],
     ) -> None:
         self._ledger = ledger
         self._day = day
@@ -506,11 +601,14 @@ class _Budget:
         self._limit = limit
         self._fits = fits
         self._wait = wait
+        self._may_resend = may_resend
 
     def time_for_a_call(self) -> bool:
         return self._fits()
 
     def count_again(self, files: int, resend: int) -> bool:
+        if not self._may_resend(files):  # never-sent files need the day's quota more
+            return False
         self._wait(resend)
         return self._ledger.reserve_extra(self._day, files, self._limit)
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from ...domain.model import FileRef, Lease, LedgerEntry, QuotaView
+from ...domain.outlook import DayOutlook
 from ...domain.ports import ClaimResult, Settlement
 from . import claim as claims
 from . import reads, record
@@ -41,6 +42,8 @@ class DynamoDayLedger:
         now: datetime,
         forced: Collection[FileRef] = (),
         explicit: Collection[FileRef] = (),
+        resend: bool = False,
+        first_rank: Collection[FileRef] = (),
     ) -> ClaimResult:
         return claims.claim(
             self._client,
@@ -53,6 +56,8 @@ class DynamoDayLedger:
             now=now,
             forced=forced,
             explicit=explicit,
+            resend=resend,
+            first_rank=first_rank,
         )
 
     def settle(self, day: str, settlement: Settlement, *, lease: Lease, now: datetime) -> None:
@@ -71,6 +76,9 @@ class DynamoDayLedger:
 
     def usage(self, day: str, limit: int) -> QuotaView:
         return reads.usage(self._client, self._table, day, limit)
+
+    def outlook(self, day: str) -> DayOutlook:
+        return reads.outlook(self._client, self._table, day)
 
     def lookup(self, day: str, files: Sequence[FileRef]) -> dict[FileRef, LedgerEntry]:
         return reads.lookup(self._client, self._table, day, files)

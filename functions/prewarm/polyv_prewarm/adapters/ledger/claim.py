@@ -43,6 +43,7 @@ class ClaimCall(NamedTuple):
     day: str
     origins: Mapping[FileRef, str]
     requests: Mapping[FileRef, ClaimRequest]
+    first_rank: frozenset[FileRef]  # fresh first-rank files: counted in the day's rate
     limit: int
     lease: Lease
     now: datetime
@@ -61,10 +62,12 @@ def claim(
     now: datetime,
     forced: Collection[FileRef] = (),
     explicit: Collection[FileRef] = (),
+    resend: bool = False,
+    first_rank: Collection[FileRef] = (),
 ) -> ClaimResult:
     origins = dict(files)
-    requests = {f: ClaimRequest(force=f in forced, explicit=f in explicit) for f in origins}
-    call = ClaimCall(table, day, origins, requests, limit, lease, now, expiry.of(day))
+    requests = {f: ClaimRequest(force=f in forced, explicit=f in explicit, resend=resend) for f in origins}
+    call = ClaimCall(table, day, origins, requests, frozenset(first_rank), limit, lease, now, expiry.of(day))
     result = ClaimResult()
     for part in balanced_parts(list(origins), MAX_CLAIM_FILES):
         _claim_part(client, call, part, result)  # every part is asked, even after one found no room
@@ -97,7 +100,16 @@ def _claim_part(client: DynamoDBClient, call: ClaimCall, part: list[FileRef], re
 
 
 def _parts(call: ClaimCall, files: Sequence[FileRef]) -> list[Part]:
-    parts = [Part(COUNTER, count_action(call.table, call.day, len(files), call.expires, limit=call.limit))]
+    counter = count_action(
+        call.table,
+        call.day,
+        len(files),
+        call.expires,
+        limit=call.limit,
+        first_rank=sum(1 for f in files if f in call.first_rank),
+        now=call.now,
+    )
+    parts = [Part(COUNTER, counter)]
     for file in files:
         condition = claim_condition(call.requests[file], call.now)
         item = claimed_item(call.day, file, call.origins.get(file) or "-", call.lease, call.now, call.expires)
@@ -143,8 +155,8 @@ def _still_claimable(
     call: ClaimCall, pending: list[FileRef], refusal: ClaimRefusal, result: ClaimResult
 ) -> list[FileRef]:
     """Sort a refused part's files by the claim rule: another invocation's live claim (held),
-    handled today (known), or still claimable; of the last, keep as many as the counter has room
-    for (the rest: no room)."""
+    handled today (known), in doubt (and not a resend), or still claimable; of the last, keep as
+    many as the counter has room for (the rest: no room)."""
     still: list[FileRef] = []
     for file in pending:
         item = refusal.files.get(file)
@@ -154,6 +166,8 @@ def _still_claimable(
             result.held[file] = entry
         elif entry is not None and decision is Decision.KNOWN:
             result.known[file] = entry
+        elif entry is not None and decision is Decision.IN_DOUBT:
+            result.in_doubt[file] = entry
         else:
             still.append(file)  # its condition held, or it changed since: try again
     room = refusal.room(call.limit)

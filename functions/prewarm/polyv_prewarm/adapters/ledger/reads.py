@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ...domain.model import BR_INDEXES, FileRef, LedgerEntry, QuotaView
+from ...domain.outlook import DayOutlook
 from ..dynamo import batch_get, plain, store_errors
 from .schema import STORE, file_key, file_of, parse_entry, quota_key
 
@@ -19,6 +21,18 @@ def usage(client: DynamoDBClient, table: str, day: str, limit: int) -> QuotaView
     item = plain(raw or {})
     return QuotaView(
         day=day, used=int(item.get("used", 0)), limit=limit, exhausted=bool(item.get("exhausted"))
+    )
+
+
+def outlook(client: DynamoDBClient, table: str, day: str) -> DayOutlook:
+    with store_errors(STORE):
+        raw = client.get_item(TableName=table, Key=quota_key(day), ConsistentRead=True).get("Item")
+    item = plain(raw or {})
+    since = item.get("frs")
+    return DayOutlook(
+        used=int(item.get("used", 0)),
+        first_rank=int(item.get("fr", 0)),
+        first_rank_since=datetime.fromisoformat(str(since)) if since else None,
     )
 
 

@@ -3,7 +3,9 @@
 Items of one quota day (``pk = "DAY#<YYYY-MM-DD>"``), all with ``expiresAt`` (TTL: the end of the
 day plus the retention):
 
-* ``sk = "QUOTA"``: ``used`` (N), ``exhausted`` (BOOL: Polyv said so)
+* ``sk = "QUOTA"``: ``used`` (N), ``exhausted`` (BOOL: Polyv said so), ``fr`` (N: the fresh
+  traffic's first-rank files claimed, the day's rate for ``domain/outlook.py``) and ``frs`` (ISO:
+  when the first of them was claimed)
 * ``sk = "FILE#<vid>#<brIndex>"``: ``s`` state, ``at``, ``t`` taskId, ``r`` reason, ``o`` origin,
   ``w`` the claim call that owns it, ``l`` the owner's lease (epoch ms, while claimed), ``x`` when
   a file refused for now (its bitrate did not exist yet) may be asked again (epoch ms)
@@ -79,8 +81,7 @@ def file_of(item: Mapping[str, Any]) -> FileRef:
 # -- the claim rule (domain/claims.py), as conditions DynamoDB evaluates in the claim's transaction --
 # ``x``: when a file refused for now, a bitrate that did not exist yet, may be asked again.
 _NOT_HELD = "attribute_not_exists(pk) OR #s IN (:doubt, :back) OR (#s = :claimed AND #l < :now)"
-_CLAIMABLE = f"{_NOT_HELD} OR #x < :now"  # or its time has come
-_CLAIMABLE_EXPLICIT = f"{_NOT_HELD} OR attribute_exists(#x)"  # or the request names the bitrate
+_NEVER_SENT = "attribute_not_exists(pk) OR #s = :back"  # not in doubt either
 _CLAIMABLE_FORCED = "attribute_not_exists(pk) OR #s <> :claimed OR #l < :now"  # anything not held
 
 
@@ -93,12 +94,24 @@ class Condition(NamedTuple):
 def claim_condition(request: ClaimRequest, now: datetime) -> Condition:
     """The condition under which a file may be claimed by ``request`` at ``now``. (A claimed
     item never carries ``x``: a claim's ``Put`` replaces the whole item.)"""
-    values: dict[str, Any] = {":claimed": state(EntryState.CLAIMED), ":now": {"N": str(epoch_ms(now))}}
+    now_ms = {"N": str(epoch_ms(now))}
     if request.force:
+        values = {":claimed": state(EntryState.CLAIMED), ":now": now_ms}
         return Condition(_CLAIMABLE_FORCED, {"#s": "s", "#l": "l"}, values)
-    values |= {":doubt": state(EntryState.IN_DOUBT), ":back": state(EntryState.HANDED_BACK)}
-    expression = _CLAIMABLE_EXPLICIT if request.explicit else _CLAIMABLE
-    return Condition(expression, {"#s": "s", "#l": "l", "#x": "x"}, values)
+    # or its time has come, or the request names the bitrate (a refusal for now carries x)
+    retry = "attribute_exists(#x)" if request.explicit else "#x < :now"
+    if request.resend:
+        values = {
+            ":claimed": state(EntryState.CLAIMED),
+            ":now": now_ms,
+            ":doubt": state(EntryState.IN_DOUBT),
+            ":back": state(EntryState.HANDED_BACK),
+        }
+        return Condition(f"{_NOT_HELD} OR {retry}", {"#s": "s", "#l": "l", "#x": "x"}, values)
+    values = {":back": state(EntryState.HANDED_BACK)}
+    if not request.explicit:
+        values[":now"] = now_ms
+    return Condition(f"{_NEVER_SENT} OR {retry}", {"#s": "s", "#x": "x"}, values)
 
 
 def claimed_item(
@@ -116,16 +129,28 @@ def claimed_item(
 
 
 def count_action(
-    table: str, day: str, n: int, expires: dict[str, str], *, limit: int | None = None
+    table: str,
+    day: str,
+    n: int,
+    expires: dict[str, str],
+    *,
+    limit: int | None = None,
+    first_rank: int = 0,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """Count ``n`` more files on the day's counter (creating it), within ``limit`` if given:
-    ``used <= limit - n`` and the day not exhausted; the counter is returned if it refuses."""
+    ``used <= limit - n`` and the day not exhausted; the counter is returned if it refuses.
+    ``first_rank`` of them are fresh first-rank files (the day's rate), claimed at ``now``."""
+    expression = "SET used = if_not_exists(used, :zero) + :n, expiresAt = if_not_exists(expiresAt, :ttl)"
+    values: dict[str, Any] = {":zero": {"N": "0"}, ":n": {"N": str(n)}, ":ttl": expires}
+    if first_rank and now is not None:
+        expression += ", fr = if_not_exists(fr, :zero) + :fr, frs = if_not_exists(frs, :frs)"
+        values |= {":fr": {"N": str(first_rank)}, ":frs": {"S": now.isoformat()}}
     update: dict[str, Any] = {
         "TableName": table,
         "Key": quota_key(day),
-        "UpdateExpression": "SET used = if_not_exists(used, :zero) + :n, "
-        "expiresAt = if_not_exists(expiresAt, :ttl)",
-        "ExpressionAttributeValues": {":zero": {"N": "0"}, ":n": {"N": str(n)}, ":ttl": expires},
+        "UpdateExpression": expression,
+        "ExpressionAttributeValues": values,
     }
     if limit is not None:
         # A day's first claim finds no counter: it may count n only if n fits the limit at all.

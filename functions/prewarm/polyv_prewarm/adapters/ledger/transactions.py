@@ -38,13 +38,15 @@ class Cancelled(Exception):
         self.failed = failed
 
 
-def transact(client: DynamoDBClient, parts: Sequence[Part], *, retry_conflicts: bool = False) -> None:
+def transact(
+    client: DynamoDBClient, parts: Sequence[Part], *, retry_conflicts: bool = False, store: str = STORE
+) -> None:
     """Run a transaction. When conditions fail, raise :class:`Cancelled`; a conflict with a
     concurrent transaction is tried again when ``retry_conflicts``, else a ``Cancelled`` with no
     failed part. Throttling that outlasts the SDK's retries, or any other cancellation, is
     :class:`StoreUnavailable`."""
     for attempt in range(5 if retry_conflicts else 1):
-        reasons = _try(client, parts)
+        reasons = _try(client, parts, store)
         if reasons is None:
             return
         codes = {r.get("Code") for r in reasons}
@@ -58,16 +60,16 @@ def transact(client: DynamoDBClient, parts: Sequence[Part], *, retry_conflicts: 
             )
         if not codes <= _TRANSIENT:
             # e.g. ThrottlingError, ValidationError (an item over 400 KB): not ours to fix
-            raise StoreUnavailable(f"{STORE}: transaction cancelled ({sorted(map(str, codes))})")
+            raise StoreUnavailable(f"{store}: transaction cancelled ({sorted(map(str, codes))})")
         if not retry_conflicts:
             raise Cancelled({})
         time.sleep(random.uniform(0, 0.02 * 2**attempt))  # a concurrent transaction: step aside
-    raise StoreUnavailable(f"{STORE}: transaction kept conflicting with concurrent ones")
+    raise StoreUnavailable(f"{store}: transaction kept conflicting with concurrent ones")
 
 
-def _try(client: DynamoDBClient, parts: Sequence[Part]) -> list[dict[str, Any]] | None:
+def _try(client: DynamoDBClient, parts: Sequence[Part], store: str) -> list[dict[str, Any]] | None:
     """None once committed; else DynamoDB's cancellation reasons, one per part, in order."""
-    with store_errors(STORE):
+    with store_errors(store):
         try:
             client.transact_write_items(TransactItems=[p.action for p in parts])  # type: ignore[misc]
             return None
