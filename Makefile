@@ -18,14 +18,14 @@ LOCK_ARGS := --python-version 3.13 --python-platform aarch64-manylinux_2_34 --ge
 # Accepted advisories: one per line in $(LAYER)/audit-accepted.txt, "ID  why", '#' for comments.
 AUDIT_IGNORES := $(shell sed -n 's/^\([A-Za-z0-9-]\{1,\}\)[[:space:]].*/--ignore-vuln \1/p' $(LAYER)/audit-accepted.txt)
 
-.PHONY: demo test local-stack lint typecheck cfn-lint check sam-validate sam-build bench bench-quick clean \
-	lock lock-check scan audit
+.PHONY: demo test local-stack lint typecheck cfn-lint check sam-validate sam-build sam-build-prerequisites \
+	deploy delete bench bench-quick clean lock lock-check scan audit
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
-	$(PY) -m compileall -q functions/prewarm  # bytecode, as make sam-build ships it (see README: Deploy)
+	$(PY) -m compileall -q functions/prewarm  # bytecode, as make sam-build ships it (see docs/deploy.md)
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -46,7 +46,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy functions/prewarm devstack
+	$(VENV)/bin/mypy functions/prewarm devstack deploy
 
 cfn-lint: $(STAMP)
 	$(VENV)/bin/cfn-lint template.yaml
@@ -91,14 +91,42 @@ audit: $(TOOLS_VENV)/.installed
 sam-validate: $(SAM_VENV)/.installed
 	$(SAM) validate --lint --region us-east-1
 
-## sam build for python3.13/arm64, where a python3.13 interpreter is available; then the bytecode:
-## Lambda's file system is read-only, so without .pyc files every cold start compiles every module.
-## unchecked-hash: the artifact never changes after the build, so Python need not compare sources.
-sam-build: $(SAM_VENV)/.installed
-	@if [ -z "$(PY313)" ]; then echo "sam-build: skipped, no python3.13 (see README: Deploy)"; \
-	else PATH="$(dir $(PY313)):$$PATH" $(SAM) build \
-	&& $(PY313) -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build/*Function .aws-sam/build/DependenciesLayer \
-	&& du -sh .aws-sam/build/*Function .aws-sam/build/DependenciesLayer; fi
+## sam build for python3.13/arm64, then the bytecode: Lambda's file system is read-only, so without
+## .pyc files every cold start compiles every module. unchecked-hash: the artifact never changes
+## after the build, so Python need not compare sources. It builds with a python3.13 interpreter
+## (pyenv's or one on PATH), else in SAM's build image where Docker runs (SAM_USE_CONTAINER=1
+## forces it), else it fails: a tree that was not built must never reach sam deploy.
+sam-build: sam-build-prerequisites $(SAM_VENV)/.installed
+	@if [ -n "$(PY313)" ] && [ -z "$(SAM_USE_CONTAINER)" ]; then \
+		PATH="$(dir $(PY313)):$$PATH" $(SAM) build \
+		&& $(PY313) -m compileall -q -j 0 --invalidation-mode unchecked-hash $(BUILT_CODE); \
+	else \
+		$(SAM) build --use-container \
+		&& docker run --rm -v "$$PWD/.aws-sam/build:/var/task/build" $(SAM_BUILD_IMAGE) \
+			python -m compileall -q -j 0 --invalidation-mode unchecked-hash $(BUILT_CODE:.aws-sam/%=/var/task/%); \
+	fi
+	@python3 deploy/check_build.py
+	@du -sh $(BUILT_CODE)
+
+BUILT_CODE = .aws-sam/build/PrewarmFunction .aws-sam/build/CallbackFunction .aws-sam/build/DependenciesLayer
+SAM_BUILD_IMAGE ?= public.ecr.aws/sam/build-python3.13:latest-arm64
+DOCKER_RUNS = $(shell docker info >/dev/null 2>&1 && echo yes)
+
+sam-build-prerequisites:
+	@if [ -z "$(PY313)$(DOCKER_RUNS)" ] || { [ -n "$(SAM_USE_CONTAINER)" ] && [ -z "$(DOCKER_RUNS)" ]; }; then \
+		echo "sam-build: cannot build for the python3.13 runtime: no python3.13 interpreter$(if $(SAM_USE_CONTAINER), (SAM_USE_CONTAINER set),) and no Docker daemon." >&2; \
+		echo "  install one: 'pyenv install 3.13' (make finds pyenv's), python3.13 on PATH, or Docker for sam build --use-container." >&2; \
+		exit 1; \
+	fi
+
+## Build, refuse what was not built, deploy: all with the same SAM CLI (.venv-sam).
+## DEPLOY_ARGS: e.g. --guided the first time, or --parameter-overrides DailyFileLimit=5000.
+deploy: $(STAMP) sam-build
+	$(SAM) deploy $(DEPLOY_ARGS)
+
+## Delete the stack (the ledger table is retained: README, Teardown).
+delete:
+	$(SAM) delete $(DELETE_ARGS)
 
 ## The benchmark: one Markdown table, also written to bench/RESULTS.md (not part of make test).
 bench: $(STAMP) sam-build

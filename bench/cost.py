@@ -3,7 +3,7 @@ the function writes, Lambda GB-seconds from a latency model, and a month at a gi
 
 Prices: us-east-1 list prices for on-demand DynamoDB, arm64 Lambda, SQS and Secrets Manager as
 published in 2026; they change, so every figure says which price it used. The fixed
-observability costs (custom metrics, dashboard, alarms) are the README's ("What it costs").
+observability costs (custom metrics, dashboard, alarms) are docs/operations.md's ("What it costs").
 """
 
 from __future__ import annotations

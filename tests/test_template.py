@@ -285,7 +285,7 @@ def test_the_layer_installs_a_full_lock_with_hashes():
 def test_one_tracing_parameter_sets_lambdas_tracing_and_the_functions_tracer(template):
     tracing = template["Parameters"]["Tracing"]
     assert tracing["AllowedValues"] == ["Active", "PassThrough"]
-    assert tracing["Default"] == "PassThrough"  # README "Metrics, traces and logs" says why
+    assert tracing["Default"] == "PassThrough"  # docs/operations.md says why
     assert template["Globals"]["Function"]["Tracing"] == {"Ref": "Tracing"}
     assert template["Conditions"]["TracingActive"] == {"Fn::Equals": [{"Ref": "Tracing"}, "Active"]}
     fn = template["Resources"]["PrewarmFunction"]
@@ -305,7 +305,7 @@ def test_the_callback_endpoint_is_throttled_optional_and_outputs_what_to_paste_i
         "ThrottlingRateLimit": {"Ref": "CallbackRateLimit"},
         "ThrottlingBurstLimit": {"Ref": "CallbackBurstLimit"},
     }
-    assert template["Parameters"]["CallbackRateLimit"]["Default"] <= 20  # README: "Polyv's callbacks"
+    assert template["Parameters"]["CallbackRateLimit"]["Default"] <= 20  # docs/callbacks.md
     assert template["Parameters"]["CallbackBurstLimit"]["Default"] <= 50
     assert "querystring" not in api["Properties"]["AccessLogSettings"]["Format"].lower()  # the sign
     fn = template["Resources"]["CallbackFunction"]
@@ -391,3 +391,22 @@ def test_every_default_of_the_template_is_the_functions(template):
     env = template["Resources"]["PrewarmFunction"]["Properties"]["Environment"]["Variables"]
     for name in ("RESERVE_RELEASE_AT", "PRIORITY_BR_INDEXES", "BACKFILL_MAX_AGE_DAYS", "DRAIN_ORDER"):
         assert str(resolve(env[name], template)) == DEFAULTS[name], name
+
+
+def test_the_ledger_and_the_videos_outlive_the_stack(template):
+    """The backlog and the day's count are data no deploy can rebuild; a bucket of videos too."""
+    for logical_id in ("QuotaTable", "TranscodedBucket"):
+        resource = template["Resources"][logical_id]
+        assert resource["DeletionPolicy"] == "Retain", logical_id
+        assert resource["UpdateReplacePolicy"] == "Retain", logical_id
+
+
+def test_the_cli_reads_every_setting_the_template_gives_the_function(template):
+    """polyv-prewarm --stack finds the function by this output and takes these variables from it."""
+    from polyv_prewarm import deployment
+
+    assert deployment.FUNCTION_OUTPUT in template["Outputs"]
+    variables = template["Resources"]["PrewarmFunction"]["Properties"]["Environment"]["Variables"]
+    settings = {name for name in variables if not name.startswith("POWERTOOLS_")}
+    assert settings <= deployment.SETTINGS_VARIABLES
+    assert {"QUOTA_TABLE", "DAILY_FILE_LIMIT", "MANUAL_RESERVE", "DRAIN_ORDER"} <= settings

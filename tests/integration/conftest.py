@@ -4,6 +4,7 @@ emptied before every test. Every AWS and Polyv call in these tests is real HTTP 
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -91,3 +92,26 @@ def invoke() -> Callable[[dict[str, Any]], Any]:
         return app.lambda_handler(event, LocalLambdaContext())
 
     return _invoke
+
+
+@pytest.fixture
+def run_cli(stack: DevStack, capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """Run the polyv-prewarm command in this process: its exit code, stdout and stderr. The
+    command sets the environment from its options (as a process of its own would); each run
+    starts from the test's environment again, with a runtime built afresh."""
+    from polyv_prewarm import cli
+
+    def _run(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        runtime.current.cache_clear()
+        saved = dict(os.environ)
+        try:
+            code = cli.main(list(argv))
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            runtime.current.cache_clear()
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return _run

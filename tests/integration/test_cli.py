@@ -10,28 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from polyv_prewarm import cli, runtime
 from tests.helpers import EVENTS, ROOT, dead_lettered, set_limit, shift_days, vid
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def run(stack, capsys):
-    def _run(*argv: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        runtime.current.cache_clear()
-        saved = dict(os.environ)  # the CLI sets the environment from its options, as a process would
-        try:
-            code = cli.main(list(argv))
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-            runtime.current.cache_clear()
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return _run
 
 
 @pytest.fixture
@@ -73,57 +54,57 @@ def test_help_lists_every_subcommand():
         assert "usage: polyv-prewarm" in sub.stdout
 
 
-def test_submit_dry_run_shows_the_planned_calls(run, stack, videos):
-    code, out, _ = run("--json", "submit", *videos[:4], "--br", "1,2,3", "--dry-run")
+def test_submit_dry_run_shows_the_planned_calls(run_cli, stack, videos):
+    code, out, _ = run_cli("--json", "submit", *videos[:4], "--br", "1,2,3", "--dry-run")
     assert code == 0
     summary = json.loads(out)
     assert summary["counts"] == {"planned": 12}
     assert {f["call"] for f in summary["files"]} == {1}
     assert stack.polyv.tasks() == []
-    code, out, _ = run("submit", *videos[:4], "--dry-run")
+    code, out, _ = run_cli("submit", *videos[:4], "--dry-run")
     assert "would make 1 call(s)" in out
 
 
-def test_submit_then_quota_status_and_force(run, stack, videos):
-    code, out, _ = run("--json", "submit", videos[0], "--br", "1,2")
+def test_submit_then_quota_status_and_force(run_cli, stack, videos):
+    code, out, _ = run_cli("--json", "submit", videos[0], "--br", "1,2")
     assert code == 0
     assert json.loads(out)["counts"] == {"submitted": 2}
-    code, out, _ = run("--json", "quota")
+    code, out, _ = run_cli("--json", "quota")
     assert json.loads(out)["used"] == 2
-    code, out, _ = run("--json", "status", videos[0])
+    code, out, _ = run_cli("--json", "status", videos[0])
     assert json.loads(out)["days"][stack.polyv.today()]["1"]["state"] == "submitted"
-    code, out, _ = run("status", videos[0])
+    code, out, _ = run_cli("status", videos[0])
     assert "submitted" in out
-    code, out, _ = run("--json", "submit", videos[0], "--br", "1")
+    code, out, _ = run_cli("--json", "submit", videos[0], "--br", "1")
     assert json.loads(out)["counts"] == {"duplicate": 1}
-    code, out, _ = run("--json", "submit", videos[0], "--br", "1", "--force")
+    code, out, _ = run_cli("--json", "submit", videos[0], "--br", "1", "--force")
     assert json.loads(out)["counts"] == {"submitted": 1}
 
 
-def test_backlog_and_drain_with_a_progress_bar(run, stack, videos, monkeypatch):
+def test_backlog_and_drain_with_a_progress_bar(run_cli, stack, videos, monkeypatch):
     set_limit(stack, monkeypatch, 3)
-    run("submit", *videos[:5], "--br", "1")
-    code, out, _ = run("--json", "backlog")
+    run_cli("submit", *videos[:5], "--br", "1")
+    code, out, _ = run_cli("--json", "backlog")
     backlog = json.loads(out)
     assert backlog["files"] == 2
     assert [f["vid"] for f in backlog["oldest"]] == videos[3:5]
     shift_days(stack, monkeypatch, 1)
-    code, out, _ = run("drain")
+    code, out, _ = run_cli("drain")
     assert code == 0
     assert "2 submitted" in out
     assert "backlog now: 0 files" in out
 
 
-def test_invoke_runs_the_handler_with_an_event_file(run, stack, monkeypatch):
-    code, out, _ = run("invoke", str(EVENTS / "direct-vids.json"))
+def test_invoke_runs_the_handler_with_an_event_file(run_cli, stack, monkeypatch):
+    code, out, _ = run_cli("invoke", str(EVENTS / "direct-vids.json"))
     assert code == 0
     assert json.loads(out)["counts"] == {"submitted": 4}
-    code, out, _ = run("invoke", str(EVENTS / "sqs-pipeline-messages.json"))
+    code, out, _ = run_cli("invoke", str(EVENTS / "sqs-pipeline-messages.json"))
     assert code == 0  # the malformed message is dead-lettered (the stack's DEAD_LETTER_QUEUE_URL)
     assert json.loads(out)["batchItemFailures"] == []
     assert len(dead_lettered(stack)) == 1
     monkeypatch.delenv("DEAD_LETTER_QUEUE_URL")  # without a dead-letter queue it fails, as before
-    code, out, _ = run("invoke", str(EVENTS / "sqs-pipeline-messages.json"))
+    code, out, _ = run_cli("invoke", str(EVENTS / "sqs-pipeline-messages.json"))
     assert code == 1
     assert json.loads(out)["batchItemFailures"]
 
@@ -134,28 +115,28 @@ def test_invoke_runs_the_handler_with_an_event_file(run, stack, monkeypatch):
         (["status", "nope"], 2, "not a Polyv vid"),
         (["quota", "--day", "yesterday"], 2, "YYYY-MM-DD"),
         (["invoke", "/no/such/file.json"], 2, "cannot read"),
-        (["--table", "no-such-table", "quota"], 3, "StoreUnavailable"),
+        (["--table", "no-such-table", "quota"], 2, "ResourceNotFoundException"),
         (["--api-url", "http://example.com/x", "quota"], 2, "POLYV_API_URL"),
     ],
 )
-def test_errors_are_one_line_with_a_meaningful_exit_code(run, argv, code, message):
-    got, _, err = run(*argv)
+def test_errors_are_one_line_with_a_meaningful_exit_code(run_cli, argv, code, message):
+    got, _, err = run_cli(*argv)
     assert got == code
     assert message in err
     assert len(err.strip().splitlines()) == 1
 
 
-def test_invoke_of_an_unknown_event(run, tmp_path):
+def test_invoke_of_an_unknown_event(run_cli, tmp_path):
     path = tmp_path / "odd.json"
     path.write_text('{"hello": 1}')
-    code, _, err = run("invoke", str(path))
+    code, _, err = run_cli("invoke", str(path))
     assert code == 2
     assert "unknown event" in err
 
 
-def test_polyv_down_parks_the_files(run, stack, videos):
+def test_polyv_down_parks_the_files(run_cli, stack, videos):
     stack.polyv.inject("http_error", count=10)
-    code, out, _ = run("--json", "submit", videos[0], "--br", "1")
+    code, out, _ = run_cli("--json", "submit", videos[0], "--br", "1")
     assert code == 0  # nothing to do by hand: the recovery drain sends them once Polyv answers
     summary = json.loads(out)
     assert summary["counts"] == {"deferred": 1}
@@ -176,11 +157,11 @@ def test_console_script_against_the_local_stack(stack, videos):
     assert json.loads(result.stdout)["limit"] == 2000
 
 
-def test_submit_with_priority_high_uses_the_reserve(run, stack, videos, monkeypatch):
+def test_submit_with_priority_high_uses_the_reserve(run_cli, stack, videos, monkeypatch):
     set_limit(stack, monkeypatch, 4)
     monkeypatch.setenv("MANUAL_RESERVE", "1")
-    run("submit", *videos[:4], "--br", "1")  # the pipeline's share: 3 of 4
-    code, out, _ = run("--json", "submit", videos[5], "--br", "1", "--priority", "high")
+    run_cli("submit", *videos[:4], "--br", "1")  # the pipeline's share: 3 of 4
+    code, out, _ = run_cli("--json", "submit", videos[5], "--br", "1", "--priority", "high")
     assert code == 0
     summary = json.loads(out)
     assert summary["counts"] == {"submitted": 1}
@@ -190,7 +171,7 @@ def test_submit_with_priority_high_uses_the_reserve(run, stack, videos, monkeypa
 HOSTILE = "[bold red]x[/x]\x1b]0;pwned\x07\x1b[2J\u202e"
 
 
-def test_untrusted_text_is_printed_without_markup_or_control_characters(run, stack, monkeypatch):
+def test_untrusted_text_is_printed_without_markup_or_control_characters(run_cli, stack, monkeypatch):
     """An S3 key (a backlog file's origin) and a Polyv message (its last error) are untrusted."""
     monkeypatch.setenv("COLUMNS", "400")  # a wide terminal: the cells are not wrapped
     stamp = "2026-11-30T01:02:03+00:00"
@@ -206,7 +187,7 @@ def test_untrusted_text_is_printed_without_markup_or_control_characters(run, sta
             "origin": {"S": HOSTILE},
         },
     )
-    code, out, err = run("backlog")
+    code, out, err = run_cli("backlog")
     assert code == 0, err  # rich would raise MarkupError on "[/x]" if it read markup
     assert "[bold red]x[/x]" in out
     assert "\\x1b" in out
@@ -214,7 +195,7 @@ def test_untrusted_text_is_printed_without_markup_or_control_characters(run, sta
     assert "\x1b" not in out
     assert "\x07" not in out
     assert "\u202e" not in out
-    code, out, _ = run("--json", "backlog")
+    code, out, _ = run_cli("--json", "backlog")
     assert code == 0
     assert "\x1b" not in out
     assert "\u202e" not in out
@@ -231,30 +212,30 @@ Outputs:
 """
 
 
-def test_callback_url_prints_the_deployed_stacks_endpoint(run, stack, tmp_path, monkeypatch):
+def test_callback_url_prints_the_deployed_stacks_endpoint(run_cli, stack, tmp_path, monkeypatch):
     cloudformation = stack.client("cloudformation")
     cloudformation.create_stack(StackName="prewarm-prod", TemplateBody=STACK_TEMPLATE)
-    code, out, _ = run("callback-url", "--stack", "prewarm-prod")
+    code, out, _ = run_cli("callback-url", "--stack", "prewarm-prod")
     assert (code, out) == (0, "https://abc123.execute-api.us-east-1.amazonaws.com/polyv/callback\n")
-    code, out, _ = run("--json", "callback-url", "--stack", "prewarm-prod")
+    code, out, _ = run_cli("--json", "callback-url", "--stack", "prewarm-prod")
     assert json.loads(out)["callbackUrl"].endswith("/polyv/callback")
     # without --stack: samconfig.toml's stack_name, read from the working directory as SAM does
     (tmp_path / "samconfig.toml").write_text(
         'version = 0.1\n[default.global.parameters]\nstack_name = "prewarm-prod"\n'
     )
     monkeypatch.chdir(tmp_path)
-    code, out, _ = run("callback-url")
+    code, out, _ = run_cli("callback-url")
     assert code == 0
     assert out.strip().endswith("/polyv/callback")
 
 
-def test_callback_url_of_a_missing_stack_or_endpoint_says_what_to_fix(run, stack):
+def test_callback_url_of_a_missing_stack_or_endpoint_says_what_to_fix(run_cli, stack):
     stack.client("cloudformation").create_stack(
         StackName="no-callback", TemplateBody="Resources:\n  Q:\n    Type: AWS::SQS::Queue\n"
     )
-    code, _, err = run("callback-url", "--stack", "no-callback")
+    code, _, err = run_cli("callback-url", "--stack", "no-callback")
     assert code == 2
     assert "PolyvCallback=Disabled" in err
-    code, _, err = run("callback-url", "--stack", "never-deployed")
+    code, _, err = run_cli("callback-url", "--stack", "never-deployed")
     assert code == 2
     assert "no stack 'never-deployed'" in err

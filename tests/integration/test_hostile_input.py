@@ -1,4 +1,4 @@
-"""A careless or hostile producer, a redirect, a tricked URL (README: Security): every one
+"""A careless or hostile producer, a redirect, a tricked URL (docs/security.md): every one
 bounded or refused on the local stack, the good messages of a batch untouched."""
 
 from __future__ import annotations

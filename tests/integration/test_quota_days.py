@@ -124,14 +124,14 @@ def test_a_backfill_run_twice_stores_each_file_once_and_says_what_it_refused(sta
     good = [vid(0x30000 + i) for i in range(250)]
     lines = [*good, "e6b23c6f51short", "0000000000" + good[0][10:], f"{good[1]},4", "# a comment", ""]
     catalogue.write_text("\n".join(lines), encoding="utf-8")
-    assert cli.main(["--json", "backfill", str(catalogue), "--dry-run"]) == cli.EXIT_OK
+    assert cli.main(["--json", "backfill", str(catalogue), "--dry-run"]) == cli.EXIT_REJECTED
     preview = json.loads(capsys.readouterr().out)
     assert (preview["files"], preview["refused"], preview["dryRun"]) == (750, 3, True)  # 3 definitions each
     assert [r["line"] for r in preview["refusedLines"]] == [251, 252, 253]
     assert stack.backlog_keys() == []
-    assert cli.main(["--json", "backfill", str(catalogue)]) == cli.EXIT_OK
+    assert cli.main(["--json", "backfill", str(catalogue)]) == cli.EXIT_REJECTED
     first = json.loads(capsys.readouterr().out)
-    assert cli.main(["--json", "backfill", str(catalogue)]) == cli.EXIT_OK
+    assert cli.main(["--json", "backfill", str(catalogue)]) == cli.EXIT_REJECTED
     second = json.loads(capsys.readouterr().out)
     assert (first["stored"], second["stored"], second["alreadyInBacklog"]) == (750, 0, 750)
     assert len(stack.backlog_keys()) == 750

@@ -1,4 +1,4 @@
-"""Bisection within budgets (README: Security): what one producer's unknown vids can cost in
+"""Bisection within budgets (docs/security.md): what one producer's unknown vids can cost in
 Polyv calls, and where the files the budget leaves unsplit go (the backlog, never lost)."""
 
 from __future__ import annotations

@@ -319,7 +319,7 @@ def test_fuzzed_events_classify_or_raise_unsupported(event):
     assert kind.value
 
 
-# -- bounded work per message (README: Security) ------------------------------------------------
+# -- bounded work per message (docs/security.md) ------------------------------------------------
 def test_br_indexes_are_taken_once_each_and_three_at_most():
     body = {"vids": [V1], "brIndexes": [2, 2, 1, 2, 1]}
     assert files(parse_body(json.dumps(body), ORIGIN, OPTS)) == [(V1, 2), (V1, 1)]

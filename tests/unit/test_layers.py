@@ -1,4 +1,4 @@
-"""The folders are the layers: what each may import (README, Architecture)."""
+"""The folders are the layers: what each may import (docs/architecture.md)."""
 
 from __future__ import annotations
 

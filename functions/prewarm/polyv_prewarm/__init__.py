@@ -1,6 +1,6 @@
 """polyv-prewarm: warm Polyv VOD CDN caches as soon as a video finishes transcoding.
 
-The folders are the layers (README: Architecture):
+The folders are the layers (docs/architecture.md):
 
 * ``handler``, ``events``, ``telemetry``, ``tracing``: the Lambda entry, its event adapters (event
   shapes -> :class:`~polyv_prewarm.domain.model.FileRequest`, typed actions), metrics and traces

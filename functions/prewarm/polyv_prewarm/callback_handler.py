@@ -1,5 +1,5 @@
 """The callback endpoint's handler: Polyv's HTTP callbacks, through API Gateway (HTTP API,
-payload format 2.0), verified and turned into prewarm messages (README: "Polyv's callbacks").
+payload format 2.0), verified and turned into prewarm messages (docs/callbacks.md).
 
 Thin: the event (Powertools' event source data classes, payload 2.0 or a REST API's 1.0) becomes a
 :class:`~polyv_prewarm.domain.callbacks.CallbackRequest`, the receiver

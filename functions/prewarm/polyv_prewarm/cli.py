@@ -1,22 +1,25 @@
 """``polyv-prewarm``: the operator's command line, on the function's own code.
 
-Every subcommand goes through the same service (or, for ``invoke``, the same Lambda handler) as
+Every subcommand goes through the same use cases (or, for ``invoke``, the same Lambda handler) as
 the deployed function, against real AWS (standard profile/region settings) or the local stack
-(standard endpoint settings, e.g. ``AWS_ENDPOINT_URL``).
+(standard endpoint settings, e.g. ``AWS_ENDPOINT_URL``). With ``--stack`` it takes its settings
+from the deployed function, so that it claims, drains and expires with what production runs.
 
-Exit codes: 0 done; 1 some work is not done (files handed back for retry); 2 bad usage, input or
-configuration; 3 a service (AWS, Polyv) is unavailable. Errors are one line on stderr.
+Exit codes (EXIT_CODES): 0 done; 1 files handed back for a retry; 2 configuration or usage, a
+person must fix it; 3 a service unavailable, a retry later may work; 4 files rejected; 70 a bug.
+Errors are one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
 import re
 import sys
-import tomllib
+import traceback
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -28,17 +31,26 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from . import SERVICE, handler, runtime
+from . import SERVICE, deployment, handler, runtime
+from .adapters.aws_errors import misconfigured
 from .config import ConfigurationError
 from .domain.catalogue import REFUSED_SHOWN
 from .domain.model import Fate, Origin, QuotaSummary, VideoStatus
 from .domain.plan import VID_RE
-from .domain.ports import CredentialsError, PolyvError, StoreUnavailable
+from .domain.ports import CredentialsError, PolyvConfigurationError, PolyvError, StoreUnavailable
 from .events import InvalidEvent, UnsupportedEvent, file_requests
 from .handler import FilesHandedBack
 from .lambda_context import LocalLambdaContext
 
-EXIT_OK, EXIT_NOT_DONE, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+EXIT_OK, EXIT_NOT_DONE, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_REJECTED, EXIT_BUG = 0, 1, 2, 3, 4, 70
+EXIT_CODES = {
+    EXIT_OK: "done",
+    EXIT_NOT_DONE: "files were handed back for a retry (run it again later, or let the queue retry)",
+    EXIT_USAGE: "bad usage or configuration (a table, a secret, a permission, a flag): fix what it says",
+    EXIT_UNAVAILABLE: "AWS or Polyv unavailable: a retry later may work",
+    EXIT_REJECTED: "some files were rejected (an invalid or foreign vid, a bitrate Polyv does not have)",
+    EXIT_BUG: "an unexpected error: please report it (-v shows the traceback)",
+}
 
 ENVIRONMENT_OPTIONS = {
     # option -> the environment variable it sets (the function's own configuration)
@@ -46,35 +58,87 @@ ENVIRONMENT_OPTIONS = {
     "table": "QUOTA_TABLE",
     "api_url": "POLYV_API_URL",
     "daily_limit": "DAILY_FILE_LIMIT",
+    "manual_reserve": "MANUAL_RESERVE",
+    "drain_order": "DRAIN_ORDER",
+    "backlog_max_age_days": "BACKLOG_MAX_AGE_DAYS",
+    "priority_br_indexes": "PRIORITY_BR_INDEXES",
     "timezone": "QUOTA_TIMEZONE",
-    "profile": "AWS_PROFILE",
-    "region": "AWS_REGION",
 }
+AWS_OPTIONS = {"profile": "AWS_PROFILE", "region": "AWS_REGION"}
 
-EPILOG = """\
-configuration: every option above falls back to the function's environment variable
-(POLYV_SECRET_ID, QUOTA_TABLE, POLYV_API_URL, DAILY_FILE_LIMIT, QUOTA_TIMEZONE, ...) and AWS's
-standard settings (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL for the local stack).
+EPILOG = (
+    """\
+settings: with --stack NAME, every setting is the deployed function's (its environment, read
+with GetFunctionConfiguration) and the table is the stack's; a flag that contradicts the
+deployment is refused. Without --stack, each option falls back to the function's environment
+variable (POLYV_SECRET_ID, QUOTA_TABLE, DAILY_FILE_LIMIT, ...), then to the code's default, and
+AWS's standard settings apply (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL for the local stack);
+with neither --stack nor a table, ./samconfig.toml's stack is used. Options go before or after
+the command.
 
-exit codes: 0 done; 1 some files were handed back for retry; 2 bad usage, input or
-configuration; 3 AWS or Polyv unavailable.
+exit codes:
+"""
+    + "\n".join(f"  {code:<3} {meaning}" for code, meaning in EXIT_CODES.items())
+    + """
 
 examples:
+  polyv-prewarm --stack polyv-prewarm quota
+  polyv-prewarm quota --day 2026-11-27 --json
   polyv-prewarm submit e6b23c6f513fbe025b94efdd10d7ab47_e --br 1,2 --dry-run
   polyv-prewarm invoke events/sqs-pipeline-messages.json
-  polyv-prewarm quota --day 2026-11-27 --json
   polyv-prewarm status e6b23c6f513fbe025b94efdd10d7ab47_e
   polyv-prewarm backlog --limit 20
   polyv-prewarm drain
   polyv-prewarm backfill catalogue.csv --dry-run
   polyv-prewarm callback-url --stack polyv-prewarm
 """
+)
 
 
 class CliError(Exception):
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
         self.code = code
+
+
+def _global_options(parser: argparse.ArgumentParser, *, after_the_command: bool) -> None:
+    """The options every command takes, before it (the main parser) or after it (each command's,
+    whose unset options leave the main parser's values alone)."""
+    unset: dict[str, Any] = {"default": argparse.SUPPRESS} if after_the_command else {}
+    flag: dict[str, Any] = {"default": argparse.SUPPRESS} if after_the_command else {"default": False}
+    parser.add_argument(
+        "--json", action="store_true", help="print JSON for scripts instead of tables", **flag
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="also print the function's log lines", **flag
+    )
+    parser.add_argument(
+        "--stack",
+        metavar="NAME",
+        help="the deployed CloudFormation stack: its table and its function's settings",
+        **unset,
+    )
+    parser.add_argument(
+        "--secret-id", help="Secrets Manager secret with userid and secretkey (POLYV_SECRET_ID)", **unset
+    )
+    parser.add_argument("--table", help="the DynamoDB table of the deployed stack (QUOTA_TABLE)", **unset)
+    parser.add_argument("--api-url", help="Polyv refresh-cdn-cache endpoint (POLYV_API_URL)", **unset)
+    parser.add_argument("--daily-limit", type=int, help="files per quota day (DAILY_FILE_LIMIT)", **unset)
+    parser.add_argument(
+        "--manual-reserve", type=int, help="files only priority requests may use (MANUAL_RESERVE)", **unset
+    )
+    parser.add_argument(
+        "--drain-order", choices=("newest", "oldest"), help="the drains' order (DRAIN_ORDER)", **unset
+    )
+    parser.add_argument(
+        "--backlog-max-age-days", type=int, help="deferred files expire after (BACKLOG_MAX_AGE_DAYS)", **unset
+    )
+    parser.add_argument(
+        "--priority-br-indexes", metavar="2", help="first-rank definitions (PRIORITY_BR_INDEXES)", **unset
+    )
+    parser.add_argument("--timezone", help="zone in which the quota day resets (QUOTA_TIMEZONE)", **unset)
+    parser.add_argument("--profile", help="AWS profile (AWS_PROFILE)", **unset)
+    parser.add_argument("--region", help="AWS region (AWS_REGION)", **unset)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,22 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--json", action="store_true", help="print JSON for scripts instead of tables")
-    parser.add_argument("-v", "--verbose", action="store_true", help="also print the function's log lines")
-    parser.add_argument(
-        "--secret-id", help="Secrets Manager secret with userid and secretkey (POLYV_SECRET_ID)"
-    )
-    parser.add_argument("--table", help="the DynamoDB table of the deployed stack (QUOTA_TABLE)")
-    parser.add_argument("--api-url", help="Polyv refresh-cdn-cache endpoint (POLYV_API_URL)")
-    parser.add_argument(
-        "--daily-limit", type=int, help="files per quota day (DAILY_FILE_LIMIT, default 2000)"
-    )
-    parser.add_argument("--timezone", help="zone in which the quota day resets (QUOTA_TIMEZONE)")
-    parser.add_argument("--profile", help="AWS profile (AWS_PROFILE)")
-    parser.add_argument("--region", help="AWS region (AWS_REGION)")
+    _global_options(parser, after_the_command=False)
+    after = argparse.ArgumentParser(add_help=False)
+    _global_options(after, after_the_command=True)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add = functools.partial(commands.add_parser, parents=[after])
 
-    submit = commands.add_parser(
+    submit = add(
         "submit", help="prewarm videos by hand", description="Prewarm the given videos' zip files now."
     )
     submit.add_argument("vids", nargs="+", metavar="VID", help="Polyv video ids")
@@ -125,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="high: may use the MANUAL_RESERVE of today's quota, which automatic traffic leaves alone",
     )
 
-    invoke = commands.add_parser(
+    invoke = add(
         "invoke",
         help="run the Lambda handler locally with an event file",
         description="Run the function's handler in this process with an event (what `sam local invoke -e` "
@@ -133,40 +188,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     invoke.add_argument("event", type=Path, metavar="EVENT.json", help="an event, e.g. a file from events/")
 
-    quota = commands.add_parser(
+    quota = add(
         "quota",
         help="the day's quota: used, remaining, backlog",
         description="Files counted against a quota day, and the deferred backlog.",
     )
     quota.add_argument("--day", metavar="YYYY-MM-DD", help="quota day (default: today in QUOTA_TIMEZONE)")
 
-    status = commands.add_parser(
+    status = add(
         "status",
         help="a video's file fates",
         description="What happened to each bitrate of a video, per retained day.",
     )
     status.add_argument("vid", metavar="VID")
 
-    backlog = commands.add_parser(
+    backlog = add(
         "backlog",
         help="the deferred files, oldest first",
         description="Files waiting for a later quota day, oldest first.",
     )
     backlog.add_argument("--limit", type=int, default=50, help="how many to list (default 50)")
 
-    callback_url = commands.add_parser(
+    add(
         "callback-url",
         help="the deployed callback endpoint, to paste into Polyv's console",
         description="Print the URL of the deployed stack's callback endpoint (its PolyvCallbackUrl "
-        "output): paste it into Polyv's console, 设置 > 回调设置.",
-    )
-    callback_url.add_argument(
-        "--stack",
-        metavar="NAME",
-        help="the CloudFormation stack (default: stack_name in ./samconfig.toml, else polyv-prewarm)",
+        "output): paste it into Polyv's console, 设置 > 回调设置. The stack: --stack, else stack_name "
+        "in ./samconfig.toml, else polyv-prewarm.",
     )
 
-    drain = commands.add_parser(
+    drain = add(
         "drain",
         help="submit deferred files now, as today's quota allows",
         description="Do what the daily schedule does: expire files older than BACKLOG_MAX_AGE_DAYS, "
@@ -179,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the reserve included once RESERVE_RELEASE_AT has passed",
     )
 
-    backfill = commands.add_parser(
+    backfill = add(
         "backfill",
         help="warm an existing catalogue over the next days, from what fresh traffic leaves",
         description="Put a catalogue's files in the backlog's lowest tier: only the late sweeps spend "
@@ -198,24 +249,101 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for option, variable in ENVIRONMENT_OPTIONS.items():
-        value = getattr(args, option)
-        if value is not None:
-            os.environ[variable] = str(value)
+    for option, variable in AWS_OPTIONS.items():
+        if getattr(args, option) is not None:
+            os.environ[variable] = str(getattr(args, option))
     # Outside Lambda: no EMF metrics on stdout, no X-Ray, and logs only when asked for.
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
     try:
+        _configure(args)
         return _run(args)
     except CliError as exc:
         return _fail(str(exc), exc.code)
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_NOT_DONE)
+    except Exception as exc:  # a bug: one line, the traceback only when asked for
+        if args.verbose:
+            traceback.print_exc()
+        return _fail(f"unexpected {type(exc).__name__}: {plain(exc)} (a bug: please report it)", EXIT_BUG)
 
 
 def _fail(message: str, code: int) -> int:
     print(f"polyv-prewarm: error: {message}", file=sys.stderr)
     return code
+
+
+def _warn(message: str) -> None:
+    print(f"polyv-prewarm: warning: {message}", file=sys.stderr)
+
+
+def _flags(args: argparse.Namespace) -> dict[str, str]:
+    """The settings given as options, as their environment variables."""
+    return {
+        variable: str(getattr(args, option))
+        for option, variable in ENVIRONMENT_OPTIONS.items()
+        if getattr(args, option) is not None
+    }
+
+
+def _configure(args: argparse.Namespace) -> None:
+    """The environment the use cases are built from: the deployed stack's, or the options' over
+    the shell's. With neither --stack nor a table anywhere, samconfig.toml's stack."""
+    flags = _flags(args)
+    stack = args.stack
+    unset = "QUOTA_TABLE" not in {**os.environ, **flags}
+    if stack is None and args.command != "callback-url" and unset and Path("samconfig.toml").is_file():
+        stack = deployment.default_stack_name()
+    args.deployment = None
+    if stack is not None and args.command != "callback-url":
+        args.deployment = _deployed(stack, flags)
+        return
+    os.environ.update(flags)
+
+
+def _deployed(stack: str, flags: dict[str, str]) -> deployment.Deployment:
+    """Read the stack, refuse a flag that contradicts it, and put its settings in the environment
+    (a shell's variable that differs is replaced, loudly; one it does not set is dropped)."""
+    try:
+        deployed = deployment.read_deployment(stack, boto3.client("cloudformation"), boto3.client("lambda"))
+    except deployment.DeploymentUnavailable as exc:
+        raise CliError(str(exc), EXIT_UNAVAILABLE) from None
+    except (deployment.DeploymentError, BotoCoreError) as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    settings = deployed.settings
+    for variable, value in flags.items():
+        if variable in settings and not _same(settings[variable], value):
+            option = next(f"--{o.replace('_', '-')}" for o, v in ENVIRONMENT_OPTIONS.items() if v == variable)
+            raise CliError(
+                f"{option} {value} contradicts stack {stack!r}, whose function runs with "
+                f"{variable}={settings[variable]!r}: drop the option (or --stack to act on other settings)",
+                EXIT_USAGE,
+            )
+    for variable in sorted(deployment.SETTINGS_VARIABLES):
+        shell = os.environ.get(variable)
+        if variable in settings:
+            if shell is not None and not _same(shell, settings[variable]) and variable not in flags:
+                _warn(f"{variable} of the environment ignored: {stack!r} runs with {settings[variable]!r}")
+            os.environ[variable] = settings[variable]
+        elif variable in flags:
+            os.environ[variable] = flags[variable]  # a setting the stack leaves to the code's default
+        elif shell is not None:
+            _warn(f"{variable} from the environment ignored: stack {stack!r} does not set it")
+            del os.environ[variable]
+    return deployed
+
+
+def _same(a: str, b: str) -> bool:
+    """Two spellings of one setting's value (``2000`` and ``2000.0``, ``2, 3`` and ``2,3``)."""
+
+    def norm(value: str) -> str:
+        parts = [p.strip() for p in value.split(",")]
+        try:
+            return ",".join(str(float(p)) for p in parts)
+        except ValueError:
+            return ",".join(parts)
+
+    return norm(a) == norm(b)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -226,17 +354,63 @@ def _run(args: argparse.Namespace) -> int:
     for log_handler in streams:
         log_handler.stream = sys.stderr  # not setStream(): it flushes the old stream, maybe closed
         # on the handler, not the logger: the modules' child loggers propagate their records here
-        log_handler.setLevel(logging.INFO if args.verbose else logging.ERROR)
+        log_handler.setLevel(logging.INFO if args.verbose else logging.CRITICAL)
     try:
         return COMMANDS[args.command](args)
-    except (ConfigurationError, UnsupportedEvent) as exc:
+    except (ConfigurationError, UnsupportedEvent, PolyvConfigurationError) as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
-    except (StoreUnavailable, CredentialsError, PolyvError, BotoCoreError, ClientError) as exc:
-        raise CliError(f"{type(exc).__name__}: {exc}", EXIT_UNAVAILABLE) from None
+    except (StoreUnavailable, CredentialsError) as exc:
+        raise CliError(_reason(exc), EXIT_USAGE if exc.misconfigured else EXIT_UNAVAILABLE) from None
+    except (PolyvError, BotoCoreError, ClientError) as exc:
+        code = EXIT_USAGE if misconfigured(exc) else EXIT_UNAVAILABLE
+        raise CliError(f"{type(exc).__name__}: {exc}", code) from None
     finally:
         for log_handler, (stream, level) in zip(streams, previous, strict=True):
             log_handler.stream = stream
             log_handler.setLevel(level)
+
+
+#: What to fix, for the configuration errors a person meets first.
+_FIXES = {
+    "ResourceNotFoundException": "no such table or secret: check --table/QUOTA_TABLE and "
+    "--secret-id/POLYV_SECRET_ID, or use --stack",
+    "AccessDeniedException": "access denied: your AWS identity needs the stack's table and secret "
+    "(--profile, --region)",
+}
+
+
+def _reason(exc: StoreUnavailable | CredentialsError) -> str:
+    """The error's line, with what to fix when it is a configuration a person meets often."""
+    message = f"{type(exc).__name__}: {exc}"
+    if exc.misconfigured:
+        fix = next((f for code, f in _FIXES.items() if code in str(exc)), None)
+        if fix:
+            message += f" ({fix})"
+    return message
+
+
+def _preflight(current: runtime.Runtime) -> None:
+    """Before a command that sends: the table and the secret can be read, so that a wrong name,
+    a missing permission or a malformed secret stops it with exit 2 rather than handing every
+    file back. Two reads; an outage of either is exit 3."""
+    current.queries.quota()
+    current.submit.polyv.userid()
+
+
+def _outcome(report: Any) -> int:
+    """A report's exit code: a configuration error that stopped the calls (the secretkey Polyv
+    refuses) before files handed back, before files rejected."""
+    stopped = report.stopped_because or ""
+    if stopped.startswith("configuration error"):
+        raise CliError(
+            f"{stopped} (update the secret's secretkey, or POLYV_SECRET_ID; nothing more was sent)",
+            EXIT_USAGE,
+        )
+    if any(r.fate.needs_retry for r in report.results):
+        return EXIT_NOT_DONE
+    if any(r.fate is Fate.REJECTED for r in report.results):
+        return EXIT_REJECTED
+    return EXIT_OK
 
 
 def _console() -> Any:
@@ -283,6 +457,7 @@ def _emit(args: argparse.Namespace, data: Any, render: Any) -> None:
 # -- submit ---------------------------------------------------------------------------------------
 def cmd_submit(args: argparse.Namespace) -> int:
     current = runtime.current()
+    _preflight(current)
     named = None if args.br is None else args.br.split(",")
     options = current.settings.parse_options
     requests = [r for vid in args.vids for r in file_requests(vid, named, Origin("cli"), options)]
@@ -295,7 +470,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     )
     summary = report.to_summary()
     _emit(args, summary, _render_report)
-    return EXIT_NOT_DONE if any(r.fate.needs_retry for r in report.results) else EXIT_OK
+    return _outcome(report)
 
 
 def _render_report(console: Any, summary: dict[str, Any]) -> None:
@@ -456,6 +631,7 @@ def _render_backlog(console: Any, data: dict[str, Any]) -> None:
 # -- drain ----------------------------------------------------------------------------------------
 def cmd_drain(args: argparse.Namespace) -> int:
     current = runtime.current()
+    _preflight(current)
     before = current.queries.quota()
     expected = min(before.backlog.files, before.quota.remaining)
     with Progress(transient=True, disable=args.json or expected == 0, console=_console()) as progress:
@@ -469,7 +645,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
             sweep=args.sweep, on_slice=advance, deadline=current.submit.deadline(CLI_TIMEOUT_MS)
         )
     _emit(args, report.to_summary(), _render_drain)
-    return EXIT_NOT_DONE if any(r.fate.needs_retry for r in report.results) else EXIT_OK
+    return _outcome(report)
 
 
 def _render_drain(console: Any, summary: dict[str, Any]) -> None:
@@ -483,7 +659,9 @@ def _render_drain(console: Any, summary: dict[str, Any]) -> None:
 
 # -- backfill -------------------------------------------------------------------------------------
 def cmd_backfill(args: argparse.Namespace) -> int:
-    backfill = runtime.current().backfill
+    current = runtime.current()
+    _preflight(current)
+    backfill = current.backfill
     if args.file == "-":
         report = backfill.run(sys.stdin, source="stdin", dry_run=args.dry_run)
     else:
@@ -494,7 +672,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         except (OSError, UnicodeDecodeError) as exc:
             raise CliError(f"cannot read {args.file!r}: {type(exc).__name__}", EXIT_USAGE) from None
     _emit(args, report, _render_backfill)
-    return EXIT_USAGE if report.catalogue.refused and not report.catalogue.files else EXIT_OK
+    if report.catalogue.refused:  # the report lists each refused line; nothing refused is stored
+        return EXIT_USAGE if not report.catalogue.files else EXIT_REJECTED
+    return EXIT_OK
 
 
 def _render_backfill(console: Any, report: Any) -> None:
@@ -526,33 +706,12 @@ def _render_backfill(console: Any, report: Any) -> None:
 
 
 # -- callback-url ---------------------------------------------------------------------------------
-DEFAULT_STACK = "polyv-prewarm"
-
-
-def default_stack_name(samconfig: Path = Path("samconfig.toml")) -> str:
-    """The stack ``sam deploy`` deploys: samconfig.toml's stack_name, as SAM reads it."""
-    try:
-        config = tomllib.loads(samconfig.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return DEFAULT_STACK
-    for section in ("deploy", "global"):
-        name = config.get("default", {}).get(section, {}).get("parameters", {}).get("stack_name")
-        if isinstance(name, str) and name:
-            return name
-    return DEFAULT_STACK
-
-
 def cmd_callback_url(args: argparse.Namespace) -> int:
-    stack = args.stack or default_stack_name()
+    stack = args.stack or deployment.default_stack_name()
     try:
-        described = boto3.client("cloudformation").describe_stacks(StackName=stack)
-    except ClientError as exc:
-        if "does not exist" in str(exc):
-            raise CliError(
-                f"no stack {stack!r} in this account and region (--stack, --region)", EXIT_USAGE
-            ) from None
-        raise
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in described["Stacks"][0].get("Outputs", [])}
+        outputs = deployment.stack_outputs(stack, boto3.client("cloudformation"))
+    except deployment.DeploymentUnavailable as exc:
+        raise CliError(str(exc), EXIT_UNAVAILABLE) from None
     url = outputs.get("PolyvCallbackUrl")
     if url is None:
         raise CliError(

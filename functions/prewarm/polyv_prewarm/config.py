@@ -40,7 +40,7 @@ DEFAULTS: dict[str, str] = {
     "DRAIN_ORDER": "newest",
     # the last hour: the sweeps spend the reserve and what else is left, when nobody else will
     "RESERVE_RELEASE_AT": "23:00",
-    # none: which definition a viewer starts on is the account's player setting (README: the quota
+    # none: which definition a viewer starts on is the account's player setting (docs/ledger.md: the quota
     # policy), so each account names its own, e.g. 2
     "PRIORITY_BR_INDEXES": "",
     "BACKFILL_MAX_AGE_DAYS": "180",  # a 100,000-file catalogue at 1,000 spare units a day: 100 days

@@ -268,7 +268,7 @@ def file_requests(
     vid: object, named: Sequence[object] | None, origin: Origin, options: ParseOptions
 ) -> list[FileRequest]:
     """The files a request for ``vid`` asks for: the bitrates it names (``explicit``: asked for as
-    such, see the README's "A bitrate that does not exist yet"), else DEFAULT_BR_INDEXES."""
+    such, see docs/events.md, "A bitrate that does not exist yet"), else DEFAULT_BR_INDEXES."""
     if named is None:
         return [FileRequest(vid, br, origin) for br in options.default_br_indexes]
     return [FileRequest(vid, br, origin, explicit=True) for br in named]

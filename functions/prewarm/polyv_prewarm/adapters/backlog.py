@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from ..domain.model import BacklogFigures, DeferredFile, FileRef, Tier
-from .dynamo import batch_get, batch_write, error_code, plain, store_errors, typed
+from .aws_errors import error_code
+from .dynamo import batch_get, batch_write, plain, store_errors, typed
 from .ledger.transactions import MAX_ACTIONS, Cancelled, Part, transact
 
 if TYPE_CHECKING:

@@ -12,7 +12,8 @@ from botocore.exceptions import ClientError
 
 from ..domain.breaker import PROBE_LEASE, BreakerState, opening
 from ..domain.model import epoch_ms
-from .dynamo import error_code, plain, store_errors
+from .aws_errors import error_code
+from .dynamo import plain, store_errors
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient

@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
 
 from ..domain.ports import CredentialsError, CredentialsSource
+from .aws_errors import describe_aws_error, misconfigured
 
 __all__ = [
     "CredentialsError",
@@ -54,21 +55,27 @@ class SecretsManagerCredentials:
         except TransformParameterError:
             # `from None`: the JSON error's context could quote part of the secret.
             raise CredentialsError(
-                f'secret {self._secret_id!r} is not JSON; expected {{"userid": ..., "secretkey": ...}}'
+                f'secret {self._secret_id!r} is not JSON; expected {{"userid": ..., "secretkey": ...}}',
+                misconfigured=True,
             ) from None
         except GetParameterError as exc:
+            # Powertools raises it while handling the SDK's error, without ``from``: the context
+            cause = exc.__cause__ or exc.__context__ or exc
             raise CredentialsError(
-                f"cannot read secret {self._secret_id!r}: {type(exc.__cause__ or exc).__name__}"
+                f"cannot read secret {self._secret_id!r}: {describe_aws_error(cause)}",
+                misconfigured=misconfigured(cause),
             ) from None
         return parse_credentials(value, self._secret_id)
 
 
 def parse_credentials(value: object, secret_id: str) -> PolyvCredentials:
     if not isinstance(value, dict):
-        raise CredentialsError(f"secret {secret_id!r} must be a JSON object with userid and secretkey")
+        raise CredentialsError(
+            f"secret {secret_id!r} must be a JSON object with userid and secretkey", misconfigured=True
+        )
     userid, secretkey = value.get("userid"), value.get("secretkey")
     if not isinstance(userid, str) or not userid:
-        raise CredentialsError(f"secret {secret_id!r} has no string 'userid'")
+        raise CredentialsError(f"secret {secret_id!r} has no string 'userid'", misconfigured=True)
     if not isinstance(secretkey, str) or not secretkey:
-        raise CredentialsError(f"secret {secret_id!r} has no string 'secretkey'")
+        raise CredentialsError(f"secret {secret_id!r} has no string 'secretkey'", misconfigured=True)
     return PolyvCredentials(userid=userid, secretkey=secretkey)

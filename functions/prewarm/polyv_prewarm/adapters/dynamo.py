@@ -20,6 +20,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..domain.ports import StoreUnavailable
+from .aws_errors import describe_aws_error, misconfigured
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -42,22 +43,14 @@ def typed(item: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _serialize(v) for k, v in item.items()}
 
 
-def error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", "ClientError"))
-
-
-def describe_aws_error(exc: Exception) -> str:
-    """The AWS error code (or the SDK's exception name): short, and never an item's content."""
-    return error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
-
-
 @contextmanager
 def store_errors(store: str) -> Iterator[None]:
     """Turn the SDK's errors into ``StoreUnavailable("<store>: <error code>")``."""
     try:
         yield
     except (ClientError, BotoCoreError) as exc:
-        raise StoreUnavailable(f"{store}: {describe_aws_error(exc)}") from None
+        error = describe_aws_error(exc)
+        raise StoreUnavailable(f"{store}: {error}", misconfigured=misconfigured(exc)) from None
 
 
 def batch_get(

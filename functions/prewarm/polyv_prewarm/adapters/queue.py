@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..domain.ports import QueueUnavailable
-from .dynamo import describe_aws_error
+from .aws_errors import describe_aws_error
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient

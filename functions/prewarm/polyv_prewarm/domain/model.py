@@ -114,7 +114,7 @@ class FileResult(NamedTuple):
 
 
 class EntryState(StrEnum):
-    """What the day ledger knows of one file on one quota day (the README draws the transitions)."""
+    """What the day ledger knows of one file on one quota day (docs/ledger.md draws the transitions)."""
 
     CLAIMED = "claimed"  # an invocation holds it until its lease ends (counted in the quota)
     SUBMITTED = "submitted"  # Polyv accepted it (counted)
@@ -181,7 +181,7 @@ class LedgerEntry(NamedTuple):
 
 class Tier(StrEnum):
     """A deferred file's rank in the backlog: drains and sweeps spend quota tier by tier, in this
-    order (README: "Every unit on the file that matters most")."""
+    order (docs/ledger.md: "Every unit on the file that matters most")."""
 
     NORMAL = "normal"  # never sent: main definitions, explicit bitrates, every file without priorities
     LATER = "later"  # a video's other definitions, held back on a tight day

@@ -65,11 +65,21 @@ class PolyvUnavailable(PolyvError):
 
 
 class StoreUnavailable(PrewarmError):
-    """The ledger or the backlog could not be read or written: nothing may be sent unaccounted."""
+    """The ledger or the backlog could not be read or written: nothing may be sent unaccounted.
+    ``misconfigured``: no retry can help (no such table, access denied), a person must fix it."""
+
+    def __init__(self, message: str, *, misconfigured: bool = False) -> None:
+        super().__init__(message)
+        self.misconfigured = misconfigured
 
 
 class CredentialsError(PrewarmError):
-    """The secret could not be read or does not hold usable credentials. Never carries its value."""
+    """The secret could not be read or does not hold usable credentials. Never carries its value.
+    ``misconfigured``: not JSON, a field missing, no such secret, access denied (not an outage)."""
+
+    def __init__(self, message: str, *, misconfigured: bool = False) -> None:
+        super().__init__(message)
+        self.misconfigured = misconfigured
 
 
 class QueueUnavailable(PrewarmError):
@@ -195,7 +205,7 @@ class DayLedger(Protocol):
 
 
 class PolyvBreaker(Protocol):
-    """Whether Polyv is known to be down, shared by every invocation (README: "Outages")."""
+    """Whether Polyv is known to be down, shared by every invocation (docs/faults.md)."""
 
     def state(self) -> BreakerState: ...
 

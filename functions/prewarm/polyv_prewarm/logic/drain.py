@@ -82,12 +82,7 @@ class DrainBacklog:
         until the quota, the backlog or the time runs out; ``on_slice`` after every slice."""
         policy = self._policy
         now = self._clock()
-        run = new_run(
-            policy,
-            deadline or Deadline.default(now),
-            limit=policy.limit(priority_high=False, now=now),
-            resends=Resends.NEVER,
-        )
+        run = self._new_run(now, deadline, Resends.NEVER)
         if not sweep:
             self._expire(run.report)
             run.report.day_closed = self._day_closed(now)
@@ -99,6 +94,11 @@ class DrainBacklog:
         finish(run.report, message, ledger=self._ledger, policy=policy, now=self._clock())
         run.report.backlog = self._figures()
         return run.report
+
+    def _new_run(self, now: datetime, deadline: Deadline | None, resends: Resends) -> Run:
+        """A drain's run: automatic traffic's limit (the reserve until its release), no priority."""
+        limit = self._policy.limit(priority_high=False, now=now)
+        return new_run(self._policy, deadline or Deadline.default(now), limit=limit, resends=resends)
 
     def _tier_limits(self, run: Run, now: datetime, *, sweep: bool) -> list[tuple[Tier, int]]:
         """Each tier this drain spends, with the count of the day's counter it may claim up to."""
@@ -172,14 +172,8 @@ class DrainBacklog:
         or a deadline, once their time has come and Polyv's breaker lets a run call. Cheap when
         there is nothing to do: one read of the breaker, one query of the due files. Waiting
         files in doubt are re-sent only from the day's surplus, else they join the resend tier."""
-        policy = self._policy
         now = self._clock()
-        run = new_run(
-            policy,
-            deadline or Deadline.default(now),
-            limit=policy.limit(priority_high=False, now=now),
-            resends=Resends.FROM_SURPLUS,
-        )
+        run = self._new_run(now, deadline, Resends.FROM_SURPLUS)
         report = run.report
         try:
             state = self._breaker.state()
@@ -206,7 +200,9 @@ class DrainBacklog:
             if not self._drain_slice(batch, run, limit=run.limit, waiting=True):
                 break
         if report.results:
-            finish(report, "recovery drain finished", ledger=self._ledger, policy=policy, now=self._clock())
+            finish(
+                report, "recovery drain finished", ledger=self._ledger, policy=self._policy, now=self._clock()
+            )
             report.backlog = self._figures()
         return report
 

@@ -1,6 +1,6 @@
 """The use case "prewarm these files": plan -> claim and count -> call Polyv -> record, chunk by chunk.
 
-Every chunk of at most 100 files lives through one claim (the README draws it as a state
+Every chunk of at most 100 files lives through one claim (docs/ledger.md draws it as a state
 diagram), read top to bottom in :meth:`SubmitFiles._run_chunk`: the claim counts the files and
 leases them to this invocation until its deadline; the calls follow (:mod:`.sender`); the record
 is written in a ``finally``, so whatever ends the calls (an answer, a fault, the deadline, an

@@ -12,7 +12,8 @@ from botocore.exceptions import ClientError
 
 from ...domain.model import EntryState, FileRef, Lease
 from ...domain.ports import Settlement, StoreUnavailable
-from ..dynamo import error_code, store_errors
+from ..aws_errors import error_code
+from ..dynamo import store_errors
 from .claim import MAX_CLAIM_FILES, balanced_parts
 from .schema import RELEASE_SK, STORE, Expiry, count_action, file_key, quota_key, state, text
 from .transactions import MAX_ACTIONS, Cancelled, Part, transact

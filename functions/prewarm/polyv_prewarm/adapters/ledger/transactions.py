@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from botocore.exceptions import ClientError
 
 from ...domain.ports import StoreUnavailable
-from ..dynamo import error_code, plain, store_errors
+from ..aws_errors import error_code
+from ..dynamo import plain, store_errors
 from .schema import STORE
 
 if TYPE_CHECKING:
