@@ -93,6 +93,7 @@ class InMemoryLedger:
         self, day, files, limit, *, lease, now, forced=(), explicit=(), resend=False, first_rank=()
     ) -> ClaimResult:
         self._check("claim")
+        forced, explicit, first_rank = set(forced), set(explicit), set(first_rank)  # as DynamoDB: per file
         result = ClaimResult()
         at = now.isoformat()
         with self._lock:

@@ -208,6 +208,7 @@ class SubmitFiles:
         files in doubt are claimed too; ``first_rank``: fresh first-rank files (the day's rate)."""
         leftovers = Leftovers()
         after = After.GO_ON
+        claims = _Claims(forced, frozenset(first_rank), resend)  # once: a set of the whole request
         if files and run.gate is Gate.UNASKED:
             self._ask_the_breaker(run)
         for group in chunk(files):
@@ -221,7 +222,6 @@ class SubmitFiles:
                 run.stop(OUT_OF_TIME, park_until=self.clock())
                 leftovers.parked += group
             else:
-                claims = _Claims(forced, frozenset(first_rank), resend)
                 after = self._run_chunk(group, run, claims, leftovers, limit or run.limit)
         return leftovers
 
