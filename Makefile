@@ -110,11 +110,11 @@ sam-build: sam-build-prerequisites $(SAM_VENV)/.installed
 
 BUILT_CODE = .aws-sam/build/PrewarmFunction .aws-sam/build/CallbackFunction .aws-sam/build/DependenciesLayer
 SAM_BUILD_IMAGE ?= public.ecr.aws/sam/build-python3.13:latest-arm64
-DOCKER_RUNS = $(shell docker info >/dev/null 2>&1 && echo yes)
 
 sam-build-prerequisites:
-	@if [ -z "$(PY313)$(DOCKER_RUNS)" ] || { [ -n "$(SAM_USE_CONTAINER)" ] && [ -z "$(DOCKER_RUNS)" ]; }; then \
-		echo "sam-build: cannot build for the python3.13 runtime: no python3.13 interpreter$(if $(SAM_USE_CONTAINER), (SAM_USE_CONTAINER set),) and no Docker daemon." >&2; \
+	@docker=$$(docker info >/dev/null 2>&1 && echo yes); \
+	if [ -z "$(PY313)$$docker" ] || { [ -n "$(SAM_USE_CONTAINER)" ] && [ -z "$$docker" ]; }; then \
+		echo "sam-build: cannot build for the python3.13 runtime: $(if $(SAM_USE_CONTAINER),SAM_USE_CONTAINER is set and no Docker daemon runs,no python3.13 interpreter and no Docker daemon)." >&2; \
 		echo "  install one: 'pyenv install 3.13' (make finds pyenv's), python3.13 on PATH, or Docker for sam build --use-container." >&2; \
 		exit 1; \
 	fi

@@ -26,10 +26,9 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from http.server import ThreadingHTTPServer
 from typing import Any
 
-from .loopback_http import LoopbackHandler
+from .loopback_http import LoopbackHandler, ServerThread, threaded_server
 
 KINDS = ("error", "throttle", "conflict", "hang", "lose_answer")
 
@@ -64,11 +63,7 @@ class AwsFaultProxy:
         self.met: list[tuple[str, str]] = []  # (fault kind, operation) of every fault met
         self.latency = 0.0  # seconds added to every forwarded request
         self.upstream_seconds = 0.0  # time spent waiting on moto's answers, all requests together
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="aws-fault-proxy", daemon=True
-        )
+        self._http = ServerThread(threaded_server(self._handler_class(), host, port), "aws-fault-proxy")
 
     # -- control --------------------------------------------------------------------------------
     def inject(
@@ -177,14 +172,11 @@ class AwsFaultProxy:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._http.origin
 
     def start(self) -> AwsFaultProxy:
-        self._thread.start()
+        self._http.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._http.stop()

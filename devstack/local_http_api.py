@@ -14,13 +14,12 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from polyv_prewarm.lambda_context import LocalLambdaContext
 
-from .loopback_http import LoopbackHandler
+from .loopback_http import LoopbackHandler, ServerThread, threaded_server
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 MAX_PAYLOAD = 10 * 1024 * 1024  # API Gateway's own bound on a request body
@@ -85,9 +84,7 @@ class LocalHttpApi:
         self.timeout_s = timeout_s
         self.answered: list[int] = []  # the status of every answer, in order
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="local-http-api", daemon=True)
+        self._http = ServerThread(threaded_server(self._handler_class()), "local-http-api")
 
     def _handler_class(self) -> type[LoopbackHandler]:
         api = self
@@ -126,14 +123,11 @@ class LocalHttpApi:
     @property
     def url(self) -> str:
         """The callback URL to give Polyv (what the stack's ``PolyvCallbackUrl`` output is in AWS)."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/polyv/callback"
+        return f"{self._http.origin}/polyv/callback"
 
     def start(self) -> LocalHttpApi:
-        self._thread.start()
+        self._http.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._http.stop()

@@ -1,14 +1,16 @@
-"""What the local stack's two HTTP servers (the Polyv simulator and the AWS fault proxy) share:
-a request handler that reads a whole body, answers with a length, tolerates a client that has
-gone away, can drop the connection without answering, and logs nothing."""
+"""What the local stack's HTTP servers (the Polyv simulator, the AWS fault proxy, the callback
+endpoint, moto's server, the tests' recorder) share: a request handler that reads a whole body,
+answers with a length, tolerates a client that has gone away, can drop the connection without
+answering, and logs nothing; and a server served from a daemon thread of its own."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
+import threading
 from collections.abc import Iterable
-from http.server import BaseHTTPRequestHandler
-from typing import Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
 
 #: Headers a forwarded answer must not carry over: this server writes its own.
 HOP_HEADERS = frozenset({"content-length", "connection", "transfer-encoding", "date", "server"})
@@ -44,3 +46,43 @@ class LoopbackHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+class _Server(Protocol):
+    server_address: Any
+
+    def serve_forever(self) -> None: ...
+    def shutdown(self) -> None: ...
+    def server_close(self) -> None: ...
+
+
+def threaded_server(
+    handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1", port: int = 0
+) -> ThreadingHTTPServer:
+    """A server answering each connection on a thread of its own (a daemon: none outlives a test)."""
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    return server
+
+
+class ServerThread:
+    """One server, served from a daemon thread between ``start`` and ``stop``."""
+
+    def __init__(self, server: _Server, name: str) -> None:
+        self.server = server
+        self._thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
+
+    @property
+    def origin(self) -> str:
+        """``http://host:port`` of the server."""
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread.ident is not None:  # shutdown() waits for a serve_forever that never ran
+            self.server.shutdown()
+            self._thread.join(timeout=5)
+        self.server.server_close()

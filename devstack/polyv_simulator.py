@@ -32,12 +32,11 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import ThreadingHTTPServer
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
-from .loopback_http import LoopbackHandler
+from .loopback_http import LoopbackHandler, ServerThread, threaded_server
 
 PATH = "/v2/video/refresh-cdn-cache"
 REQUIRED = ("userid", "ptime", "sign", "action", "fileType", "videos")
@@ -226,9 +225,7 @@ class PolyvSimulator:
         self.clock = clock
         self.state = SimulatorState()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        self._http = ServerThread(threaded_server(self._handler_class(), host, port), "polyv-simulator")
 
     # -- set-up -------------------------------------------------------------------------------
     def add_account(self, userid: str, secretkey: str) -> None:
@@ -495,21 +492,14 @@ class PolyvSimulator:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}{PATH}"
+        return f"{self._http.origin}{PATH}"
 
     def start(self) -> PolyvSimulator:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="polyv-simulator", daemon=True
-        )
-        self._thread.start()
+        self._http.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._http.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

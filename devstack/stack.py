@@ -7,7 +7,6 @@ import copy
 import json
 import logging
 import secrets
-import threading
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from .aws_fault_proxy import AwsFaultProxy
+from .loopback_http import ServerThread
 from .polyv_simulator import PolyvSimulator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,21 +99,19 @@ class SerialMotoServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         journal_moto_transactions()
         app = DomainDispatcherApplication(create_backend_app)
-        self._server: BaseWSGIServer = make_server(
+        server: BaseWSGIServer = make_server(
             host, port, app, threaded=False, request_handler=MotoRequestHandler
         )
-        self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
+        self._http = ServerThread(server, "moto-server")
 
     def start(self) -> None:
-        self._thread.start()
+        self._http.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._http.stop()
 
     def get_host_and_port(self) -> tuple[str, int]:
-        host, port = self._server.server_address[:2]
+        host, port = self._http.server.server_address[:2]
         return str(host), int(port)
 
 

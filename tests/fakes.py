@@ -8,7 +8,7 @@ from datetime import datetime
 
 from polyv_prewarm.adapters.backlog import stamp
 from polyv_prewarm.domain.breaker import PROBE_LEASE, BreakerState, opening
-from polyv_prewarm.domain.claims import ClaimRequest, Decision, decide
+from polyv_prewarm.domain.claims import ClaimRequest, decide
 from polyv_prewarm.domain.model import (
     BacklogFigures,
     DeferredFile,
@@ -102,13 +102,9 @@ class InMemoryLedger:
                 entry = entries.get(file)
                 request = ClaimRequest(force=file in forced, explicit=file in explicit, resend=resend)
                 decision = decide(entry, now, request)
-                if entry is not None and decision is Decision.HELD:
-                    result.held[file] = entry
-                elif entry is not None and decision is Decision.KNOWN:
-                    result.known[file] = entry
-                elif entry is not None and decision is Decision.IN_DOUBT:
-                    result.in_doubt[file] = entry
-                elif day in self.exhausted or self.used.get(day, 0) >= limit:
+                if result.refuse(file, entry, decision):
+                    continue
+                if day in self.exhausted or self.used.get(day, 0) >= limit:
                     result.no_room.append(file)
                 else:
                     self.used[day] = self.used.get(day, 0) + 1

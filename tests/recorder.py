@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import threading
-from http.server import ThreadingHTTPServer
 from typing import NamedTuple
 
-from devstack.loopback_http import LoopbackHandler
+from devstack.loopback_http import LoopbackHandler, ServerThread, threaded_server
 
 
 class Seen(NamedTuple):
@@ -32,19 +31,15 @@ class RecordingServer:
 
             do_GET = do_POST = do_PUT = do_CONNECT = _serve
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._http = ServerThread(threaded_server(Handler), "recording-server")
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._http.origin
 
     def __enter__(self) -> RecordingServer:
-        self._thread.start()
+        self._http.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._http.stop()

@@ -294,14 +294,13 @@ def _configure(args: argparse.Namespace) -> None:
     unset = "QUOTA_TABLE" not in {**os.environ, **flags}
     if stack is None and args.command != "callback-url" and unset and Path("samconfig.toml").is_file():
         stack = deployment.default_stack_name()
-    args.deployment = None
     if stack is not None and args.command != "callback-url":
-        args.deployment = _deployed(stack, flags)
-        return
-    os.environ.update(flags)
+        _apply_deployment(stack, flags)
+    else:
+        os.environ.update(flags)
 
 
-def _deployed(stack: str, flags: dict[str, str]) -> deployment.Deployment:
+def _apply_deployment(stack: str, flags: dict[str, str]) -> None:
     """Read the stack, refuse a flag that contradicts it, and put its settings in the environment
     (a shell's variable that differs is replaced, loudly; one it does not set is dropped)."""
     try:
@@ -330,7 +329,6 @@ def _deployed(stack: str, flags: dict[str, str]) -> deployment.Deployment:
         elif shell is not None:
             _warn(f"{variable} from the environment ignored: stack {stack!r} does not set it")
             del os.environ[variable]
-    return deployed
 
 
 def _same(a: str, b: str) -> bool:
@@ -389,12 +387,13 @@ def _reason(exc: StoreUnavailable | CredentialsError) -> str:
     return message
 
 
-def _preflight(current: runtime.Runtime) -> None:
+def _preflight(current: runtime.Runtime) -> QuotaSummary:
     """Before a command that sends: the table and the secret can be read, so that a wrong name,
     a missing permission or a malformed secret stops it with exit 2 rather than handing every
-    file back. Two reads; an outage of either is exit 3."""
-    current.queries.quota()
+    file back. Two reads (an outage of either is exit 3); the day's quota, as read."""
+    quota = current.queries.quota()
     current.submit.polyv.userid()
+    return quota
 
 
 def _outcome(report: Any) -> int:
@@ -631,8 +630,7 @@ def _render_backlog(console: Any, data: dict[str, Any]) -> None:
 # -- drain ----------------------------------------------------------------------------------------
 def cmd_drain(args: argparse.Namespace) -> int:
     current = runtime.current()
-    _preflight(current)
-    before = current.queries.quota()
+    before = _preflight(current)
     expected = min(before.backlog.files, before.quota.remaining)
     with Progress(transient=True, disable=args.json or expected == 0, console=_console()) as progress:
         task = progress.add_task("draining the backlog", total=expected)

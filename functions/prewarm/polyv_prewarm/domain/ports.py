@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Protocol
 
 from .breaker import BreakerState
+from .claims import Decision
 from .model import BacklogFigures, DeferredFile, FileRef, Lease, LedgerEntry, QuotaView, Tier
 from .outlook import DayOutlook
 
@@ -119,6 +120,22 @@ class ClaimResult:
     held: dict[FileRef, LedgerEntry] = field(default_factory=dict)  # another invocation's live claim
     in_doubt: dict[FileRef, LedgerEntry] = field(default_factory=dict)  # may be warm: not a resend
     no_room: list[FileRef] = field(default_factory=list)  # today's quota is spent
+
+    def refuse(self, file: FileRef, entry: LedgerEntry | None, decision: Decision) -> bool:
+        """Put ``file`` where the claim rule's ``decision`` on its entry today says, if that is
+        a refusal (held, known, in doubt); False when it may be claimed."""
+        if entry is None:
+            return False
+        match decision:
+            case Decision.HELD:
+                self.held[file] = entry
+            case Decision.KNOWN:
+                self.known[file] = entry
+            case Decision.IN_DOUBT:
+                self.in_doubt[file] = entry
+            case _:
+                return False
+        return True
 
 
 @dataclass

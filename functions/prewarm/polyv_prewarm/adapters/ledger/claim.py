@@ -162,13 +162,7 @@ def _still_claimable(
         item = refusal.files.get(file)
         entry = parse_entry(item) if item else None
         decision = decide(entry, call.now, call.requests[file]) if entry is not None else Decision.CLAIM
-        if entry is not None and decision is Decision.HELD:
-            result.held[file] = entry
-        elif entry is not None and decision is Decision.KNOWN:
-            result.known[file] = entry
-        elif entry is not None and decision is Decision.IN_DOUBT:
-            result.in_doubt[file] = entry
-        else:
+        if not result.refuse(file, entry, decision):
             still.append(file)  # its condition held, or it changed since: try again
     room = refusal.room(call.limit)
     if room is not None:
