@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import boto3
 from cfnlint.decode import cfn_yaml
@@ -136,6 +137,14 @@ def template_resources(resource_type: str, template: Path = TEMPLATE) -> dict[st
     }
 
 
+def template_default(parameter: str, template: Path = TEMPLATE) -> str:
+    """A parameter's Default in the SAM template."""
+    return str(cfn_yaml.load(str(template))["Parameters"][parameter]["Default"])
+
+
+QUOTA_TIMEZONE = ZoneInfo(template_default("QuotaTimezone"))  # the local stack's, as deployed by default
+
+
 def create_queues_from_template(client: Any, stack_name: str = STACK_NAME) -> dict[str, str]:
     """Create the template's SQS queues (logical id -> queue URL) with their visibility timeout,
     retention and redrive policy (``maxReceiveCount`` to the dead-letter queue), as CloudFormation
@@ -212,6 +221,20 @@ class DevStack:
     def offset(self) -> timedelta:
         return timedelta(days=self.day_offset, seconds=self.seconds_offset)
 
+    def move_to_hour(self, hour: int, *, next_day: bool = False) -> datetime:
+        """Move the clock forward (never back) to ``hour``:00 in the quota's time zone: later on
+        the stack's current quota day, else (or when ``next_day``) on the next one. A story told
+        from a set hour does not depend on the hour it runs at (16:00 UTC is Shanghai's midnight,
+        and the day's outlook, the reserve's release and the late sweeps all read the hour)."""
+        now = self.now().astimezone(QUOTA_TIMEZONE)
+        target = now.replace(hour=hour, minute=0, second=0, microsecond=0)
+        if next_day or target < now:
+            # the next day's hour, by the calendar (a date, then the hour: DST-safe)
+            day = now.date() + timedelta(days=1)
+            target = datetime(day.year, day.month, day.day, hour, tzinfo=QUOTA_TIMEZONE)
+        self.seconds_offset += (target - now).total_seconds()
+        return target
+
     def start(self) -> DevStack:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
         self.moto = SerialMotoServer()
@@ -261,7 +284,7 @@ class DevStack:
             "QUOTA_TABLE": self.tables["QuotaTable"],
             "POLYV_API_URL": self.polyv.url,
             "DAILY_FILE_LIMIT": str(self.daily_limit),
-            "QUOTA_TIMEZONE": "Asia/Shanghai",
+            "QUOTA_TIMEZONE": QUOTA_TIMEZONE.key,
             "DEFAULT_BR_INDEXES": "1,2,3",
             "POWERTOOLS_SERVICE_NAME": "polyv-prewarm",
             "POWERTOOLS_METRICS_NAMESPACE": "PolyvPrewarm",

@@ -67,15 +67,12 @@ def shift_days(stack: DevStack, monkeypatch: pytest.MonkeyPatch, days: int) -> N
 
 
 def pin_hour(stack: DevStack, monkeypatch: pytest.MonkeyPatch, hour: int) -> float:
-    """Move the stack's clock (and the function's) forward to ``hour``:00 in Asia/Shanghai, later
-    today or the next day, so that a test moving it an hour or two never crosses the quota day's
-    midnight, whatever the real time. Returns the stack's seconds offset then."""
+    """Move the stack's clock (and the function's) to ``hour``:00 in the quota's time zone, later
+    today or the next day (``DevStack.move_to_hour``), so that a test moving it an hour or two
+    never crosses the quota day's midnight, whatever the real time. Returns the stack's seconds
+    offset then."""
     stack.seconds_offset = 0.0
-    now = stack.now().astimezone(TZ)
-    target = now.replace(hour=hour, minute=0, second=0, microsecond=0)
-    if target < now:
-        target += timedelta(days=1)
-    stack.seconds_offset = (target - now).total_seconds()
+    stack.move_to_hour(hour)
     shift_days(stack, monkeypatch, stack.day_offset)
     return stack.seconds_offset
 
