@@ -516,16 +516,16 @@ class Bench:
                         "MANUAL_RESERVE": "0",
                     }
                 )
-                service = SubmitFiles(
+                service = runtime.use_cases(
+                    settings,
                     polyv=_SigningFakePolyv(),
                     ledger=InMemoryLedger(),
                     backlog=InMemoryBacklog(),
                     breaker=InMemoryBreaker(),
-                    policy=settings.policy(),
                     clock=lambda: datetime.now(UTC),
                     backoff=lambda _: 0.0,
                     sleep=lambda _: None,
-                )
+                ).submit
                 started = time.process_time()
                 requests: list[FileRequest] = []
                 for m, body in enumerate(bodies):

@@ -12,14 +12,10 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from polyv_prewarm import runtime
-from polyv_prewarm.adapters.polyv import RetryPolicy
 from polyv_prewarm.config import DEFAULTS, Settings
 from polyv_prewarm.domain.model import FileRequest, Origin
 from polyv_prewarm.domain.policy import Deadline
-from polyv_prewarm.logic.backfill import Backfill
-from polyv_prewarm.logic.drain import DrainBacklog
-from polyv_prewarm.logic.queries import LedgerQueries
-from polyv_prewarm.logic.submit import SubmitFiles
+from polyv_prewarm.runtime import retry_policy, use_cases
 from tests.fakes import USERID, FakePolyv, InMemoryBacklog, InMemoryBreaker, InMemoryLedger, vid
 
 if TYPE_CHECKING:
@@ -164,46 +160,18 @@ class World:
         self._build()
 
     def _build(self) -> None:
+        """The use cases as the composition root wires them (``runtime.use_cases``), over fakes."""
         self.settings = Settings.from_env(self.env)
-        policy = self.settings.policy()
-        retry = RetryPolicy(
-            attempts=self.settings.polyv_attempts,
-            backoff_base=self.settings.polyv_backoff_base,
-            connect_timeout=self.settings.polyv_connect_timeout,
-            read_timeout=self.settings.polyv_read_timeout,
-        )
-        self.submit = SubmitFiles(
+        retry = retry_policy(self.settings)
+        self.submit, self.drainer, self.queries, self.backfill = use_cases(
+            self.settings,
             polyv=self.polyv,
             ledger=self.ledger,
             backlog=self.backlog,
             breaker=self.breaker,
-            policy=policy,
             clock=self.clock,
             backoff=lambda n: self.backoff(n) if self.backoff else retry.backoff(n),
             sleep=lambda seconds: self.sleep(seconds),
-        )
-        self.drainer = DrainBacklog(
-            submit=self.submit,
-            ledger=self.ledger,
-            backlog=self.backlog,
-            breaker=self.breaker,
-            policy=policy,
-            clock=self.clock,
-        )
-        self.queries = LedgerQueries(
-            ledger=self.ledger,
-            backlog=self.backlog,
-            breaker=self.breaker,
-            policy=policy,
-            clock=self.clock,
-        )
-        self.backfill = Backfill(
-            backlog=self.backlog,
-            ledger=self.ledger,
-            policy=policy,
-            clock=self.clock,
-            userid=lambda: self.polyv.userid(),
-            default_br_indexes=self.settings.default_br_indexes,
         )
 
     # -- the use cases, as the handler calls them ---------------------------------------------

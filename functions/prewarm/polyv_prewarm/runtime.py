@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import NamedTuple
@@ -23,6 +24,7 @@ from .adapters.ledger import DynamoDayLedger
 from .adapters.polyv import PolyvClient, RetryPolicy
 from .adapters.queue import SqsMessages
 from .config import Settings
+from .domain.ports import Backlog, DayLedger, PolyvBreaker, PolyvGateway
 from .logic.backfill import Backfill
 from .logic.drain import DrainBacklog
 from .logic.queries import LedgerQueries
@@ -36,14 +38,21 @@ AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_tim
 DYNAMODB_CONFIG = AWS_CONFIG.merge(Config(parameter_validation=False))
 
 
-class Runtime(NamedTuple):
-    """The deployed function's use cases, built once per container."""
-
-    settings: Settings
+class UseCases(NamedTuple):
     submit: SubmitFiles  # prewarm files: plan -> claim -> send -> record
     drain: DrainBacklog  # the daily drain of the backlog
     queries: LedgerQueries  # quota, a video's status, the backlog
     backfill: Backfill  # an operator's catalogue, to the backlog's lowest tier
+
+
+class Runtime(NamedTuple):
+    """The deployed function's use cases, built once per container."""
+
+    settings: Settings
+    submit: SubmitFiles
+    drain: DrainBacklog
+    queries: LedgerQueries
+    backfill: Backfill
     messages: SqsMessages | None = None  # its own queue's messages (None outside Lambda: the CLI)
 
 
@@ -53,21 +62,15 @@ def build_runtime(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     session: boto3.session.Session | None = None,
 ) -> Runtime:
-    """Wire the use cases from ``env``: straight-line construction, one adapter after another,
+    """Wire the adapters from ``env``: straight-line construction, one adapter after another,
     kept in one function so that the whole object graph reads in one place. ``session``: the
     boto3 session for the AWS clients (a benchmark counts requests on it)."""
     settings = Settings.from_env(env)
-    policy = settings.policy()
     keep_secrets_out_of_wire_logs()
     session = session or boto3.session.Session()
     secrets = SecretsProvider(boto3_client=session.client("secretsmanager", config=AWS_CONFIG))
     credentials = SecretsManagerCredentials(settings.secret_id, secrets, max_age=settings.secret_max_age)
-    retry = RetryPolicy(
-        attempts=settings.polyv_attempts,
-        backoff_base=settings.polyv_backoff_base,
-        connect_timeout=settings.polyv_connect_timeout,
-        read_timeout=settings.polyv_read_timeout,
-    )
+    retry = retry_policy(settings)
     polyv = PolyvClient(
         settings.api_url,
         credentials,
@@ -76,11 +79,43 @@ def build_runtime(
         now_ms=lambda: int(clock().timestamp() * 1000),
     )
     dynamodb = session.client("dynamodb", config=DYNAMODB_CONFIG)  # one client for the ledger and the backlog
-    ledger = DynamoDayLedger(
-        settings.quota_table, dynamodb, timezone=settings.timezone, retention_days=settings.retention_days
+    cases = use_cases(
+        settings,
+        polyv=polyv,
+        ledger=DynamoDayLedger(
+            settings.quota_table, dynamodb, timezone=settings.timezone, retention_days=settings.retention_days
+        ),
+        backlog=DynamoBacklog(settings.quota_table, dynamodb),
+        breaker=DynamoBreaker(settings.quota_table, dynamodb),
+        clock=clock,
+        backoff=retry.backoff,
     )
-    backlog = DynamoBacklog(settings.quota_table, dynamodb)
-    breaker = DynamoBreaker(settings.quota_table, dynamodb)
+    return Runtime(settings, *cases, messages=_messages(settings, session))
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    """How the Polyv client tries a call, from the settings."""
+    return RetryPolicy(
+        attempts=settings.polyv_attempts,
+        backoff_base=settings.polyv_backoff_base,
+        connect_timeout=settings.polyv_connect_timeout,
+        read_timeout=settings.polyv_read_timeout,
+    )
+
+
+def use_cases(
+    settings: Settings,
+    *,
+    polyv: PolyvGateway,
+    ledger: DayLedger,
+    backlog: Backlog,
+    breaker: PolyvBreaker,
+    clock: Callable[[], datetime],
+    backoff: Callable[[int], float],
+    sleep: Callable[[float], None] = time.sleep,
+) -> UseCases:
+    """The use cases over their ports: the function's, and (over fakes) the unit tests' world."""
+    policy = settings.policy()
     submit = SubmitFiles(
         polyv=polyv,
         ledger=ledger,
@@ -88,10 +123,10 @@ def build_runtime(
         breaker=breaker,
         policy=policy,
         clock=clock,
-        backoff=retry.backoff,
+        backoff=backoff,
+        sleep=sleep,
     )
-    return Runtime(
-        settings=settings,
+    return UseCases(
         submit=submit,
         drain=DrainBacklog(
             submit=submit, ledger=ledger, backlog=backlog, breaker=breaker, policy=policy, clock=clock
@@ -105,7 +140,6 @@ def build_runtime(
             userid=polyv.userid,
             default_br_indexes=settings.default_br_indexes,
         ),
-        messages=_messages(settings, session),
     )
 
 
