@@ -9,7 +9,6 @@ Lambda; the CLI's ``invoke`` calls it directly.
 from __future__ import annotations
 
 import warnings
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -28,10 +27,8 @@ from polyv_prewarm.events import (
     DirectFlags,
     DrainAction,
     EventKind,
-    Ignored,
     InvalidEvent,
     InvalidMessage,
-    Note,
     Parsed,
     ParseOptions,
     QuotaAction,
@@ -44,6 +41,7 @@ from polyv_prewarm.events import (
     parse_body,
     parse_document,
 )
+from polyv_prewarm.logic.run import log_tally
 from polyv_prewarm.telemetry import metrics
 from polyv_prewarm.tracing import tracer
 
@@ -56,7 +54,6 @@ NO_FLAGS = DirectFlags()  # S3, SNS, EventBridge and SQS requests: no dry run, n
 #: messages of at most MAX_FILES_PER_MESSAGE never reach it; it bounds a batch size raised by hand.
 MAX_FILES_PER_INVOCATION = 10 * MAX_FILES_PER_MESSAGE
 CORRELATION_ID_MAX = 256  # characters of an S3 key or message id kept as the correlation id
-TALLY_REASONS, TALLY_EXAMPLES = 10, 5  # what one aggregated log line names
 
 
 class FilesHandedBack(PrewarmError):
@@ -301,8 +298,8 @@ def _other_schedule(event: dict[str, Any]) -> dict[str, Any]:
 
 @tracer.capture_method
 def _prewarm(parsed: Parsed, context: LambdaContext, flags: DirectFlags = NO_FLAGS) -> Report:
-    _log_tally("ignored", parsed.ignored)
-    _log_tally("read from the event", parsed.notes)
+    log_tally("ignored", parsed.ignored)
+    log_tally("read from the event", parsed.notes)
     submit = runtime.current().submit
     report = submit.prewarm(
         parsed.requests,
@@ -313,21 +310,6 @@ def _prewarm(parsed: Parsed, context: LambdaContext, flags: DirectFlags = NO_FLA
     )
     telemetry.record_report(report)
     return report
-
-
-def _log_tally(message: str, items: Sequence[Ignored | Note]) -> None:
-    """One line for all of them: how many, by reason, and a few examples (a batch of S3
-    notifications may hold thousands)."""
-    if items:
-        by_reason = Counter(item.reason for item in items).most_common(TALLY_REASONS)
-        logger.info(
-            message,
-            extra={
-                "count": len(items),
-                "by_reason": dict(by_reason),
-                "examples": [item.to_summary() for item in items[:TALLY_EXAMPLES]],
-            },
-        )
 
 
 def _read_document(event: dict[str, Any], origin: Origin) -> Parsed:

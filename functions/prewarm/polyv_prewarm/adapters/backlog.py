@@ -65,6 +65,10 @@ def _tier_age(tier: Tier, deferred_at: str, file: FileRef) -> str:
     return f"{PREFIXES[tier]}{deferred_at}#{file.key}"
 
 
+def _parked_age(deferred: DeferredFile) -> str:
+    return f"{PARKED}{deferred.deferred_at}#{deferred.file.key}"
+
+
 class DynamoBacklog:
     def __init__(self, table_name: str, client: DynamoDBClient) -> None:
         self._client = client
@@ -229,7 +233,7 @@ class DynamoBacklog:
                 self._update(
                     deferred.file,
                     "SET age = :age, parked = :true",
-                    {":age": f"{PARKED}{deferred.deferred_at}#{deferred.file.key}", ":true": True},
+                    {":age": _parked_age(deferred), ":true": True},
                 )
                 parked.append(deferred.file)
         return parked
@@ -366,7 +370,7 @@ def _age(deferred: DeferredFile) -> str:
     if deferred.retry_at is not None:
         return f"{WAITING}{deferred.retry_at}#{deferred.deferred_at}#{deferred.file.key}"
     if deferred.parked:
-        return f"{PARKED}{deferred.deferred_at}#{deferred.file.key}"
+        return _parked_age(deferred)
     return _tier_age(deferred.tier, deferred.deferred_at, deferred.file)
 
 

@@ -37,13 +37,12 @@ from ..domain.plan import RequestedFile
 from ..domain.policy import Deadline, Policy
 from ..domain.ports import Backlog, DayLedger, PolyvBreaker, StoreUnavailable
 from ..domain.quotaday import quota_day
-from .run import Leftovers, Resends, Run, Submits, finish, new_run, result, usage
+from .run import IN_DOUBT_REASON, Leftovers, Resends, Run, Submits, finish, new_run, result, usage
 from .sender import OUT_OF_TIME
 
 logger = Logger(service=SERVICE, child=True)
 
 STILL_DEFERRED_REASON = "today's Polyv quota is spent: stays in the backlog"
-IN_DOUBT_REASON = "in doubt (its call may have reached Polyv): re-sent after every never-sent file"
 DONE = (Fate.SUBMITTED, Fate.REJECTED, Fate.DUPLICATE)  # leave the backlog
 #: A deferred file whose drained call Polyv refused with an unknown error this often is parked.
 PARK_AFTER_FAILURES = 3
@@ -296,13 +295,10 @@ class DrainBacklog:
                 self._backlog.move(doubtful, Tier.RESEND)
             if leftovers.parked_in_doubt:
                 self._backlog.move([by_file[u.file] for u in leftovers.parked_in_doubt], Tier.RESEND)
-            stopped = leftovers.parked + leftovers.parked_in_doubt
+            stopped = [by_file[u.file] for u in leftovers.parked]
+            stopped += [by_file[u.file]._replace(tier=Tier.RESEND) for u in leftovers.parked_in_doubt]
             if stopped and run.retry_at is not None:
-                self._backlog.wait(
-                    [self._as_resend(by_file[u.file], leftovers) for u in stopped],
-                    retry_at=run.retry_at,
-                    reason=str(run.stopped)[:200],
-                )
+                self._backlog.wait(stopped, retry_at=run.retry_at, reason=str(run.stopped)[:200])
             if waiting and leftovers.no_quota:
                 self._backlog.to_daily([by_file[u.file] for u in leftovers.no_quota])
             if leftovers.refused:
@@ -318,11 +314,6 @@ class DrainBacklog:
             # They stay in the backlog; the ledger knows they are done, so the next drain skips
             # them as duplicates and removes them then.
             logger.error("could not update the backlog after a drained slice", extra={"error": str(exc)})
-
-    @staticmethod
-    def _as_resend(deferred: DeferredFile, leftovers: Leftovers) -> DeferredFile:
-        in_doubt = {u.file for u in leftovers.parked_in_doubt}
-        return deferred._replace(tier=Tier.RESEND) if deferred.file in in_doubt else deferred
 
     def _expire(self, report: Report) -> None:
         """Drop deferred files older than BACKLOG_MAX_AGE_DAYS (backfilled ones: older than

@@ -10,7 +10,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
-from typing import Protocol
+from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
@@ -26,6 +26,9 @@ logger = Logger(service=SERVICE, child=True)
 
 #: What one aggregated log line names: its most common reasons, and a few files as examples.
 TALLY_REASONS, TALLY_EXAMPLES = 10, 5
+
+#: Why a file in doubt waits (submission and drain): its tier is the backlog's last.
+IN_DOUBT_REASON = "in doubt (its call may have reached Polyv): re-sent after every never-sent file"
 
 
 class Resends(Enum):
@@ -151,7 +154,7 @@ def finish(report: Report, message: str, *, ledger: DayLedger, policy: Policy, n
     except StoreUnavailable:
         logger.warning("ledger unreadable: summary has no quota figures")
     for fate, what in ((Fate.REJECTED, "files rejected"), (Fate.DUPLICATE, "duplicate files")):
-        _log_tally(what, [r for r in report.results if r.fate is fate])
+        log_tally(what, [r for r in report.results if r.fate is fate], warn=fate is Fate.REJECTED)
     logger.info(
         message,
         extra={
@@ -164,17 +167,27 @@ def finish(report: Report, message: str, *, ledger: DayLedger, policy: Policy, n
     )
 
 
-def _log_tally(message: str, results: Sequence[FileResult]) -> None:
-    """How many, by reason, and a few files; each value is cut short (an invalid vid as sent)."""
-    if not results:
+class Tallied(Protocol):
+    """What one aggregated log line counts: a file's result, an ignored record, a note."""
+
+    @property
+    def reason(self) -> str | None: ...
+
+    def to_summary(self) -> dict[str, Any]: ...
+
+
+def log_tally(message: str, items: Sequence[Tallied], *, warn: bool = False) -> None:
+    """One line for all of them (a batch may hold thousands): how many, by reason, and a few
+    examples; each value is cut short (an invalid vid as sent)."""
+    if not items:
         return
-    by_reason = Counter(r.reason or "" for r in results).most_common(TALLY_REASONS)
-    log = logger.warning if results[0].fate is Fate.REJECTED else logger.info
+    by_reason = Counter(item.reason or "" for item in items).most_common(TALLY_REASONS)
+    log = logger.warning if warn else logger.info
     log(
         message,
         extra={
-            "count": len(results),
+            "count": len(items),
             "by_reason": dict(by_reason),
-            "examples": [r.to_summary() for r in results[:TALLY_EXAMPLES]],
+            "examples": [item.to_summary() for item in items[:TALLY_EXAMPLES]],
         },
     )

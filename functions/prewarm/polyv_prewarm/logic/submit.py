@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import NamedTuple
@@ -25,7 +25,7 @@ from aws_lambda_powertools import Logger
 from .. import SERVICE
 from ..domain.breaker import BreakerState
 from ..domain.claims import ClaimRequest, Decision, decide
-from ..domain.model import Fate, FileRef, FileRequest, FileResult, Lease, Report, Tier, epoch_ms
+from ..domain.model import Fate, FileRef, FileRequest, FileResult, Lease, LedgerEntry, Report, Tier, epoch_ms
 from ..domain.plan import RequestedFile, build_plan, chunk
 from ..domain.policy import Deadline, Policy
 from ..domain.ports import (
@@ -38,14 +38,13 @@ from ..domain.ports import (
     StoreUnavailable,
 )
 from ..domain.quotaday import quota_day
-from .run import Gate, Leftovers, Resends, Run, finish, new_run, result, unclaimable
+from .run import IN_DOUBT_REASON, Gate, Leftovers, Resends, Run, finish, new_run, result, unclaimable
 from .sender import NOT_ENDED, OUT_OF_TIME, ChunkOutcome, ChunkSender
 
 logger = Logger(service=SERVICE, child=True)
 
 DEFERRED_REASON = "today's Polyv quota is spent: deferred to the next quota day"
 HELD_BACK_REASON = "a tight day: held back for the main definitions, sent by the late sweep or a later drain"
-IN_DOUBT_REASON = "in doubt (its call may have reached Polyv): re-sent after every never-sent file"
 #: A lease outlives its invocation's deadline by this much: clocks of two hosts may differ a little.
 LEASE_GRACE = timedelta(seconds=30)
 #: A record that fails is tried again this often, while more than RECORD_RESERVE are left.
@@ -470,10 +469,8 @@ class SubmitFiles:
         now = self.clock()
         to_send: list[RequestedFile] = []
         for wanted in requested:
-            entry = entries.get(wanted.file)
-            claim = ClaimRequest(force=force, explicit=wanted.request.explicit, resend=True)
-            if entry is not None and decide(entry, now, claim) is not Decision.CLAIM:
-                report.results.append(unclaimable(wanted, entry, now))
+            if (handled := _handled(wanted, entries, now, force=force)) is not None:
+                report.results.append(handled)
             elif len(to_send) < room:
                 to_send.append(wanted)
             else:
@@ -542,10 +539,8 @@ class SubmitFiles:
         now = self.clock()
         waiting = []
         for wanted in requested:
-            entry = entries.get(wanted.file)
-            claim = ClaimRequest(explicit=wanted.request.explicit, resend=True)  # in doubt: it may wait
-            if entry is not None and decide(entry, now, claim) is not Decision.CLAIM:
-                report.results.append(unclaimable(wanted, entry, now))
+            if (handled := _handled(wanted, entries, now)) is not None:
+                report.results.append(handled)
             else:
                 waiting.append(wanted)
         return waiting
@@ -614,6 +609,18 @@ class _Budget:
 
     def take_bisection_call(self) -> bool:
         return self._run.take_bisection_call()
+
+
+def _handled(
+    wanted: RequestedFile, entries: Mapping[FileRef, LedgerEntry], now: datetime, *, force: bool = False
+) -> FileResult | None:
+    """The file's result when its ledger entry says it cannot be claimed now (settled today, or
+    held by another invocation); None when it may be sent or wait (in doubt included: a resend)."""
+    entry = entries.get(wanted.file)
+    claim = ClaimRequest(force=force, explicit=wanted.request.explicit, resend=True)
+    if entry is not None and decide(entry, now, claim) is not Decision.CLAIM:
+        return unclaimable(wanted, entry, now)
+    return None
 
 
 def _hand_back(group: Sequence[RequestedFile], reason: str, report: Report) -> None:

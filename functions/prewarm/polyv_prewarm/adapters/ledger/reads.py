@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...domain.model import BR_INDEXES, FileRef, LedgerEntry, QuotaView
 from ...domain.outlook import DayOutlook
@@ -16,24 +16,27 @@ if TYPE_CHECKING:
 
 
 def usage(client: DynamoDBClient, table: str, day: str, limit: int) -> QuotaView:
-    with store_errors(STORE):
-        raw = client.get_item(TableName=table, Key=quota_key(day), ConsistentRead=True).get("Item")
-    item = plain(raw or {})
+    item = _counter(client, table, day)
     return QuotaView(
         day=day, used=int(item.get("used", 0)), limit=limit, exhausted=bool(item.get("exhausted"))
     )
 
 
 def outlook(client: DynamoDBClient, table: str, day: str) -> DayOutlook:
-    with store_errors(STORE):
-        raw = client.get_item(TableName=table, Key=quota_key(day), ConsistentRead=True).get("Item")
-    item = plain(raw or {})
+    item = _counter(client, table, day)
     since = item.get("frs")
     return DayOutlook(
         used=int(item.get("used", 0)),
         first_rank=int(item.get("fr", 0)),
         first_rank_since=datetime.fromisoformat(str(since)) if since else None,
     )
+
+
+def _counter(client: DynamoDBClient, table: str, day: str) -> dict[str, Any]:
+    """The day's counter item as Python values (empty before the day's first claim)."""
+    with store_errors(STORE):
+        raw = client.get_item(TableName=table, Key=quota_key(day), ConsistentRead=True).get("Item")
+    return plain(raw or {})
 
 
 def lookup(
