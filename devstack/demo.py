@@ -6,7 +6,8 @@ what happened to each event: files by fate, Polyv calls with their taskIds, and 
 The daily limit is small (12 files by default) so the demo also shows files being deferred;
 then the clock moves to the next quota day and the scheduled drain submits them. Last, Polyv's own
 callbacks: an upload the simulator transcodes, its signed notifications to the callback endpoint
-on loopback, the queue, the prewarm function; and one forged callback, refused.
+on loopback, the queue, the prewarm function; one forged callback, refused; one replayed, answered
+"already received".
 """
 
 from __future__ import annotations
@@ -308,6 +309,20 @@ def show_callbacks(stack: DevStack, app: Any, buffer: io.StringIO, *, verbose: b
         for task in stack.polyv.tasks()[before:]:
             brs = sorted(br for _, br in task.files)
             print(f"   Polyv call: {len(task.files)} files, brIndex {brs} -> taskId {task.task_id}")
+        asked = stack.polyv.lookups()
+        print(f"   TranscodeComplete's definitions were taken from Polyv's get-video-msg: {asked}")
+        # a captured URL sent again (a proxy's log, a browser history): acted on once, ever
+        encode = next(n for n, _ in sent if n.kind == "encode")
+        calls = len(stack.polyv.tasks())
+        status = deliver(api.url, encode)
+        record = next(
+            r for r in _logs(buffer, verbose) if str(r.get("message", "")).startswith("Polyv callback")
+        )
+        source.drain()
+        print(
+            f"   the same encode URL replayed: HTTP {status}, {record['reason']} "
+            f"(Polyv calls since: {len(stack.polyv.tasks()) - calls})"
+        )
     finally:
         api.stop()
 

@@ -71,17 +71,26 @@ def api_event(method: str, target: str, headers: Iterable[tuple[str, str]], body
     return event
 
 
+def callback_timeout() -> float:
+    """The template's CallbackFunction Timeout (seconds)."""
+    from .stack import template_resources  # the template parser: only when a server is built
+
+    return float(template_resources("AWS::Serverless::Function")["CallbackFunction"]["Timeout"])
+
+
 class LocalHttpApi:
     def __init__(
         self,
         handler: Handler,
         routes: Iterable[tuple[str, str]] = (("GET", "/polyv/callback"), ("POST", "/polyv/callback")),
         *,
-        timeout_s: float = 10.0,
+        timeout_s: float | None = None,
     ) -> None:
+        """``timeout_s``: the function's remaining time when each request starts; by default the
+        template's CallbackFunction Timeout, as Lambda gives it."""
         self.handler = handler
         self.routes = frozenset(routes)
-        self.timeout_s = timeout_s
+        self.timeout_s = callback_timeout() if timeout_s is None else timeout_s
         self.answered: list[int] = []  # the status of every answer, in order
         self._lock = threading.Lock()
         self._http = ServerThread(threaded_server(self._handler_class()), "local-http-api")

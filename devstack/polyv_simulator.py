@@ -14,6 +14,10 @@ queues faults that the next requests meet, in order: HTTP 5xx answers, 200 answe
 is not JSON, slow answers, connections reset without an answer, and any documented error;
 :meth:`PolyvSimulator.spend` uses up quota as another client of the same account would.
 
+It also serves ``get-video-msg`` (``GET /v2/video/{userid}/get-video-msg``, signed by the same
+SHA-1 rule over every parameter it is sent, ``ptime`` checked): a known video's ``df``, ``status``
+60, and one ``filesize`` and play URLs per definition it has (0 and empty for the others).
+
 Run it by hand: ``python -m devstack.polyv_simulator --port 8900 --account USERID:SECRETKEY
 --video VID:1,2,3``.
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import threading
 import time
 import urllib.error
@@ -39,6 +44,7 @@ from zoneinfo import ZoneInfo
 from .loopback_http import LoopbackHandler, ServerThread, threaded_server
 
 PATH = "/v2/video/refresh-cdn-cache"
+VIDEO_MSG = re.compile(r"/v2/video/(?P<userid>[0-9a-z]{1,32})/get-video-msg")
 REQUIRED = ("userid", "ptime", "sign", "action", "fileType", "videos")
 
 PTIME_TOO_OLD = "ptime is too old"
@@ -204,6 +210,7 @@ class SimulatorState:
     faults: list[Fault] = field(default_factory=list)
     windows: list[Window] = field(default_factory=list)
     requests: list[float] = field(default_factory=list)  # when each POST came, on the clock
+    lookups: list[str] = field(default_factory=list)  # the vid of every get-video-msg answered
 
 
 class PolyvSimulator:
@@ -224,6 +231,7 @@ class PolyvSimulator:
         self.tz = ZoneInfo(timezone)
         self.clock = clock
         self.state = SimulatorState()
+        self.video_msg_down = False  # get-video-msg answers HTTP 503 (the prewarm API does not)
         self._lock = threading.Lock()
         self._http = ServerThread(threaded_server(self._handler_class(), host, port), "polyv-simulator")
 
@@ -312,6 +320,8 @@ class PolyvSimulator:
             self.state.faults.clear()
             self.state.windows.clear()
             self.state.requests.clear()
+            self.state.lookups.clear()
+            self.video_msg_down = False
             if daily_limit is not None:
                 self.daily_limit = daily_limit
 
@@ -335,12 +345,18 @@ class PolyvSimulator:
         with self._lock:
             return list(self.state.answers)
 
+    def lookups(self) -> list[str]:
+        """The vid of every get-video-msg this simulator answered with the video's information."""
+        with self._lock:
+            return list(self.state.lookups)
+
     # -- the API --------------------------------------------------------------------------------
     def handle(
         self, method: str, path: str, content_type: str, body: bytes, *, faulted: bool = False
     ) -> tuple[int, dict[str, Any]]:
         status, answer = self._decide(method, path, content_type, body, faulted=faulted)
-        self._record(str(answer.get("message")))
+        if VIDEO_MSG.fullmatch(urlsplit(path).path) is None:  # answers(): the prewarm calls' only
+            self._record(str(answer.get("message")))
         return status, answer
 
     def _record(self, answer: str) -> None:
@@ -350,6 +366,9 @@ class PolyvSimulator:
     def _decide(
         self, method: str, path: str, content_type: str, body: bytes, *, faulted: bool = False
     ) -> tuple[int, dict[str, Any]]:
+        video_msg = VIDEO_MSG.fullmatch(urlsplit(path).path)
+        if video_msg is not None:
+            return self._video_msg(video_msg["userid"], urlsplit(path).query, method, body)
         if urlsplit(path).path != PATH:
             return 404, {"code": 404, "status": "error", "message": "[simulator] not found", "data": None}
         if method != "POST":
@@ -394,6 +413,42 @@ class PolyvSimulator:
             self.state.tasks.append(task)
         return 200, {"code": 200, "status": "success", "message": "success", "data": {"taskId": task.task_id}}
 
+    def _video_msg(self, userid: str, query: str, method: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        """get-video-msg: the parameters in the query string (GET) or a form (POST)."""
+        if self.video_msg_down:
+            return 503, {
+                "code": 503,
+                "status": "error",
+                "message": "[simulator] get-video-msg down",
+                "data": None,
+            }
+        raw = query if method == "GET" else body.decode("utf-8", "replace")
+        params = {name: values[-1] for name, values in parse_qs(raw, keep_blank_values=True).items()}
+        missing = [name for name in ("vid", "ptime", "sign") if not params.get(name)]
+        if missing:
+            return error(f"[simulator] missing parameter: {', '.join(missing)}")
+        ptime = params["ptime"]
+        if (
+            not (ptime.isdigit() and len(ptime) == 13)
+            or abs(int(self.clock() * 1000) - int(ptime)) > self.ptime_window_ms
+        ):
+            return error(PTIME_TOO_OLD)
+        with self._lock:
+            account = self.state.accounts.get(userid)
+            if account is None or params["sign"] != expected_sign(params, account.secretkey):
+                return error(SIGN_NOT_RIGHT)
+            vid = params["vid"]
+            if not vid.startswith(userid) or vid not in self.state.videos:
+                return error(ILLEGAL_VID)
+            have = self.state.videos[vid]
+            self.state.lookups.append(vid)
+        video: dict[str, Any] = {"vid": vid, "df": len(have), "status": 60}
+        video["filesize"] = [1_000_000 * br if br in have else 0 for br in (1, 2, 3)]
+        for br in (1, 2, 3):
+            video[f"hls_{br}"] = f"https://hls.videocc.net/{vid[:10]}/{vid}_{br}.m3u8" if br in have else ""
+            video[f"mp4_{br}"] = f"https://mpv.videocc.net/{vid[:10]}/{vid}_{br}.mp4" if br in have else ""
+        return 200, {"code": 200, "status": "success", "message": "", "data": [video]}
+
     @staticmethod
     def _files(videos: str) -> list[tuple[str, int]] | None:
         try:
@@ -423,7 +478,7 @@ class PolyvSimulator:
                 if self.command == "POST":
                     with simulator._lock:
                         simulator.state.requests.append(simulator.clock())
-                window = simulator._window() if self.command == "POST" else None
+                window = simulator._window()  # an outage answers every request, get-video-msg's too
                 if window is not None and window.status is not None:
                     simulator._record(f"[outage] HTTP {window.status}")
                     self._send_raw(

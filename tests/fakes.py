@@ -21,8 +21,10 @@ from polyv_prewarm.domain.model import (
 )
 from polyv_prewarm.domain.outlook import DayOutlook
 from polyv_prewarm.domain.ports import (
+    Arrival,
     ClaimResult,
     PolyvFilesRefused,
+    PolyvUnavailable,
     Settlement,
     StoreUnavailable,
 )
@@ -44,9 +46,20 @@ class FakePolyv:
         self.accepted: list[list[FileRef]] = []
         self.fail_with: list[BaseException] = []  # raised by the next calls, in order
         self.on_push: Callable[[list[FileRef]], None] | None = None  # e.g. moves a clock: latency
+        self.lookups: list[str] = []  # every get-video-msg asked
+        self.lookup_fails = False  # get-video-msg unreachable
 
     def userid(self) -> str:
         return USERID
+
+    def definitions(self, vid: str) -> frozenset[int]:
+        """get-video-msg: the bitrates a known vid has (all but the ``missing`` ones)."""
+        self.lookups.append(vid)
+        if self.lookup_fails:
+            raise PolyvUnavailable("get-video-msg: ConnectTimeout", ambiguous=False)
+        if vid in self.unknown:
+            raise PolyvUnavailable("get-video-msg: 'illeagal vid'", ambiguous=False, refused=True)
+        return frozenset(br for br in (1, 2, 3) if FileRef(vid, br) not in self.missing)
 
     def push(self, files: Sequence[FileRef]) -> str:
         assert 1 <= len(files) <= 100
@@ -366,3 +379,38 @@ class InMemoryBreaker:
             return
         self.current = BreakerState()
         self.probe_until = None
+
+
+class InMemoryReceivedCallbacks:
+    """The record of received callbacks, as adapters/received_callbacks.py keeps it in DynamoDB."""
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], dict[str, object]] = {}
+        self.unavailable = False
+        self.reads = 0
+
+    def _up(self) -> None:
+        if self.unavailable:
+            raise StoreUnavailable("received callbacks: InternalServerError")
+
+    def arrive(self, vid: str, content: str, *, owner: str, now_ms: int, lease_ms: int) -> Arrival:
+        self._up()
+        self.reads += 1
+        item = self.items.get((vid, content))
+        if item is not None:
+            if item["s"] == "queued":
+                return Arrival.RECEIVED
+            if int(item["l"]) >= now_ms:  # type: ignore[call-overload]
+                return Arrival.IN_FLIGHT
+        self.items[(vid, content)] = {"s": "pending", "w": owner, "l": now_ms + lease_ms}
+        return Arrival.FIRST
+
+    def queued(self, vid: str, content: str, *, owner: str, message_id: str, now_ms: int) -> None:
+        self._up()
+        self.items[(vid, content)] = {"s": "queued", "m": message_id, "at": now_ms}
+
+    def abandon(self, vid: str, content: str, *, owner: str) -> None:
+        self._up()
+        item = self.items.get((vid, content))
+        if item is not None and item["s"] == "pending" and item["w"] == owner:
+            del self.items[(vid, content)]

@@ -163,7 +163,7 @@ class World:
         """The use cases as the composition root wires them (``runtime.use_cases``), over fakes."""
         self.settings = Settings.from_env(self.env)
         retry = retry_policy(self.settings)
-        self.submit, self.drainer, self.queries, self.backfill = use_cases(
+        self.submit, self.drainer, self.queries, self.backfill, self.confirm = use_cases(
             self.settings,
             polyv=self.polyv,
             ledger=self.ledger,

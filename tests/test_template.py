@@ -327,15 +327,40 @@ def test_the_callback_endpoint_is_throttled_optional_and_outputs_what_to_paste_i
     assert output["Value"]["Fn::Sub"].endswith("/polyv/callback")
 
 
-def test_the_callback_role_may_only_send_to_the_prewarm_queue(template):
+def test_the_callback_role_may_only_send_to_the_prewarm_queue_and_touch_callback_items(template):
     role = template["Resources"]["CallbackFunction"]["Properties"]["Role"]["Fn::GetAtt"][0]
     granted = {
-        action: statement["Resource"]
+        action: statement
         for _, statement in statements(template, role)
         for action in as_list(statement["Action"])
     }
-    assert granted.pop("sqs:SendMessage") == {"Fn::GetAtt": ["PrewarmQueue", "Arn"]}
+    assert granted.pop("sqs:SendMessage")["Resource"] == {"Fn::GetAtt": ["PrewarmQueue", "Arn"]}
+    records = {action: granted.pop(action) for action in list(granted) if action.startswith("dynamodb:")}
+    assert set(records) == {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+    }
+    for statement in records.values():  # never the ledger's or the backlog's items
+        assert statement["Resource"] == {"Fn::GetAtt": ["QuotaTable", "Arn"]}
+        assert statement["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["CALLBACK#*"]}}
     assert set(granted) == {"logs:CreateLogStream", "logs:PutLogEvents", "secretsmanager:GetSecretValue"}
+
+
+def test_a_callbacks_lease_outlives_its_function_and_its_steps_fit_the_timeout(template):
+    """The record's lease (logic/receive_callback.py) is longer than the function can run, and the
+    busiest step (the record's read and write, at their worst) fits the Timeout with room."""
+    from polyv_prewarm.adapters.received_callbacks import PREFIX
+    from polyv_prewarm.callback_handler import ANSWER_MARGIN_S
+    from polyv_prewarm.callback_runtime import STEP_WORST_S
+    from polyv_prewarm.logic.receive_callback import LEASE_MS
+
+    fn = template["Resources"]["CallbackFunction"]["Properties"]
+    assert fn["Timeout"] < LEASE_MS / 1000
+    assert fn["Timeout"] > 2 * STEP_WORST_S + ANSWER_MARGIN_S
+    assert fn["Environment"]["Variables"]["QUOTA_TABLE"] == {"Ref": "QuotaTable"}
+    assert PREFIX == "CALLBACK#"
 
 
 def test_transient_faults_never_dead_letter_a_message_within_a_day(template):

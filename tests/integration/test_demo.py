@@ -40,6 +40,8 @@ def test_the_demo_runs_every_event_the_next_days_drain_and_the_faults():
     assert "encode_failed: HTTP 200, a definition failed to transcode" in callbacks
     assert "forged (signed with a wrong secretkey): HTTP 403" in callbacks
     assert "Polyv call: 2 files, brIndex [1, 2]" in callbacks
+    assert "from Polyv's get-video-msg: ['" in callbacks
+    assert "replayed: HTTP 200, already received: nothing queued (Polyv calls since: 0)" in callbacks
     outage = out.split("── Polyv answers 503")[1].split("── faults")[0]
     assert "handed back: 0" in outage
     assert "Polyv call: 4 files" in outage  # the 4 files of its 2 messages (one repeats a file), once

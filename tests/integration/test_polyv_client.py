@@ -196,3 +196,47 @@ def test_an_explicit_proxy_carries_the_calls(sim):
         with pytest.raises(PolyvUnavailable):
             client.push([FileRef(VID, 1)])
     assert [seen.target for seen in proxy.seen] == [sim.url] * FAST.attempts  # absolute URI: a proxy
+
+
+def test_get_video_msg_lists_the_definitions_the_video_has_signed_and_resigned_after_a_rotation(sim):
+    sim.add_account(USERID, "fresh")
+    secret = RotatingSecret("stale", "fresh")
+    client = PolyvClient(sim.url, secret, policy=FAST)
+    assert client.definitions(VID) == frozenset({1, 2})  # the simulator's video has 1 and 2
+    assert secret.refreshes == 1
+    assert sim.lookups()[-1] == VID
+    with pytest.raises(PolyvUnavailable, match="illeagal vid") as unknown:
+        client.definitions(f"{USERID}ffffffffffffffffffffff_e")
+    assert unknown.value.refused
+    sim.video_msg_down = True
+    try:
+        with pytest.raises(PolyvUnavailable, match="get-video-msg down"):
+            client.definitions(VID)
+    finally:
+        sim.video_msg_down = False
+    skewed = PolyvClient(
+        sim.url, RotatingSecret("fresh", "fresh"), policy=FAST, now_ms=lambda: 1_000_000_000_000
+    )
+    with pytest.raises(PolyvUnavailable, match="ptime is too old"):
+        skewed.definitions(VID)
+    with pytest.raises(PolyvConfigurationError):
+        PolyvClient(sim.url, RotatingSecret("wrong", "wrong"), policy=FAST).definitions(VID)
+
+
+def test_get_video_msg_answers_of_another_shape_are_unavailable_not_a_guess():
+    from polyv_prewarm.adapters.polyv import _video_definitions
+
+    video = {"vid": VID, "filesize": [10, 0, 30], "hls_1": "u1", "hls_3": "", "mp4_3": "u3"}
+    assert _video_definitions(200, {"code": 200, "data": [video]}, VID) == frozenset({1, 3})
+    assert _video_definitions(
+        200, {"code": 200, "data": [{"vid": VID, "filesize": [5], "hls": ["a"]}]}, VID
+    ) == {1}
+    for answer in (
+        {"code": 200, "data": []},
+        {"code": 200, "data": [{**video, "vid": "another"}]},
+        {"code": 200, "data": [{"vid": VID}]},
+        {"code": 400, "status": "error", "message": "x"},
+        None,
+    ):
+        with pytest.raises(PolyvUnavailable):
+            _video_definitions(200, answer, VID)

@@ -10,9 +10,11 @@ import json
 import pytest
 
 from polyv_prewarm import callback_handler, callback_runtime
+from polyv_prewarm.callback_runtime import STEP_WORST_S
 from polyv_prewarm.config import CallbackSettings
 from polyv_prewarm.lambda_context import LocalLambdaContext
 from polyv_prewarm.logic.receive_callback import CallbackReceiver
+from tests.fakes import InMemoryReceivedCallbacks
 from tests.unit.test_receive_callback import VID, Queue, Secret
 
 SIGN = hashlib.md5(f"encodemp4{VID}2current".encode()).hexdigest()
@@ -24,9 +26,9 @@ def queue(monkeypatch):
     queue = Queue()
     fake = callback_runtime.CallbackRuntime(
         CallbackSettings.from_env(
-            {"POLYV_SECRET_ID": "polyv/test", "PREWARM_QUEUE_URL": "https://sqs.local/q"}
+            {"POLYV_SECRET_ID": "polyv/test", "PREWARM_QUEUE_URL": "https://sqs.local/q", "QUOTA_TABLE": "t"}
         ),
-        CallbackReceiver(Secret(), queue),
+        CallbackReceiver(Secret(), queue, InMemoryReceivedCallbacks(), step_s=STEP_WORST_S),
     )
     monkeypatch.setattr(callback_runtime, "current", lambda: fake)
     return queue
@@ -73,7 +75,9 @@ def test_a_function_url_event_and_a_base64_body(queue):
     event = http_api("POST", f"sign={sign}", base64.b64encode(body.encode()).decode(), isBase64Encoded=True)
     event["requestContext"]["domainName"] = "abc.lambda-url.us-east-1.on.aws"
     assert invoke(event)["statusCode"] == 200
-    assert queue.sent == [{"vid": VID, "brIndex": 1, "via": "polyv-callback:TranscodeComplete"}]
+    assert queue.sent == [
+        {"vid": VID, "brIndexes": [1], "askPolyv": True, "via": "polyv-callback:TranscodeComplete"}
+    ]
 
 
 def test_an_event_with_query_parameters_but_no_raw_query_string(queue):

@@ -108,7 +108,13 @@ def test_what_each_kind_asks_to_prewarm():
     complete = read(
         post({"eventType": "TranscodeComplete", "status": "success", "vid": VID, "videoInfos": infos})
     )
-    assert complete.message() == {"vid": VID, "brIndexes": [1, 3], "via": "polyv-callback:TranscodeComplete"}
+    # the body is not signed: its successes are a hint, and Polyv's video information decides
+    assert complete.message() == {
+        "vid": VID,
+        "brIndexes": [1, 3],
+        "askPolyv": True,
+        "via": "polyv-callback:TranscodeComplete",
+    }
     failed = read(post({"eventType": "TranscodeComplete", "status": "fail", "vid": VID, "videoInfos": infos}))
     assert failed.message() is None
     for request_ in (get(type="upload", vid=VID), get(type="pass", vid=VID)):
@@ -160,6 +166,14 @@ def test_the_unsigned_2014_form_has_no_sign():
             "df must be",
         ),
         (CallbackRequest("PUT", ""), "GET or POST"),
+        (CallbackRequest("GET", "type=upload&vid=" + VID, '{"eventType": "TranscodeComplete"}'), "no body"),
+        (CallbackRequest("POST", "sign=" + "0" * 32), "a JSON body"),
+        (
+            CallbackRequest(
+                "POST", "", f"type=encode&vid={VID}", content_type="application/x-www-form-urlencoded"
+            ),
+            "not a form",
+        ),
         (CallbackRequest("POST", "", "!!!", base64_encoded=True), "not valid base64"),
     ],
 )
@@ -184,6 +198,21 @@ def test_malformed_requests_are_refused_with_a_short_reason(request_, reason):
 def test_oversized_requests_are_refused_before_they_are_read(request_):
     with pytest.raises(TooLarge):
         read(request_)
+
+
+def test_replays_are_recognised_by_the_signed_content_only():
+    encode = read(get(type="encode", format="mp4", vid=VID, df="2"))
+    other_format = read(get(type="encode", format="flv", vid=VID, df="2"))
+    assert encode.replay_key() == other_format.replay_key() == "encode#2"  # the same file to warm
+    infos = [{"status": "success", "df": 1}]
+    complete = read(
+        post({"eventType": "TranscodeComplete", "status": "success", "vid": VID, "videoInfos": infos})
+    )
+    rewritten = read(
+        post({"eventType": "TranscodeComplete", "status": "success", "vid": VID, "videoInfos": infos * 3})
+    )
+    assert complete.replay_key() == rewritten.replay_key() == "TranscodeComplete"
+    assert read(get(type="upload", vid=VID)).replay_key() is None  # asks for nothing
 
 
 def test_a_base64_body_is_decoded():

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from polyv_prewarm.domain.model import Origin
+from polyv_prewarm.domain.model import DefinitionsLookup, Origin
 from polyv_prewarm.events import (
     EventKind,
     InvalidMessage,
@@ -374,12 +374,13 @@ def test_echoed_values_are_cut_before_they_are_built():
     assert len(str(unsupported.value)) < 200
 
 
-def test_a_relayed_transcode_complete_asks_for_its_successful_definitions_by_name():
+def test_a_relayed_transcode_complete_asks_polyv_its_successes_a_hint():
     infos = [{"status": "success", "df": 1}, {"status": "fail", "df": 2}, {"status": "success", "df": "3"}]
     body = {"eventType": "TranscodeComplete", "status": "success", "vid": V1, "videoInfos": infos}
     parsed = parse_body(json.dumps(body), ORIGIN, OPTS)
-    assert files(parsed) == [(V1, 1), (V1, 3)]
-    assert all(r.explicit for r in parsed.requests)
+    assert parsed.requests == []  # its body is not signed: Polyv says which definitions exist
+    assert parsed.lookups == [DefinitionsLookup(V1, (1, 3), ORIGIN)]
+    assert parsed.files == 3
     nothing = parse_body(json.dumps({**body, "status": "fail"}), ORIGIN, OPTS)
     assert nothing.requests == []
     assert "no definition" in nothing.ignored[0].reason
@@ -388,6 +389,17 @@ def test_a_relayed_transcode_complete_asks_for_its_successful_definitions_by_nam
     assert "DeleteMediaComplete" in other.ignored[0].reason
     with pytest.raises(InvalidMessage, match="videoInfos must be a list"):
         parse_body(json.dumps({**body, "videoInfos": "all"}), ORIGIN, OPTS)
+
+
+def test_ask_polyv_messages_are_lookups_and_must_say_true_or_false():
+    parsed = parse_body(json.dumps({"vid": V1, "brIndexes": [2], "askPolyv": True}), ORIGIN, OPTS)
+    assert parsed.lookups == [DefinitionsLookup(V1, (2,), ORIGIN)]
+    assert parsed.requests == []
+    plain = parse_body(json.dumps({"vid": V1, "brIndex": 2, "askPolyv": False}), ORIGIN, OPTS)
+    assert files(plain) == [(V1, 2)]
+    assert plain.lookups == []
+    with pytest.raises(InvalidMessage, match="askPolyv must be true or false"):
+        parse_body(json.dumps({"vid": V1, "askPolyv": "yes"}), ORIGIN, OPTS)
 
 
 def test_the_callback_endpoints_messages_are_the_pipelines_shape():

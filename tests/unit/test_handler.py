@@ -16,7 +16,12 @@ from tests.helpers import DAY, World, sqs_event, vid
 def world(monkeypatch: pytest.MonkeyPatch) -> World:
     w = World(limit=20, MANUAL_RESERVE="0")
     fakes = runtime.Runtime(
-        settings=w.settings, submit=w.submit, drain=w.drainer, queries=w.queries, backfill=w.backfill
+        settings=w.settings,
+        submit=w.submit,
+        drain=w.drainer,
+        queries=w.queries,
+        backfill=w.backfill,
+        confirm=w.confirm,
     )
     monkeypatch.setattr(runtime, "current", lambda: fakes)
     return w

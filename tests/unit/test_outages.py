@@ -182,6 +182,7 @@ def lambda_world(monkeypatch: pytest.MonkeyPatch):
         drain=w.drainer,
         queries=w.queries,
         backfill=w.backfill,
+        confirm=w.confirm,
         messages=messages,
     )
     monkeypatch.setattr(runtime, "current", lambda: fakes)
@@ -244,3 +245,4 @@ def test_while_polyv_is_down_messages_succeed_and_their_files_wait(lambda_world)
     assert {d.file for d in w.backlog.items.values()} == {FileRef(vid(1), 1), FileRef(vid(2), 1)}
     w.clock.advance(seconds=31)
     assert invoke({"action": "recover", "source": "schedule"})["counts"] == {"submitted": 2}
+

@@ -1,6 +1,6 @@
-"""The callback use case over fakes (tests/integration/test_callbacks.py runs it over HTTP, SQS
-and Secrets Manager): the order of its refusals, the secret read again once after a mismatch,
-and nothing queued but a verified notification's definitions."""
+"""The callback use case over fakes (tests/integration/test_callbacks.py runs it over HTTP, SQS,
+DynamoDB and Secrets Manager): the order of its refusals, the secret read again after a mismatch
+within its budget, replays answered without queueing, and the deadline."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from urllib.parse import urlencode
 import pytest
 
 from polyv_prewarm.adapters.credentials import PolyvCredentials
+from polyv_prewarm.callback_runtime import STEP_WORST_S
 from polyv_prewarm.domain.callbacks import CallbackRequest
 from polyv_prewarm.domain.ports import CredentialsError, QueueUnavailable
-from polyv_prewarm.logic.receive_callback import REREAD_AFTER_MISMATCH_S, CallbackReceiver
+from polyv_prewarm.logic.receive_callback import LEASE_MS, CallbackReceiver, RereadBudget
+from tests.fakes import InMemoryReceivedCallbacks
 
 USERID = "e6b23c6f51"
 VID = "e6b23c6f513fbe025b94efdd10d7ab47_e"
@@ -67,10 +69,38 @@ def encode(
     return CallbackRequest("GET", urlencode(fields))
 
 
+def complete(infos: list[dict], vid: str = VID, secretkey: str = "current") -> CallbackRequest:
+    sign = hashlib.md5(f"TranscodeComplete{vid}{secretkey}".encode()).hexdigest()
+    body = {"eventType": "TranscodeComplete", "status": "success", "vid": vid, "videoInfos": infos}
+    return CallbackRequest(
+        "POST", urlencode({"sign": sign}), json.dumps(body), content_type="application/json"
+    )
+
+
+class World:
+    def __init__(self) -> None:
+        self.secret, self.queue, self.clock = Secret(), Queue(), Clock()
+        self.records = InMemoryReceivedCallbacks()
+        self.wall_ms = 1_764_201_600_000
+        self.receiver = CallbackReceiver(
+            self.secret,
+            self.queue,
+            self.records,
+            step_s=STEP_WORST_S,
+            monotonic=self.clock,
+            now_ms=lambda: self.wall_ms,
+        )
+
+
 @pytest.fixture
 def world():
-    secret, queue, clock = Secret(), Queue(), Clock()
-    return secret, queue, clock, CallbackReceiver(secret, queue, monotonic=clock)
+    w = World()
+    return w.secret, w.queue, w.clock, w.receiver
+
+
+@pytest.fixture
+def w() -> World:
+    return World()
 
 
 def test_a_verified_encode_is_queued_with_its_definition(world):
@@ -114,21 +144,36 @@ def test_a_vid_of_another_account_is_refused_after_its_sign(world):
     assert queue.sent == []
 
 
-def test_a_rotated_secret_is_read_again_once_then_not_for_a_while(world):
-    secret, queue, clock, receiver = world
-    secret.stored = "rotated"
-    assert receiver.receive(encode(secretkey="rotated")).status == 200  # the cache was stale
-    assert secret.refreshes == 1
-    for _ in range(50):  # a flood of forged callbacks: no read per request
-        assert receiver.receive(encode(secretkey="forged")).status == 403
-    assert secret.refreshes == 1
-    clock.now += REREAD_AFTER_MISMATCH_S + 1
-    assert receiver.receive(encode(secretkey="forged")).status == 403
+def test_a_rotated_secretkey_right_after_a_forged_callback_is_verified_at_once(world):
+    secret, queue, _, receiver = world
+    assert receiver.receive(encode(secretkey="forged")).status == 403  # a re-read confirmed it
+    secret.stored = "rotated"  # the rotation: Polyv signs with the new key, the cache is stale
+    assert receiver.receive(encode(secretkey="rotated")).status == 200
     assert secret.refreshes == 2
     assert len(queue.sent) == 1
 
 
-def test_an_unreadable_secret_or_a_queue_down_is_503_and_nothing_is_said_done(world):
+def test_a_flood_of_forgeries_spends_the_budget_then_is_503_never_403_and_reads_are_bounded(world):
+    secret, queue, clock, receiver = world
+    budget = RereadBudget(monotonic=clock)
+    statuses = [receiver.receive(encode(secretkey="forged")).status for _ in range(50)]
+    assert statuses == [403] * budget.burst + [503] * (50 - budget.burst)
+    assert secret.refreshes == budget.burst
+    secret.stored = "rotated"
+    answer = receiver.receive(encode(secretkey="rotated"))  # cannot be checked yet: 503, not 403
+    assert (answer.status, answer.outcome) == (503, "unverified")
+    clock.now += budget.every_s  # one re-read earned back
+    assert receiver.receive(encode(secretkey="rotated")).status == 200
+    assert secret.refreshes == budget.burst + 1
+    # a minute of one forgery a second: at most one re-read per every_s seconds
+    for _ in range(60):
+        clock.now += 1
+        receiver.receive(encode(secretkey="forged"))
+    assert secret.refreshes <= budget.burst + 1 + 60 / budget.every_s + 1
+    assert len(queue.sent) == 1
+
+
+def test_an_unreadable_secret_or_a_queue_down_is_503_and_polyvs_retry_is_then_queued(world):
     secret, queue, _, receiver = world
     secret.unreadable = True
     assert receiver.receive(encode()).status == 503
@@ -137,6 +182,81 @@ def test_an_unreadable_secret_or_a_queue_down_is_503_and_nothing_is_said_done(wo
     answer = receiver.receive(encode())
     assert (answer.status, answer.outcome) == (503, "unavailable")
     assert queue.sent == []
+    queue.down = False  # Polyv calls again: nothing was recorded as received, so it is queued
+    assert receiver.receive(encode()).outcome == "queued"
+    assert len(queue.sent) == 1
+
+
+def test_a_replay_is_answered_already_received_and_queues_nothing(w):
+    for request_ in (encode(df="2"), complete([{"status": "success", "df": 1}])):
+        assert w.receiver.receive(request_).outcome == "queued"
+        for _ in range(3):  # the same URL again: an hour, a day, a year later
+            w.wall_ms += 86_400_000
+            answer = w.receiver.receive(request_)
+            assert (answer.status, answer.outcome) == (200, "replayed"), answer
+            assert answer.reason == "already received: nothing queued"
+    assert len(w.queue.sent) == 2
+    assert w.receiver.receive(encode(df="3")).outcome == "queued"  # other signed content: new
+
+
+def test_a_replayed_transcode_complete_with_a_rewritten_body_queues_nothing(w):
+    assert w.receiver.receive(
+        complete([{"status": "fail", "df": 1}, {"status": "success", "df": 2}])
+    ).outcome == ("queued")
+    rewritten = complete([{"status": "success", "df": br} for br in (1, 2, 3)])
+    assert w.receiver.receive(rewritten).outcome == "replayed"
+    assert w.queue.sent == [
+        {"vid": VID, "brIndexes": [2], "askPolyv": True, "via": "polyv-callback:TranscodeComplete"}
+    ]
+
+
+def test_the_record_down_is_503_with_nothing_queued(w):
+    w.records.unavailable = True
+    answer = w.receiver.receive(encode())
+    assert (answer.status, answer.outcome) == (503, "unavailable")
+    assert w.queue.sent == []
+
+
+def test_a_record_left_pending_by_a_killed_request_is_taken_over_after_its_lease(w):
+    w.records.items[(VID, "encode#2")] = {"s": "pending", "w": "killed", "l": w.wall_ms + LEASE_MS}
+    assert w.receiver.receive(encode()).status == 503  # in flight, as far as anyone can tell
+    w.wall_ms += LEASE_MS + 1
+    assert w.receiver.receive(encode()).outcome == "queued"
+    assert w.receiver.receive(encode()).outcome == "replayed"
+
+
+def test_no_step_starts_that_cannot_end_before_the_deadline(w):
+    late = w.clock.now + STEP_WORST_S - 0.1  # not even one AWS call's worst case fits
+    answer = w.receiver.receive(encode(), deadline=late)
+    assert (answer.status, answer.outcome) == (503, "unavailable")
+    assert w.queue.sent == []
+    assert w.records.items == {}
+    assert w.secret.reads == 0
+    # DynamoDB slow: the record takes its worst case, which leaves no room for the queue's
+    arrive = w.records.arrive
+
+    def slow_arrive(*args, **kwargs):
+        w.clock.now += 2 * STEP_WORST_S - 0.5
+        return arrive(*args, **kwargs)
+
+    w.records.arrive = slow_arrive
+    answer = w.receiver.receive(encode(), deadline=w.clock.now + 2 * STEP_WORST_S + 0.1)
+    assert (answer.status, answer.outcome) == (503, "unavailable")
+    assert w.queue.sent == []
+    w.records.arrive = arrive
+    w.wall_ms += LEASE_MS + 1  # the record it left frees with its lease: Polyv's retry is queued
+    assert w.receiver.receive(encode(), deadline=w.clock.now + 9.5).outcome == "queued"
+
+
+def test_a_get_with_a_body_and_a_form_post_are_refused(world):
+    secret, queue, _, receiver = world
+    good = encode()
+    assert receiver.receive(good._replace(body='{"eventType": "TranscodeComplete"}')).status == 400
+    form = CallbackRequest("POST", "", good.query, content_type="application/x-www-form-urlencoded")
+    assert receiver.receive(form).status == 400
+    assert receiver.receive(CallbackRequest("POST", good.query)).status == 400  # a POST without a body
+    assert queue.sent == []
+    assert secret.reads == 0
 
 
 def test_notifications_that_ask_for_no_prewarm_are_answered_200_with_nothing_queued(world):
@@ -171,3 +291,14 @@ def test_notifications_that_ask_for_no_prewarm_are_answered_200_with_nothing_que
         answer = receiver.receive(request_)
         assert (answer.status, answer.outcome) == (200, "ignored"), answer
     assert queue.sent == []
+
+
+def test_two_thousand_captured_urls_replayed_queue_nothing(w):
+    urls = [encode(vid=f"{USERID}{i:022x}_e", df=str(1 + i % 3)) for i in range(2000)]
+    assert {w.receiver.receive(u).outcome for u in urls} == {"queued"}
+    assert len(w.queue.sent) == 2000
+    w.wall_ms += 30 * 86_400_000  # a month later
+    answers = [w.receiver.receive(u) for u in urls]
+    assert {(a.status, a.outcome) for a in answers} == {(200, "replayed")}
+    assert len(w.queue.sent) == 2000  # not one more message: no unit of any day spent
+    assert w.records.reads == 4000  # a replay costs one read

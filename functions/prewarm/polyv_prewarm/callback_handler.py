@@ -9,6 +9,7 @@ a metric and one log line. The request itself is never logged: its query string 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -21,6 +22,8 @@ from polyv_prewarm.domain.callbacks import CallbackRequest
 from polyv_prewarm.telemetry import metrics
 
 logger = Logger(service=SERVICE)
+#: Seconds kept after the receiver's last step for the answer itself (log line, metrics, return).
+ANSWER_MARGIN_S = 0.5
 
 
 @metrics.log_metrics
@@ -28,11 +31,13 @@ logger = Logger(service=SERVICE)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request, request_id = to_request(event)
     logger.set_correlation_id(request_id or getattr(context, "aws_request_id", None))
-    answer = callback_runtime.current().receiver.receive(request)
+    # The answer must be given before the function's timeout: the receiver's deadline, on its clock.
+    deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - ANSWER_MARGIN_S
+    answer = callback_runtime.current().receiver.receive(request, deadline=deadline)
     telemetry.record_callback(answer.outcome)
-    if answer.outcome in ("queued", "ignored"):
+    if answer.outcome in ("queued", "ignored", "replayed"):
         logger.info("Polyv callback answered", extra=answer.log_keys())
-    elif answer.outcome == "unavailable":
+    elif answer.outcome in ("unavailable", "unverified"):
         logger.error("Polyv callback not taken: Polyv may call again", extra=answer.log_keys())
     else:  # forged, malformed: nothing queued, nothing read but what was needed to refuse it
         logger.warning("Polyv callback refused", extra=answer.log_keys())

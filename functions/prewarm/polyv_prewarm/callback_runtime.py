@@ -1,6 +1,7 @@
 """Composition root of the callback endpoint: the receiver and its two adapters, once per
 container. Kept apart from :mod:`polyv_prewarm.runtime` so that the endpoint's cold start imports
-neither requests nor the DynamoDB adapters: boto3 (SQS, Secrets Manager) and Powertools only."""
+neither requests nor the ledger: boto3 (SQS, Secrets Manager, one DynamoDB item per notification)
+and Powertools only."""
 
 from __future__ import annotations
 
@@ -15,13 +16,23 @@ from botocore.config import Config
 
 from .adapters.credentials import SecretsManagerCredentials, keep_secrets_out_of_wire_logs
 from .adapters.queue import SqsPrewarmQueue
+from .adapters.received_callbacks import DynamoReceivedCallbacks
 from .config import CallbackSettings
 from .logic.receive_callback import CallbackReceiver
 
-# Polyv waits for the answer: a few quick attempts, then 503 (Polyv may call again).
+# Polyv waits for the answer: two quick attempts per AWS call, then 503 (Polyv may call again).
+# DynamoDB, SQS and Secrets Manager answer in milliseconds; a second's read bounds a hang.
+CALLBACK_ATTEMPTS, CALLBACK_CONNECT_S, CALLBACK_READ_S = 2, 0.5, 1.0
 CALLBACK_AWS_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 3}, connect_timeout=1, read_timeout=3
+    retries={"mode": "standard", "total_max_attempts": CALLBACK_ATTEMPTS},
+    connect_timeout=CALLBACK_CONNECT_S,
+    read_timeout=CALLBACK_READ_S,
 )
+#: The worst case of one AWS call with that configuration: every attempt connecting and reading
+#: to its timeout, and botocore's standard back-off between them (at most 1 s before the 2nd, a
+#: throttling error's; an x-amz-retry-after header could add to it, which AWS does not send here).
+#: 4 s: the function's 10 s Timeout holds the busiest path's two-call step (the record) with room.
+STEP_WORST_S = CALLBACK_ATTEMPTS * (CALLBACK_CONNECT_S + CALLBACK_READ_S) + (CALLBACK_ATTEMPTS - 1) * 1.0
 
 
 class CallbackRuntime(NamedTuple):
@@ -38,7 +49,10 @@ def build_callback_runtime(
     secrets = SecretsProvider(boto3_client=session.client("secretsmanager", config=CALLBACK_AWS_CONFIG))
     credentials = SecretsManagerCredentials(settings.secret_id, secrets, max_age=settings.secret_max_age)
     queue = SqsPrewarmQueue(settings.queue_url, session.client("sqs", config=CALLBACK_AWS_CONFIG))
-    return CallbackRuntime(settings, CallbackReceiver(credentials, queue))
+    received = DynamoReceivedCallbacks(
+        settings.quota_table, session.client("dynamodb", config=CALLBACK_AWS_CONFIG)
+    )
+    return CallbackRuntime(settings, CallbackReceiver(credentials, queue, received, step_s=STEP_WORST_S))
 
 
 @functools.cache

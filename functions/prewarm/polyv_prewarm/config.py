@@ -153,6 +153,7 @@ class CallbackSettings(NamedTuple):
     secret_id: str
     queue_url: str
     secret_max_age: int
+    quota_table: str  # the record of received callbacks (CALLBACK# items)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CallbackSettings:
@@ -160,6 +161,7 @@ class CallbackSettings(NamedTuple):
         return cls(
             secret_id=_required(env, "POLYV_SECRET_ID"),
             queue_url=_required(env, "PREWARM_QUEUE_URL"),
+            quota_table=_required(env, "QUOTA_TABLE"),
             secret_max_age=_positive_int("SECRET_MAX_AGE_SECONDS", max_age),
         )
 

@@ -8,7 +8,9 @@ Accepted message shapes (an SQS body, or a whole event delivered directly):
 * an SNS notification wrapping any of these (S3 -> SNS -> SQS, raw delivery off)
 * an EventBridge ``Object Created`` event from S3
 * a Polyv encode callback: ``vid=...&df=N[&type=encode&sign=...]`` or the same as JSON, and
-  Polyv's ``TranscodeComplete`` notification (its successful definitions), relayed as they came
+  Polyv's ``TranscodeComplete`` notification, relayed as it came: its definitions are not signed,
+  so it asks Polyv which exist (a :class:`~.domain.model.DefinitionsLookup`), and so does
+  ``{"vid", "brIndexes"?, "askPolyv": true}`` (what the callback endpoint queues for it)
 
 Untrusted input: every failure is an :class:`InvalidMessage` that says what is wrong, never a
 ``KeyError``. Message contents are never echoed back (a callback may carry a ``sign``).
@@ -25,7 +27,7 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote_plus
 
 from .domain.callbacks import BadCallback, successful_definitions
-from .domain.model import BR_INDEXES, FileRequest, Origin
+from .domain.model import BR_INDEXES, DefinitionsLookup, FileRequest, Origin
 from .domain.plan import VID_RE
 from .domain.ports import PrewarmError
 from .domain.preview import preview, sample_keys
@@ -86,11 +88,18 @@ class Parsed:
     requests: list[FileRequest] = field(default_factory=list)
     ignored: list[Ignored] = field(default_factory=list)  # not a file to warm, and why
     notes: list[Note] = field(default_factory=list)  # read, and worth a log line
+    lookups: list[DefinitionsLookup] = field(default_factory=list)  # Polyv tells their definitions
+
+    @property
+    def files(self) -> int:
+        """How many files it may come to (a lookup, at most one per bitrate)."""
+        return len(self.requests) + len(BR_INDEXES) * len(self.lookups)
 
     def extend(self, other: Parsed) -> None:
         self.requests += other.requests
         self.ignored += other.ignored
         self.notes += other.notes
+        self.lookups += other.lookups
 
 
 class UnsupportedEvent(PrewarmError):
@@ -339,6 +348,11 @@ def _vids(document: Mapping[str, Any], origin: Origin, options: ParseOptions) ->
 def _single(document: Mapping[str, Any], origin: Origin, options: ParseOptions) -> Parsed:
     br = document.get("brIndex")
     named = _br_indexes(document) if br is None else [br]
+    ask = document.get("askPolyv", False)
+    if not isinstance(ask, bool):
+        raise InvalidMessage("askPolyv must be true or false")
+    if ask:
+        return Parsed(lookups=[DefinitionsLookup(document["vid"], tuple(named or ()), origin)])
     return Parsed(requests=file_requests(document["vid"], named, origin, options))
 
 
@@ -362,8 +376,9 @@ def _callback(fields: Mapping[str, Any], origin: Origin, options: ParseOptions) 
 
 def _polyv_event(document: Mapping[str, Any], origin: Origin, options: ParseOptions) -> Parsed:
     """Polyv's POST notifications, relayed as they came (the relay owns the sign; the project's
-    own endpoint verifies it and queues the pipeline's shape instead): TranscodeComplete asks for
-    its successful definitions, named; any other eventType is ignored with a reason."""
+    own endpoint verifies it and queues the pipeline's shape instead): TranscodeComplete asks Polyv
+    which definitions exist, its successful ones the hint (they are not signed); any other
+    eventType is ignored with a reason."""
     name = document.get("eventType")
     if name != "TranscodeComplete":
         return Parsed(
@@ -377,7 +392,7 @@ def _polyv_event(document: Mapping[str, Any], origin: Origin, options: ParseOpti
         definitions = successful_definitions(document.get("videoInfos"))
     except BadCallback as exc:
         raise InvalidMessage(f"TranscodeComplete: {exc}") from None
-    return Parsed(requests=file_requests(document["vid"], list(definitions), origin, options))
+    return Parsed(lookups=[DefinitionsLookup(document["vid"], definitions, origin)])
 
 
 def _records(document: Mapping[str, Any], origin: Origin, options: ParseOptions, depth: int) -> Parsed:

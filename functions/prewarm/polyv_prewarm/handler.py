@@ -27,6 +27,7 @@ from polyv_prewarm.events import (
     DirectFlags,
     DrainAction,
     EventKind,
+    Ignored,
     InvalidEvent,
     InvalidMessage,
     Parsed,
@@ -208,7 +209,7 @@ def _read_messages(batch: SQSEvent) -> BatchRead:
             continue
         if secret_error is not None:
             read.unread[message_id] = UNREAD_CREDENTIALS_DOWN
-        elif len(read.parsed.requests) + len(message.requests) > MAX_FILES_PER_INVOCATION:
+        elif read.parsed.files + message.files > MAX_FILES_PER_INVOCATION:
             read.unread[message_id] = UNREAD_OVER_BUDGET
         else:
             read.parsed.extend(message)
@@ -298,14 +299,21 @@ def _other_schedule(event: dict[str, Any]) -> dict[str, Any]:
 
 @tracer.capture_method
 def _prewarm(parsed: Parsed, context: LambdaContext, flags: DirectFlags = NO_FLAGS) -> Report:
+    current = runtime.current()
+    submit = current.submit
+    deadline = submit.deadline(context.get_remaining_time_in_millis())
+    if parsed.lookups:  # a TranscodeComplete's definitions: Polyv says which exist
+        confirmed = current.confirm.confirm(parsed.lookups, deadline=deadline)
+        parsed.requests += confirmed.requests
+        parsed.ignored += [Ignored(lookup.origin, why) for lookup, why in confirmed.ignored]
+        parsed.lookups.clear()
     log_tally("ignored", parsed.ignored)
     log_tally("read from the event", parsed.notes)
-    submit = runtime.current().submit
     report = submit.prewarm(
         parsed.requests,
         dry_run=flags.dry_run,
         force=flags.force,
-        deadline=submit.deadline(context.get_remaining_time_in_millis()),
+        deadline=deadline,
         priority_high=flags.priority_high,
     )
     telemetry.record_report(report)

@@ -26,6 +26,7 @@ from .adapters.queue import SqsMessages
 from .config import Settings
 from .domain.ports import Backlog, DayLedger, PolyvBreaker, PolyvGateway
 from .logic.backfill import Backfill
+from .logic.confirm_definitions import ConfirmDefinitions
 from .logic.drain import DrainBacklog
 from .logic.queries import LedgerQueries
 from .logic.submit import SubmitFiles
@@ -43,6 +44,7 @@ class UseCases(NamedTuple):
     drain: DrainBacklog  # the daily drain of the backlog
     queries: LedgerQueries  # quota, a video's status, the backlog
     backfill: Backfill  # an operator's catalogue, to the backlog's lowest tier
+    confirm: ConfirmDefinitions  # a TranscodeComplete's definitions, from Polyv itself
 
 
 class Runtime(NamedTuple):
@@ -53,6 +55,7 @@ class Runtime(NamedTuple):
     drain: DrainBacklog
     queries: LedgerQueries
     backfill: Backfill
+    confirm: ConfirmDefinitions
     messages: SqsMessages | None = None  # its own queue's messages (None outside Lambda: the CLI)
 
 
@@ -139,6 +142,13 @@ def use_cases(
             clock=clock,
             userid=polyv.userid,
             default_br_indexes=settings.default_br_indexes,
+        ),
+        confirm=ConfirmDefinitions(
+            videos=polyv,
+            userid=polyv.userid,
+            default_br_indexes=settings.default_br_indexes,
+            clock=clock,
+            min_time=policy.min_time_per_call,
         ),
     )
 

@@ -119,8 +119,10 @@ def record_messages_handed_back(count: int) -> None:
 #: The callback endpoint's answers, by outcome (the alarms and the dashboard read these).
 CALLBACK_METRICS = {
     "queued": "CallbacksQueued",  # verified, and its definitions are on the prewarm queue
+    "replayed": "CallbacksReplayed",  # verified, and its signed content was queued before (200)
     "ignored": "CallbacksIgnored",  # a kind that asks for no prewarm (200, nothing queued)
     "forged": "CallbacksForged",  # absent or wrong sign (403)
+    "unverified": "CallbacksUnverified",  # a mismatch the spent re-read budget left unchecked (503)
     "malformed": "CallbacksMalformed",  # not a well-formed notification (400, 413)
     "unavailable": "CallbacksUnavailable",  # the secret unreadable or SQS down (503)
 }

@@ -1,4 +1,5 @@
-"""HTTP client for Polyv's ``refresh-cdn-cache`` API (see shared/polyv-api.md)."""
+"""HTTP client for Polyv's ``refresh-cdn-cache`` API, and its ``get-video-msg`` (which
+definitions a video has), as docs/polyv-api.md reads them."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from ..domain.ports import (
 from ..telemetry import count_by, metrics, per_call_metrics_enabled
 from ..tracing import tracer
 from .credentials import CredentialsError, CredentialsSource
-from .signing import signed_form
+from .signing import sign, signed_form
 
 logger = Logger(service=SERVICE, child=True)
 
@@ -138,6 +139,31 @@ class PolyvClient:
     def userid(self) -> str:
         return self._credentials.get().userid
 
+    def definitions(self, vid: str) -> frozenset[int]:
+        """The definitions (brIndexes) Polyv's ``get-video-msg`` says ``vid`` has: those with a file
+        size and a play URL. One signed GET (no prewarm quota), re-signed once with a freshly read
+        secret after "the sign is not right"; any other failure raises :class:`PolyvUnavailable`
+        at once (the caller falls back: this is a refinement, never worth a wait)."""
+        for refresh in (False, True):
+            try:
+                creds = self._credentials.get(refresh=refresh)
+            except CredentialsError as exc:
+                raise PolyvUnavailable(
+                    f"cannot read the Polyv secret: {exc}", ambiguous=False, secret=True
+                ) from None
+            params = {"vid": vid, "ptime": str(self._now_ms()), "format": "json"}
+            params["sign"] = sign(params, creds.secretkey)
+            url = f"{self._url.rsplit('/', 1)[0]}/{creds.userid}/get-video-msg"
+            try:
+                status, body = self._send("GET", url, params=params)
+            except requests.RequestException as exc:
+                raise PolyvUnavailable(f"get-video-msg: {type(exc).__name__}", ambiguous=False) from None
+            answer = _json_answer(body)
+            if answer is not None and answer.get("message") == SIGN_NOT_RIGHT:
+                continue  # a rotated secret: read it again and sign again, once
+            return _video_definitions(status, answer, vid)
+        raise PolyvConfigurationError("Polyv rejects the signature even with a freshly read secret")
+
     def push(self, files: Sequence[FileRef]) -> str:
         """One call, traced as a subsegment. Not ``tracer.capture_method``: that logs a traceback
         at ERROR for every exception, and a refused call (``illeagal vid``) is an answer, not an
@@ -210,9 +236,21 @@ class PolyvClient:
         """POST the signed form; the answer's status and body (None: over MAX_ANSWER_BYTES, not
         read on). No redirect is followed: a 3xx is an answer like any other (its meaning is
         unknown, see :func:`_interpret`), so the signed form never goes anywhere but ``api_url``."""
-        response = self._session.post(
-            self._url,
-            data=form,
+        return self._send("POST", self._url, data=form)
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        data: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> tuple[int, bytes | None]:
+        response = self._session.request(
+            method,
+            url,
+            data=data,
+            params=params,
             timeout=(self._policy.connect_timeout, self._policy.read_timeout),
             allow_redirects=False,
             stream=True,
@@ -312,6 +350,36 @@ def _interpret(status: int, answer: dict[str, Any] | None, files: int) -> _Attem
 
 
 _AGAIN = {PTIME_TOO_OLD: _Again.RETIME, SIGN_NOT_RIGHT: _Again.RESIGN}
+
+
+def _video_definitions(status: int, answer: dict[str, Any] | None, vid: str) -> frozenset[int]:
+    """get-video-msg's answer: ``data`` a list of one video whose ``filesize`` (one per
+    definition) and play URLs (``hls_N``, ``mp4_N``, or an ``hls`` list) say which exist. Anything
+    else (an error envelope, another vid, no such fields) raises :class:`PolyvUnavailable`: the
+    caller then asks Polyv nothing of it and queues the hint as ordinary requests."""
+    if answer is None or not _says_success(answer):
+        message = str(answer.get("message", ""))[:80] if answer else f"HTTP {status}"
+        raise PolyvUnavailable(f"get-video-msg: {message!r}", ambiguous=False, refused=answer is not None)
+    data = answer.get("data")
+    video = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else data
+    if not isinstance(video, dict) or video.get("vid", vid) != vid:
+        raise PolyvUnavailable("get-video-msg: no information about the vid", ambiguous=False)
+    sizes = video.get("filesize")
+    if not isinstance(sizes, list):
+        raise PolyvUnavailable("get-video-msg: no filesize list", ambiguous=False)
+    listed = video.get("hls")
+    hls: list[Any] = listed if isinstance(listed, list) else []
+    found = set()
+    for br, size in zip((1, 2, 3), sizes, strict=False):
+        urls = (video.get(f"hls_{br}"), video.get(f"mp4_{br}"), hls[br - 1] if len(hls) >= br else None)
+        if (
+            isinstance(size, int | float)
+            and not isinstance(size, bool)
+            and size > 0
+            and any(isinstance(u, str) and u for u in urls)
+        ):
+            found.add(br)
+    return frozenset(found)
 
 
 def _json_answer(body: bytes | None) -> dict[str, Any] | None:

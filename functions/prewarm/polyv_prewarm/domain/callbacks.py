@@ -14,6 +14,12 @@ pass, nopass           GET     "manage" + type + vid + secretkey
 DeleteMediaComplete    POST    eventType + secretkey (sign in the query string)
 =====================  ======  ===============================================================
 
+What is signed decides the work, and nothing else: an ``encode``'s ``df`` is signed, so it is
+queued as a named (explicit) definition; TranscodeComplete's sign covers its eventType and vid
+only, so its ``status`` and ``videoInfos`` are a hint, and the prewarm function asks Polyv itself
+which definitions exist (``get-video-msg``) before it spends a unit on them (docs/callbacks.md).
+The method is tied to the kind: the GET kinds carry no body, the POST kinds a JSON body.
+
 Written by hand: Polyv publishes no Python SDK, and the rules are one concatenation each.
 """
 
@@ -114,14 +120,28 @@ class Notification(NamedTuple):
             return False
         return hmac.compare_digest(self.expected_sign(secretkey), self.sign)
 
-    def message(self) -> dict[str, Any] | None:
-        """The prewarm queue's message for it, or None when there is nothing to prewarm. The
-        definitions are named (explicit brIndexes): a failed or absent definition costs no call."""
+    def replay_key(self) -> str | None:
+        """What the sign covers that asks for work, as one string: a second arrival of the same
+        signed content is a replay (``encode#df`` or ``TranscodeComplete``, under its vid). None
+        for a notification that asks for no prewarm."""
         if self.vid is None or not self.definitions:
             return None
-        if len(self.definitions) == 1:
-            return {"vid": self.vid, "brIndex": self.definitions[0], "via": f"polyv-callback:{self.name}"}
-        return {"vid": self.vid, "brIndexes": list(self.definitions), "via": f"polyv-callback:{self.name}"}
+        if self.kind is Kind.ENCODE:
+            return f"encode#{self.definitions[0]}"
+        return self.name
+
+    def message(self) -> dict[str, Any] | None:
+        """The prewarm queue's message for it, or None when there is nothing to prewarm. An
+        ``encode``'s df is signed: named (explicit), a failed definition costs no call. A
+        TranscodeComplete's definitions are not signed: ``askPolyv`` has the prewarm function
+        take them from Polyv's video information, the body's list a hint for when Polyv cannot
+        be asked (then ordinary requests, which a "bitrate does not exist" holds back)."""
+        if self.vid is None or not self.definitions:
+            return None
+        via = f"polyv-callback:{self.name}"
+        if self.kind is Kind.ENCODE:
+            return {"vid": self.vid, "brIndex": self.definitions[0], "via": via}
+        return {"vid": self.vid, "brIndexes": list(self.definitions), "askPolyv": True, "via": via}
 
     def why_nothing(self) -> str:
         """Why a verified notification asks for no prewarm (the log line and the answer say it)."""
@@ -143,11 +163,15 @@ def read(request: CallbackRequest) -> Notification:
     if len(body) > MAX_BODY_BYTES:
         raise TooLarge(f"body over {MAX_BODY_BYTES // 1024} KB")
     query = _query(request.query)
-    if request.method not in ("GET", "POST"):
-        raise BadCallback("Polyv's callbacks are GET or POST requests")
-    if body.strip():
+    if request.method == "GET":
+        if body.strip():
+            raise BadCallback("a GET notification carries no body")
+        return _from_query(query)
+    if request.method == "POST":
+        if not body.strip():
+            raise BadCallback("a POST notification carries a JSON body")
         return _from_body(body, request.content_type, query)
-    return _from_query(query)
+    raise BadCallback("Polyv's callbacks are GET or POST requests")
 
 
 def _query(raw: str) -> dict[str, str]:
@@ -178,14 +202,10 @@ def _from_query(query: Mapping[str, str]) -> Notification:
 
 
 def _from_body(body: bytes, content_type: str, query: Mapping[str, str]) -> Notification:
-    """The POST notifications: a JSON object, the sign in the query string (a form body is read
-    like a query string, should an account's callbacks come that way)."""
+    """The POST notifications: a JSON object, the sign in the query string. A form body is not
+    one of Polyv's: refused, so no body's field can stand in for the query string's sign."""
     if content_type.split(";")[0].strip().lower() == "application/x-www-form-urlencoded":
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadCallback("the form body is not UTF-8") from None
-        return _from_query({**_query(text), **({"sign": query["sign"]} if "sign" in query else {})})
+        raise BadCallback("Polyv's POST notifications are JSON, not a form")
     try:
         document = json.loads(body)
     except (ValueError, RecursionError):

@@ -72,6 +72,16 @@ class FileRequest(NamedTuple):
     explicit: bool = False
 
 
+class DefinitionsLookup(NamedTuple):
+    """A video whose definitions Polyv itself is to tell (``get-video-msg``), because the event
+    that named them is not signed over them (a TranscodeComplete's ``videoInfos``): ``hint`` is
+    what the event said, used as ordinary (not explicit) requests when Polyv cannot be asked."""
+
+    vid: object
+    hint: tuple[object, ...]
+    origin: Origin
+
+
 class Fate(StrEnum):
     """Every requested file ends in exactly one of these."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Protocol
 
 from .breaker import BreakerState
@@ -103,6 +104,31 @@ class CredentialsSource(Protocol):
         ...
 
 
+class Arrival(StrEnum):
+    """What the record of a verified notification's signed content says of one more arrival."""
+
+    FIRST = "first"  # never queued: this arrival owns it now (queue it, then say so)
+    RECEIVED = "received"  # queued before: a replay (or Polyv's own repeat), nothing to do
+    IN_FLIGHT = "in_flight"  # another request is queueing it right now, under a live lease
+
+
+class ReceivedCallbacks(Protocol):
+    """The record of every verified notification's signed content that was queued (once)."""
+
+    def arrive(self, vid: str, content: str, *, owner: str, now_ms: int, lease_ms: int) -> Arrival:
+        """Take the content for ``owner`` until ``now_ms + lease_ms`` unless it was queued, or is
+        held by a live lease; raises :class:`StoreUnavailable`."""
+        ...
+
+    def queued(self, vid: str, content: str, *, owner: str, message_id: str, now_ms: int) -> None:
+        """The owner's message is on the queue: every later arrival is a replay."""
+        ...
+
+    def abandon(self, vid: str, content: str, *, owner: str) -> None:
+        """Nothing was queued: the next arrival (Polyv's retry) owns it at once."""
+        ...
+
+
 class PrewarmQueue(Protocol):
     """The queue the prewarm function reads."""
 
@@ -160,6 +186,11 @@ class PolyvGateway(Protocol):
 
     def push(self, files: Sequence[FileRef]) -> str:
         """Return Polyv's taskId, or raise a :class:`PolyvError`."""
+        ...
+
+    def definitions(self, vid: str) -> frozenset[int]:
+        """The brIndexes the video has now (``get-video-msg``, no prewarm quota); raises a
+        :class:`PolyvError` when Polyv cannot say."""
         ...
 
 

@@ -1,18 +1,31 @@
-"""One Polyv callback, received: read it, verify its sign, and queue what it asks to prewarm.
+"""One Polyv callback, received: read it, verify its sign, and queue what it asks to prewarm, once.
 
-The order is the cost order, cheapest refusal first: a request that is not a well-formed
-notification is refused before the secret is read; a forged or absent sign is refused before
-anything is queued; a verified notification that asks for no prewarm is answered 200 (Polyv need
-not send it again) with nothing queued. A verified ``encode`` or ``TranscodeComplete`` is answered
-200 only once SQS has its message: if SQS fails, the answer is 503 and Polyv may call again. The
-sign carries no timestamp, so a replay verifies: the day ledger's per-file claim makes it a
-``duplicate`` downstream, and it costs one queued message.
+The order is the cost order, cheapest refusal first:
+
+1. a request that is not a well-formed notification (or whose method is not its kind's) is
+   refused (400, 413) before the secret is read;
+2. a notification that asks for no prewarm and has no kind this endpoint acts on is answered
+   200 unverified: nothing is done with it;
+3. an absent sign is refused (403); a sign is checked against the cached secretkey, and after a
+   mismatch against a freshly read one, within a re-read budget (:class:`RereadBudget`): a
+   mismatch that a fresh secretkey confirms is 403, one that the spent budget leaves unchecked is
+   503 (it may be a genuine callback signed with a rotated secretkey: Polyv may call again);
+4. a verified notification that asks for no prewarm is answered 200 (Polyv need not send it again);
+5. a verified ``encode`` or ``TranscodeComplete`` is looked up in the record of received
+   callbacks by its signed content: already queued once (on any day) is a replay, answered 200
+   "already received" with nothing queued; otherwise this request takes the record under a short
+   lease, queues the message, and marks it queued. 200 only once SQS has the message; if SQS
+   fails the record is given up and the answer is 503, so that Polyv's retry goes through.
+
+Every step that calls AWS first checks that its worst case (the clients' bounded retries) fits
+before the deadline; when it does not, the answer is 503 at once, never API Gateway's own 5xx.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -20,18 +33,57 @@ from aws_lambda_powertools import Logger
 
 from .. import SERVICE
 from ..domain.callbacks import BadCallback, CallbackRequest, Notification, TooLarge, read
-from ..domain.ports import Credentials, CredentialsError, CredentialsSource, PrewarmQueue, QueueUnavailable
+from ..domain.ports import (
+    Arrival,
+    Credentials,
+    CredentialsError,
+    CredentialsSource,
+    PrewarmQueue,
+    QueueUnavailable,
+    ReceivedCallbacks,
+    StoreUnavailable,
+)
 
 logger = Logger(service=SERVICE, child=True)
 
-#: After a sign mismatch the secret is read again (it may have been rotated while this container
-#: was warm), at most this often: a flood of forged callbacks must not become a flood of reads.
-REREAD_AFTER_MISMATCH_S = 60.0
+#: A request owns the record of a notification for this long while it queues the message: more
+#: than the callback function's Timeout (template.yaml, 10 s; tests/test_template.py holds it), so
+#: a live request's lease never ends under it, and a request killed mid-way leaves a record that
+#: Polyv's retry (or the reconcile) can take over after at most this long.
+LEASE_MS = 30_000
+
+
+class RereadBudget:
+    """How often a sign mismatch may read the secret again (it may have been rotated while this
+    container was warm): a bucket of ``burst`` re-reads, refilled one every ``every_s`` seconds.
+
+    The endpoint cannot tell a forgery from a genuine callback signed with a rotated secretkey, so
+    any bound lets forgeries use it up; this one keeps the window short (a genuine callback right
+    after a few forged ones is verified at once; under a sustained flood, within ``every_s``) and
+    the cost bounded whatever the flood: at most ``burst`` + one read per ``every_s`` seconds per
+    container (docs/callbacks.md, "A rotation")."""
+
+    def __init__(self, *, burst: int = 3, every_s: float = 5.0, monotonic: Callable[[], float]) -> None:
+        self.burst = burst
+        self.every_s = every_s
+        self._monotonic = monotonic
+        self._tokens = float(burst)
+        self._at = monotonic()
+
+    def take(self) -> bool:
+        now = self._monotonic()
+        self._tokens = min(float(self.burst), self._tokens + (now - self._at) / self.every_s)
+        self._at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
 
 class CallbackAnswer(NamedTuple):
     status: int  # the HTTP status
-    outcome: str  # queued, ignored, forged, malformed, unavailable: the metric and the log say it
+    #: queued, replayed, ignored, forged, unverified, malformed, unavailable: the metric and log
+    outcome: str
     reason: str  # short, never an echo of the request
     message_id: str | None = None  # the prewarm queue's message
     kind: str | None = None  # the notification's kind, once read (well-formed: safe to log)
@@ -50,66 +102,134 @@ class CallbackAnswer(NamedTuple):
         return json.dumps(answer)
 
 
+UNAVAILABLE_SECRET = CallbackAnswer(503, "unavailable", "cannot verify callbacks right now")
+UNAVAILABLE_TIME = CallbackAnswer(503, "unavailable", "cannot answer in time: try again")
+UNVERIFIED = CallbackAnswer(503, "unverified", "the sign cannot be checked right now: try again")
+FORGED = CallbackAnswer(403, "forged", "the sign is not right")
+
+
+class _OutOfTime(Exception):
+    """The next AWS call's worst case would not end before the deadline."""
+
+
 class CallbackReceiver:
     def __init__(
         self,
         credentials: CredentialsSource,
         queue: PrewarmQueue,
+        received: ReceivedCallbacks,
         *,
+        step_s: float,
         monotonic: Callable[[], float] = time.monotonic,
+        now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        rereads: RereadBudget | None = None,
+        new_owner: Callable[[], str] = lambda: uuid.uuid4().hex,
     ) -> None:
+        """``step_s``: the worst case of one AWS call with the clients' timeouts and retries
+        (``callback_runtime``), checked against the deadline before each call."""
         self._credentials = credentials
         self._queue = queue
+        self._received = received
+        self._step_s = step_s
         self._monotonic = monotonic
-        self._reread_at: float | None = None
+        self._now_ms = now_ms
+        self._rereads = rereads or RereadBudget(monotonic=monotonic)
+        self._new_owner = new_owner
 
-    def receive(self, request: CallbackRequest) -> CallbackAnswer:
+    def receive(self, request: CallbackRequest, *, deadline: float | None = None) -> CallbackAnswer:
+        """The answer to one request; ``deadline``: on the monotonic clock, when the answer must
+        have been given (the function's timeout), None for no deadline."""
         try:
             notification = read(request)
         except TooLarge as exc:
             return CallbackAnswer(413, "malformed", str(exc))
         except BadCallback as exc:
             return CallbackAnswer(400, "malformed", str(exc))
-        answer = self._answer(notification)
+        try:
+            answer = self._answer(notification, deadline)
+        except _OutOfTime:
+            answer = UNAVAILABLE_TIME
         return answer._replace(kind=notification.name, vid=notification.vid)
 
-    def _answer(self, notification: Notification) -> CallbackAnswer:
+    def _answer(self, notification: Notification, deadline: float | None) -> CallbackAnswer:
         if notification.kind is None:  # nothing is done with it: no need to verify it
             return CallbackAnswer(200, "ignored", notification.why_nothing())
         if notification.sign is None:
             return CallbackAnswer(403, "forged", "no sign: only signed callbacks are accepted")
         try:
-            account = self._verify(notification)
+            account = self._verify(notification, deadline)
         except CredentialsError as exc:
             logger.error("cannot read the Polyv secret: callback not verified", extra={"error": str(exc)})
-            return CallbackAnswer(503, "unavailable", "cannot verify callbacks right now")
-        if account is None:
-            return CallbackAnswer(403, "forged", "the sign is not right")
+            return UNAVAILABLE_SECRET
+        if isinstance(account, CallbackAnswer):
+            return account
         if notification.vid is not None and not notification.vid.startswith(account.userid):
             return CallbackAnswer(400, "malformed", "vid of another Polyv account")
-        return self._act(notification)
+        return self._act(notification, deadline)
 
-    def _verify(self, notification: Notification) -> Credentials | None:
-        """The account whose secretkey made the sign, or None. A mismatch reads the secret again
-        (a rotation), at most every REREAD_AFTER_MISMATCH_S seconds."""
+    def _verify(self, notification: Notification, deadline: float | None) -> Credentials | CallbackAnswer:
+        """The account whose secretkey made the sign, or the answer that refuses it: 403 when a
+        freshly read secretkey confirms the mismatch, 503 when the re-read budget is spent."""
+        self._in_time(deadline)
         account = self._credentials.get()
         if notification.signed_by(account.secretkey):
             return account
-        now = self._monotonic()
-        if self._reread_at is not None and now - self._reread_at < REREAD_AFTER_MISMATCH_S:
-            return None
-        self._reread_at = now
+        if not self._rereads.take():
+            return UNVERIFIED
+        self._in_time(deadline)
         account = self._credentials.get(refresh=True)
-        return account if notification.signed_by(account.secretkey) else None
+        return account if notification.signed_by(account.secretkey) else FORGED
 
-    def _act(self, notification: Notification) -> CallbackAnswer:
-        message = notification.message()
-        if message is None:
+    def _act(self, notification: Notification, deadline: float | None) -> CallbackAnswer:
+        message, content = notification.message(), notification.replay_key()
+        if message is None or content is None or notification.vid is None:
             return CallbackAnswer(200, "ignored", notification.why_nothing())
+        vid, owner = notification.vid, self._new_owner()
         try:
+            self._in_time(deadline, steps=2)  # a read, then a conditional write
+            arrival = self._received.arrive(
+                vid, content, owner=owner, now_ms=self._now_ms(), lease_ms=LEASE_MS
+            )
+        except StoreUnavailable as exc:
+            logger.error("cannot read the record of received callbacks", extra={"error": str(exc)})
+            return CallbackAnswer(503, "unavailable", "cannot check it against earlier callbacks: try again")
+        if arrival is Arrival.RECEIVED:
+            return CallbackAnswer(200, "replayed", "already received: nothing queued")
+        if arrival is Arrival.IN_FLIGHT:
+            return CallbackAnswer(503, "unavailable", "being received by another request: try again")
+        try:
+            self._in_time(deadline)
             message_id = self._queue.send(json.dumps(message, separators=(",", ":")))
-        except QueueUnavailable as exc:
-            logger.error("could not queue a verified callback", extra={"error": str(exc)})
+        except (QueueUnavailable, _OutOfTime) as exc:
+            logger.error("could not queue a verified callback", extra={"error": str(exc) or "out of time"})
+            self._give_up(vid, content, owner, deadline)
             return CallbackAnswer(503, "unavailable", "could not queue it: try again")
+        self._mark_queued(vid, content, owner, message_id, deadline)
         definitions = ",".join(map(str, notification.definitions))
-        return CallbackAnswer(200, "queued", f"queued to prewarm brIndex {definitions}", message_id)
+        hint = " (Polyv's video information decides)" if "askPolyv" in message else ""
+        return CallbackAnswer(200, "queued", f"queued to prewarm brIndex {definitions}{hint}", message_id)
+
+    def _give_up(self, vid: str, content: str, owner: str, deadline: float | None) -> None:
+        """Nothing was queued: free the record for Polyv's retry (best effort: if this fails too,
+        the lease frees it within LEASE_MS)."""
+        try:
+            self._in_time(deadline)
+            self._received.abandon(vid, content, owner=owner)
+        except (StoreUnavailable, _OutOfTime) as exc:
+            logger.warning("could not free the callback's record", extra={"error": str(exc) or "out of time"})
+
+    def _mark_queued(
+        self, vid: str, content: str, owner: str, message_id: str, deadline: float | None
+    ) -> None:
+        """Best effort, once the message is on the queue: the answer is 200 whatever happens here.
+        A record left unmarked lets one later arrival (after its lease) queue the content once more
+        (a duplicate the ledger absorbs that day), then it is marked."""
+        try:
+            self._in_time(deadline)
+            self._received.queued(vid, content, owner=owner, message_id=message_id, now_ms=self._now_ms())
+        except (StoreUnavailable, _OutOfTime) as exc:
+            logger.warning("queued, but not marked as received", extra={"error": str(exc) or "out of time"})
+
+    def _in_time(self, deadline: float | None, *, steps: int = 1) -> None:
+        if deadline is not None and self._monotonic() + steps * self._step_s > deadline:
+            raise _OutOfTime()
