@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from polyv_prewarm.adapters.ledger import DynamoDayLedger
-from polyv_prewarm.domain.claims import Decision
+from polyv_prewarm.domain.claims import Decision, in_doubt
 from polyv_prewarm.domain.model import EntryState, FileRef, Lease, LedgerEntry
 from polyv_prewarm.domain.ports import Settlement
 from tests.contract.claim_cases import CASES, NOW, at, entry
@@ -175,3 +175,31 @@ def test_a_record_leaves_a_claim_another_invocation_took_over_alone(ledgers):
     ledgers.ledger.settle(DAY, late, lease=Lease("dead", at(-10)), now=NOW)
     found = ledgers.ledger.lookup(DAY, [file])[file]
     assert (found.state, found.owner) == (EntryState.CLAIMED, "contract")
+
+
+MALFORMED_ITEMS = {
+    "no state": {},
+    "no state, no at": {"o": {"S": "by hand"}},
+    "an unknown state": {"s": {"S": "sent-i-think"}, "at": {"S": "x"}},
+    "a state of another type": {"s": {"N": "3"}},
+    "claimed without a lease": {"s": {"S": "claimed"}, "at": {"S": "x"}},
+    "a lease that is not a number": {"s": {"S": "claimed"}, "at": {"S": "x"}, "l": {"S": "soon"}},
+}
+
+
+@pytest.mark.parametrize("extra", MALFORMED_ITEMS.values(), ids=MALFORMED_ITEMS.keys())
+def test_a_malformed_item_is_read_as_in_doubt_and_never_stuck(stack, extra):
+    """A file item written by hand without its fields: no KeyError, reported, read as in doubt (a
+    plain claim leaves it, a resend or a forced one claims it), so a drain's resend tier sends it."""
+    ledgers = Ledgers("dynamodb", stack)
+    file = FileRef(vid(1), 1)
+    item = {"pk": {"S": f"DAY#{DAY}"}, "sk": {"S": f"FILE#{file.key}"}, **extra}
+    stack.client("dynamodb").put_item(TableName=stack.tables["QuotaTable"], Item=item)
+    assert in_doubt(ledgers.ledger.lookup(DAY, [file])[file], NOW)
+    plain = ledgers.ledger.claim(DAY, [(file, "t")], 10, lease=LEASE, now=NOW)
+    assert decided(plain, file) == [Decision.IN_DOUBT]
+    resend = ledgers.ledger.claim(DAY, [(file, "t")], 10, lease=LEASE, now=NOW, resend=True)
+    assert decided(resend, file) == [Decision.CLAIM]
+    stack.client("dynamodb").put_item(TableName=stack.tables["QuotaTable"], Item=item)
+    forced = ledgers.ledger.claim(DAY, [(file, "t")], 10, lease=LEASE, now=NOW, forced=[file])
+    assert decided(forced, file) == [Decision.CLAIM]

@@ -246,3 +246,20 @@ def test_while_polyv_is_down_messages_succeed_and_their_files_wait(lambda_world)
     w.clock.advance(seconds=31)
     assert invoke({"action": "recover", "source": "schedule"})["counts"] == {"submitted": 2}
 
+
+def test_a_hand_written_sqs_record_without_attributes_is_read_with_sqs_defaults(lambda_world):
+    """Real SQS always sends ``attributes``; a person's test event often does not: receive count 1,
+    and a record without a receipt handle or source is not delayed (nothing to delay)."""
+    w, messages = lambda_world
+    event = sqs_event({"vid": vid(1), "brIndex": 1}, "not json at all", ids=["a", "b"])
+    for record in event["Records"]:
+        del record["attributes"]
+    w.ledger.unavailable = True  # "a" is handed back (its back-off reads the receive count)
+    assert invoke(event) == {"batchItemFailures": [{"itemIdentifier": "a"}]}
+    assert messages.delays == [("rh-0", handler.visibility_after(1))]
+    assert [m for m, _ in messages.dead] == ["b"]  # dead-lettered with receive count 1
+    bare = sqs_event({"vid": vid(2), "brIndex": 1}, ids=["c"])
+    for key in ("attributes", "receiptHandle", "eventSourceARN"):
+        del bare["Records"][0][key]
+    assert invoke(bare) == {"batchItemFailures": [{"itemIdentifier": "c"}]}
+    assert len(messages.delays) == 1  # no receipt handle: nothing to delay, and no KeyError

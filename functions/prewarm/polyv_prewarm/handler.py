@@ -131,6 +131,18 @@ def visibility_after(receive_count: int) -> int:
     return int(min(VISIBILITY_MOST, VISIBILITY_FIRST * 2 ** max(0, min(receive_count - 1, 16))))
 
 
+def receive_count(record: SQSRecord) -> int:
+    """How often SQS has delivered the message: its ``ApproximateReceiveCount``, or SQS's own
+    value for a first delivery (1) when the record carries no ``attributes`` or no usable count
+    (SQS always sends them; a person's hand-written test event often does not)."""
+    attributes = record.raw_event.get("attributes") if isinstance(record.raw_event, dict) else None
+    raw = attributes.get("ApproximateReceiveCount") if isinstance(attributes, dict) else None
+    try:
+        return max(1, int(raw)) if raw is not None else 1
+    except (TypeError, ValueError):
+        return 1
+
+
 def _dead_letter(batch: SQSEvent, malformed: dict[str, str]) -> set[str]:
     """Put the messages no parser can read on the dead-letter queue now (a human is needed; no
     redelivery can help): the ids of those it took. Those it could not take fail as before."""
@@ -146,7 +158,7 @@ def _dead_letter(batch: SQSEvent, malformed: dict[str, str]) -> set[str]:
                 record.body or "",
                 reason=malformed[record.message_id],
                 message_id=record.message_id,
-                receive_count=int(record.attributes.approximate_receive_count or 1),
+                receive_count=receive_count(record),
             )
         except QueueUnavailable as exc:
             logger.error("could not dead-letter a malformed message", extra={"error": str(exc)})
@@ -166,11 +178,12 @@ def _back_off(records: Sequence[SQSRecord]) -> None:
     if messages is None:
         return
     for record in records:
-        if not record.event_source_arn.endswith(f":{messages.queue_name}"):
-            continue  # a queue of another stack wired to this function: its own visibility rules
-        receives = int(record.attributes.approximate_receive_count or 1)
+        source, receipt = record.raw_event.get("eventSourceARN"), record.raw_event.get("receiptHandle")
+        if not (isinstance(source, str) and source.endswith(f":{messages.queue_name}") and receipt):
+            continue  # a queue of another stack wired to this function, or a hand-written record
+        receives = receive_count(record)
         try:
-            messages.delay(record.receipt_handle, visibility_after(receives))
+            messages.delay(str(receipt), visibility_after(receives))
         except QueueUnavailable as exc:
             logger.warning("could not delay a handed-back message", extra={"error": str(exc)})
             return

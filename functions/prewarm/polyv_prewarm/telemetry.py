@@ -108,6 +108,11 @@ def record_polyv_down(report: Report, *, always: bool = False) -> None:
     metrics.add_metric(name="PolyvDownMinutes", unit=MetricUnit.Count, value=minutes)
 
 
+def count_malformed() -> None:
+    """LedgerItemsMalformed: a ledger item no write of this package made, read as in doubt."""
+    metrics.add_metric(name="LedgerItemsMalformed", unit=MetricUnit.Count, value=1)
+
+
 def record_dead_lettered(count: int) -> None:
     metrics.add_metric(name="MessagesDeadLettered", unit=MetricUnit.Count, value=count)
 

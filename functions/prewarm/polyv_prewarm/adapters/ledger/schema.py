@@ -23,9 +23,15 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
+from aws_lambda_powertools import Logger
+
+from ... import SERVICE
 from ...domain.claims import ClaimRequest
 from ...domain.model import EntryState, FileRef, Lease, LedgerEntry, epoch_ms
 from ...domain.quotaday import day_end
+from ...telemetry import count_malformed
+
+logger = Logger(service=SERVICE, child=True)
 
 QUOTA_SK = "QUOTA"
 FILE_SK = "FILE#"
@@ -60,18 +66,31 @@ class Expiry(NamedTuple):
         return {"N": str(int((day_end(day, self.timezone) + self.retention).timestamp()))}
 
 
+MALFORMED_REASON = "a ledger item this package cannot read (written by hand?): read as in doubt"
+
+
 def parse_entry(item: Mapping[str, Any]) -> LedgerEntry:
-    lease = item.get("l")
-    return LedgerEntry(
-        state=EntryState(item["s"]),
-        at=str(item["at"]),
-        task_id=item.get("t"),
-        reason=item.get("r"),
-        origin=item.get("o"),
-        owner=item.get("w"),
-        lease_until_ms=int(lease) if lease is not None else None,
-        retry_after_ms=int(item["x"]) if item.get("x") is not None else None,
-    )
+    """A file's entry. An item without a known state, or with a lease or retry time that is not
+    a number (written by hand, say), is reported (a warning, ``LedgerItemsMalformed``) and read as
+    in doubt, as the claim rule treats an entry whose call may have reached Polyv: not claimed by
+    a plain request, claimed (and counted again) by a resend or a forced one, so that the file is
+    not stuck; the DynamoDB conditions below read such an item the same way."""
+    try:
+        lease, retry = item.get("l"), item.get("x")
+        return LedgerEntry(
+            state=EntryState(item["s"]),
+            at=str(item.get("at", "")),
+            task_id=item.get("t"),
+            reason=item.get("r"),
+            origin=item.get("o"),
+            owner=item.get("w"),
+            lease_until_ms=int(lease) if lease is not None else None,
+            retry_after_ms=int(retry) if retry is not None else None,
+        )
+    except (KeyError, ValueError, TypeError):
+        logger.warning("malformed ledger item: read as in doubt", extra={"sk": str(item.get("sk"))[:120]})
+        count_malformed()
+        return LedgerEntry(EntryState.IN_DOUBT, str(item.get("at", ""))[:40], reason=MALFORMED_REASON)
 
 
 def file_of(item: Mapping[str, Any]) -> FileRef:
@@ -80,9 +99,28 @@ def file_of(item: Mapping[str, Any]) -> FileRef:
 
 # -- the claim rule (domain/claims.py), as conditions DynamoDB evaluates in the claim's transaction --
 # ``x``: when a file refused for now, a bitrate that did not exist yet, may be asked again.
-_NOT_HELD = "attribute_not_exists(pk) OR #s IN (:doubt, :back) OR (#s = :claimed AND #l < :now)"
+# An item without a known state, or claimed without a lease that is a number, is in doubt. A
+# time is compared only once it is a number (DynamoDB finds a string < a number false; moto raises).
+_LEASE_ENDED = "(attribute_type(#l, :num) AND #l < :now)"
+_RETRY_DUE = "(attribute_type(#x, :num) AND #x < :now)"
+_NO_LEASE = "NOT attribute_type(#l, :num)"
+_MALFORMED = "attribute_not_exists(#s) OR NOT (#s IN (:claimed, :sub, :rej, :doubt, :back))"
+_NOT_HELD = (
+    f"attribute_not_exists(pk) OR #s IN (:doubt, :back) OR (#s = :claimed AND {_LEASE_ENDED}) "
+    f"OR (#s = :claimed AND {_NO_LEASE}) OR {_MALFORMED}"
+)
 _NEVER_SENT = "attribute_not_exists(pk) OR #s = :back"  # not in doubt either
-_CLAIMABLE_FORCED = "attribute_not_exists(pk) OR #s <> :claimed OR #l < :now"  # anything not held
+_CLAIMABLE_FORCED = (  # anything not held
+    f"attribute_not_exists(pk) OR attribute_not_exists(#s) OR #s <> :claimed OR {_LEASE_ENDED} OR {_NO_LEASE}"
+)
+_NUMBER = {":num": {"S": "N"}}
+_STATES = {
+    ":claimed": state(EntryState.CLAIMED),
+    ":sub": state(EntryState.SUBMITTED),
+    ":rej": state(EntryState.REJECTED),
+    ":doubt": state(EntryState.IN_DOUBT),
+    ":back": state(EntryState.HANDED_BACK),
+}
 
 
 class Condition(NamedTuple):
@@ -96,21 +134,16 @@ def claim_condition(request: ClaimRequest, now: datetime) -> Condition:
     item never carries ``x``: a claim's ``Put`` replaces the whole item.)"""
     now_ms = {"N": str(epoch_ms(now))}
     if request.force:
-        values = {":claimed": state(EntryState.CLAIMED), ":now": now_ms}
+        values = {":claimed": state(EntryState.CLAIMED), ":now": now_ms, **_NUMBER}
         return Condition(_CLAIMABLE_FORCED, {"#s": "s", "#l": "l"}, values)
     # or its time has come, or the request names the bitrate (a refusal for now carries x)
-    retry = "attribute_exists(#x)" if request.explicit else "#x < :now"
+    retry = "attribute_exists(#x)" if request.explicit else _RETRY_DUE
     if request.resend:
-        values = {
-            ":claimed": state(EntryState.CLAIMED),
-            ":now": now_ms,
-            ":doubt": state(EntryState.IN_DOUBT),
-            ":back": state(EntryState.HANDED_BACK),
-        }
+        values = {**_STATES, ":now": now_ms, **_NUMBER}
         return Condition(f"{_NOT_HELD} OR {retry}", {"#s": "s", "#l": "l", "#x": "x"}, values)
     values = {":back": state(EntryState.HANDED_BACK)}
     if not request.explicit:
-        values[":now"] = now_ms
+        values |= {":now": now_ms, **_NUMBER}
     return Condition(f"{_NEVER_SENT} OR {retry}", {"#s": "s", "#x": "x"}, values)
 
 
