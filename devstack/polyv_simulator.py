@@ -211,6 +211,9 @@ class SimulatorState:
     windows: list[Window] = field(default_factory=list)
     requests: list[float] = field(default_factory=list)  # when each POST came, on the clock
     lookups: list[str] = field(default_factory=list)  # the vid of every get-video-msg answered
+    #: every prewarm call that reached the simulator with its files readable: (when, files, what
+    #: became of it: "accepted", Polyv's refusal, or "[fault] <kind>" / "[outage] HTTP <status>")
+    asked: list[tuple[float, tuple[tuple[str, int], ...], str]] = field(default_factory=list)
 
 
 class PolyvSimulator:
@@ -321,6 +324,7 @@ class PolyvSimulator:
             self.state.windows.clear()
             self.state.requests.clear()
             self.state.lookups.clear()
+            self.state.asked.clear()
             self.video_msg_down = False
             if daily_limit is not None:
                 self.daily_limit = daily_limit
@@ -345,6 +349,21 @@ class PolyvSimulator:
         with self._lock:
             return list(self.state.answers)
 
+    def asked(self) -> list[tuple[float, tuple[tuple[str, int], ...], str]]:
+        """Every prewarm call's files and what became of them, in order (see SimulatorState.asked)."""
+        with self._lock:
+            return list(self.state.asked)
+
+    def _note_asked(self, body: bytes, outcome: str) -> None:
+        try:
+            fields = parse_qs(body.decode("utf-8"), keep_blank_values=True)
+        except UnicodeDecodeError:
+            return
+        files = self._files(fields.get("videos", [""])[-1])
+        if files is not None:
+            with self._lock:
+                self.state.asked.append((self.clock(), tuple(files), outcome))
+
     def lookups(self) -> list[str]:
         """The vid of every get-video-msg this simulator answered with the video's information."""
         with self._lock:
@@ -357,6 +376,8 @@ class PolyvSimulator:
         status, answer = self._decide(method, path, content_type, body, faulted=faulted)
         if VIDEO_MSG.fullmatch(urlsplit(path).path) is None:  # answers(): the prewarm calls' only
             self._record(str(answer.get("message")))
+            outcome = "accepted" if status == 200 else str(answer.get("message"))
+            self._note_asked(body, f"{outcome} [faulted]" if faulted else outcome)
         return status, answer
 
     def _record(self, answer: str) -> None:
@@ -481,6 +502,7 @@ class PolyvSimulator:
                 window = simulator._window()  # an outage answers every request, get-video-msg's too
                 if window is not None and window.status is not None:
                     simulator._record(f"[outage] HTTP {window.status}")
+                    simulator._note_asked(body, f"[outage] HTTP {window.status}")
                     self._send_raw(
                         window.status, b"<html><body>Service Unavailable</body></html>", "text/html"
                     )
@@ -491,6 +513,8 @@ class PolyvSimulator:
                 if fault is None:
                     self._send(*simulator.handle(self.command, self.path, content_type, body))
                     return
+                if fault.kind not in ("slow", "no_task_id") and not fault.process:
+                    simulator._note_asked(body, f"[fault] {fault.kind}")  # not processed
                 if fault.kind == "error":
                     simulator._record(f"[fault] {fault.message}")
                     self._send(*error(fault.message))

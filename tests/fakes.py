@@ -24,6 +24,7 @@ from polyv_prewarm.domain.ports import (
     Arrival,
     ClaimResult,
     PolyvFilesRefused,
+    PolyvQuotaSpent,
     PolyvUnavailable,
     Settlement,
     StoreUnavailable,
@@ -46,6 +47,7 @@ class FakePolyv:
         self.accepted: list[list[FileRef]] = []
         self.fail_with: list[BaseException] = []  # raised by the next calls, in order
         self.on_push: Callable[[list[FileRef]], None] | None = None  # e.g. moves a clock: latency
+        self.quota_left: int | None = None  # Polyv's own count of the day: None, no limit
         self.lookups: list[str] = []  # every get-video-msg asked
         self.lookup_fails = False  # get-video-msg unreachable
 
@@ -70,8 +72,12 @@ class FakePolyv:
             raise self.fail_with.pop(0)
         if any(f.vid in self.unknown for f in files):
             raise PolyvFilesRefused("illeagal vid")
+        if self.quota_left is not None and len(files) > self.quota_left:
+            raise PolyvQuotaSpent("can't submit more than 2000 files one day")  # refused whole
         if any(f in self.missing for f in files):
             raise PolyvFilesRefused("bitrate does not exist", for_now=True)
+        if self.quota_left is not None:
+            self.quota_left -= len(files)
         self.accepted.append(list(files))
         return f"task-{len(self.accepted)}"
 
@@ -90,6 +96,7 @@ class InMemoryLedger:
         self.first_rank: dict[str, int] = {}  # the fresh first-rank files claimed, per day
         self.first_rank_since: dict[str, datetime] = {}
         self.exhausted: set[str] = set()
+        self.confirmed: dict[str, int] = {}  # files Polyv answered a taskId for, per day
         self.released: set[tuple[str, str]] = set()  # (day, owner): the release receipts
         self.files: dict[str, dict[FileRef, LedgerEntry]] = {}
         self.unavailable = False
@@ -161,15 +168,17 @@ class InMemoryLedger:
                 put(file, EntryState.IN_DOUBT)
             for file, reason in settlement.handed_back.items():
                 put(file, EntryState.HANDED_BACK, reason=reason)
-            if settlement.release and (day, lease.owner) not in self.released:  # once per claim
-                self.released.add((day, lease.owner))
+            if (settlement.release or settlement.submitted) and (day, lease.owner) not in self.released:
+                self.released.add((day, lease.owner))  # once per claim
                 self.used[day] = self.used.get(day, 0) - settlement.release
+                self.confirmed[day] = self.confirmed.get(day, 0) + len(settlement.submitted)
 
     def carry_over(self, day, submitted, origins, *, now) -> None:
         self._check("carry_over")
         with self._lock:
             entries = self.files.setdefault(day, {})
             self.used[day] = self.used.get(day, 0) + len(submitted)
+            self.confirmed[day] = self.confirmed.get(day, 0) + len(submitted)
             for file, task in submitted.items():
                 entries[file] = LedgerEntry(EntryState.SUBMITTED, now.isoformat(), task_id=task)
 
@@ -189,7 +198,13 @@ class InMemoryLedger:
 
     def usage(self, day: str, limit: int) -> QuotaView:
         self._check("usage")
-        return QuotaView(day, self.used.get(day, 0), limit, exhausted=day in self.exhausted)
+        return QuotaView(
+            day,
+            self.used.get(day, 0),
+            limit,
+            exhausted=day in self.exhausted,
+            confirmed=self.confirmed.get(day, 0),
+        )
 
     def outlook(self, day: str) -> DayOutlook:
         self._check("outlook")
@@ -312,6 +327,18 @@ class InMemoryBacklog:
         self._check()
         for file in files:
             self.items.pop(file, None)
+
+    def count_refusals(self, files, error) -> dict[FileRef, int]:
+        self._check()
+        counts = {}
+        for deferred in files:
+            current = self.items.get(deferred.file)
+            if current is None:
+                counts[deferred.file] = 0
+                continue
+            self.items[deferred.file] = current._replace(failures=current.failures + 1, last_error=error)
+            counts[deferred.file] = current.failures + 1
+        return counts
 
     def record_failure(self, files, error, *, park_after) -> list[FileRef]:
         self._check()

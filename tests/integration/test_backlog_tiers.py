@@ -81,7 +81,13 @@ def test_a_backfill_stores_each_file_once_and_the_figures_count_by_tier(backlog)
     assert backlog.add_backfill([(f, "backfill:c") for f in fs], now=NOW) == 0
     figures = backlog.stats()
     assert figures.files == 250
-    assert dict(figures.tiers) == {Tier.NORMAL: 3, Tier.LATER: 0, Tier.BACKFILL: 247, Tier.RESEND: 0}
+    assert dict(figures.tiers) == {
+        Tier.NORMAL: 3,
+        Tier.LATER: 0,
+        Tier.BACKFILL: 247,
+        Tier.RESEND: 0,
+        Tier.SUSPECT: 0,
+    }
 
 
 def test_items_written_before_tiers_read_as_normal(stack):

@@ -80,7 +80,7 @@ def test_drain_reports_the_backlog(stack, invoke, capsys, monkeypatch):
         "files": 0,
         "oldestDeferredAt": None,
         "waiting": 0,
-        "tiers": {"normal": 0, "later": 0, "backfill": 0, "resend": 0},
+        "tiers": {"normal": 0, "later": 0, "backfill": 0, "resend": 0, "suspect": 0},
     }
     values = metric_values(emitted(capsys.readouterr().out)[0])
     assert values["BacklogSize"] == 0

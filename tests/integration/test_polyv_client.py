@@ -115,22 +115,27 @@ def test_the_secret_is_read_again_once_not_on_every_later_attempt(sim):
 
 
 @pytest.mark.parametrize(
-    ("fault", "options", "ambiguous"),
+    ("fault", "options", "ambiguous", "answered"),
     [
-        ("no_task_id", {}, True),  # Polyv took it (the simulator counted it) but said no taskId
-        ("non_json", {"process": True}, True),  # a 200 whose body is not Polyv's JSON
-        ("http_error", {"status": 500, "count": 3}, True),  # HTML from a 500: meaning unknown
-        ("http_error", {"status": 503, "count": 3}, False),  # 503: not processed, retried, given up
+        ("no_task_id", {}, True, True),  # Polyv took it (the simulator counted it) but said no taskId
+        ("non_json", {"process": True}, True, True),  # a 200 whose body is not Polyv's JSON
+        ("http_error", {"status": 500, "count": 3}, False, False),  # a 5xx: nothing processed, retried
+        ("http_error", {"status": 503, "count": 3}, False, False),  # 503: not processed, retried, given up
+        ("blackhole", {"delay": 2.5}, True, False),  # no answer after sending: Polyv may be down
     ],
-    ids=["200-without-task-id", "200-html", "500-html", "503-html"],
+    ids=["200-without-task-id", "200-html", "500-html", "503-html", "no-answer"],
 )
-def test_answers_of_unknown_meaning_are_in_doubt_whatever_their_status(sim, fault, options, ambiguous):
+def test_answers_of_unknown_meaning_are_in_doubt_and_a_5xx_proves_nothing_was_taken(
+    sim, fault, options, ambiguous, answered
+):
+    """In doubt (ambiguous) only when Polyv may have taken the call; ``answered``: an answer came,
+    whatever it meant (Polyv is up: no breaker), against no answer at all."""
     sim.add_account(USERID, "right")
     sim.inject(fault, **options)
     client = PolyvClient(sim.url, RotatingSecret("right", "right"), policy=FAST)
     with pytest.raises(PolyvUnavailable) as info:
         client.push([FileRef(VID, 1)])
-    assert info.value.ambiguous is ambiguous
+    assert (info.value.ambiguous, info.value.answered) == (ambiguous, answered)
     sim.reset()
 
 

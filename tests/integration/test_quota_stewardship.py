@@ -104,11 +104,13 @@ def test_status_and_quota_actions(stack, invoke, videos, monkeypatch):
         "used": 2,
         "limit": 2,
         "remaining": 0,
+        "confirmed": 2,  # Polyv answered a taskId for both
+        "inDoubt": 0,
         "backlog": {
             "files": 1,
             "oldestDeferredAt": quota["backlog"]["oldestDeferredAt"],
             "waiting": 0,
-            "tiers": {"normal": 1, "later": 0, "backfill": 0, "resend": 0},
+            "tiers": {"normal": 1, "later": 0, "backfill": 0, "resend": 0, "suspect": 0},
         },
         "polyv": {"available": True},
         "sweep": {  # the reserve returns at 23:00; the sweeps may then spend none (the day is spent)

@@ -4,8 +4,8 @@ Polyv calls, and where the files the budget leaves unsplit go (the backlog, neve
 from __future__ import annotations
 
 from polyv_prewarm.config import DEFAULTS
-from polyv_prewarm.domain.model import EntryState, Fate, FileRef, FileRequest, Origin
-from polyv_prewarm.logic.drain import PARK_AFTER_FAILURES
+from polyv_prewarm.domain.model import Fate, FileRef, FileRequest, Origin, Tier
+from polyv_prewarm.logic.drain import SUSPECT_BISECTION_CALLS, SUSPECT_MAX_REFUSALS
 from polyv_prewarm.logic.sender import parts_of
 from tests.fakes import FakePolyv, vid
 from tests.helpers import DAY, World, requests_for
@@ -27,11 +27,12 @@ def test_a_chunk_of_unknown_vids_costs_one_call_and_the_chunk_budget():
     assert rejected + deferred == 100
     assert deferred > 50  # what it could not isolate waits in the backlog, not counted
     assert len(w.backlog.items) == deferred
+    assert {d.tier for d in w.backlog.items.values()} == {Tier.SUSPECT}  # kept apart from clean files
     assert w.ledger.used == {DAY: 0}
     reasons = {r.reason for r in report.results if r.fate is Fate.DEFERRED}
     assert reasons == {
         "in a call Polyv refused (illeagal vid), not isolated within the bisection budget: "
-        "deferred to the backlog's drain"
+        "a suspect, for the drains"
     }
 
 
@@ -73,20 +74,34 @@ def test_parts_of_cut_at_the_message_boundary_nearest_the_middle():
     assert [len(p) for p in parts_of(group(*[5] * 9, 55))] == [45, 55]
 
 
-def test_unisolated_files_in_a_drain_stay_and_are_parked_after_a_few_drains():
+def test_suspects_in_drains_cost_a_bounded_budget_and_are_rejected_after_a_few_refusals():
     bad = {vid(1 + i) for i in range(100)}
     w = World(limit=1, polyv=FakePolyv(unknown=bad))
     w.prewarm(requests_for(101))  # vid(0) sent today; 100 unknown wait in the backlog
     assert len(w.backlog.items) == 100
     w.configure(DAILY_FILE_LIMIT="2000")
-    for _ in range(PARK_AFTER_FAILURES):
+    w.clock.advance(days=1)
+    w.drain()  # sent as never-sent files: refused, the bisection budget spent, the rest suspects
+    assert w.backlog.items
+    assert {d.tier for d in w.backlog.items.values()} == {Tier.SUSPECT}
+    for _ in range(SUSPECT_MAX_REFUSALS - 1):
         w.clock.advance(days=1)
         before = len(w.polyv.calls)
         w.drain()
-        assert len(w.polyv.calls) - before <= 1 + BISECTION_CALLS_PER_CHUNK
-    waiting = list(w.backlog.items.values())
-    assert waiting  # never dropped unsent...
-    assert all(d.parked for d in waiting)  # ...but no longer drained
-    assert all(d.failures == PARK_AFTER_FAILURES for d in waiting)
-    entries = w.ledger.files[max(w.ledger.files)]
-    assert {e.state for f, e in entries.items() if f in {d.file for d in waiting}} == {EntryState.HANDED_BACK}
+        assert len(w.polyv.calls) - before <= 1 + SUSPECT_BISECTION_CALLS  # the suspects' budget
+    assert w.backlog.items == {}  # isolated and rejected, or given up after the bound: none forever
+    w.clock.advance(days=1)
+    assert w.drain().results == []
+
+
+def test_a_suspect_given_up_says_why():
+    bad = {vid(1 + i) for i in range(100)}
+    w = World(polyv=FakePolyv(unknown=bad))
+    isolated = w.prewarm(requests_for(100, start=1)).count(Fate.REJECTED)  # by the prewarm's bisection
+    reasons = []
+    for _ in range(SUSPECT_MAX_REFUSALS):
+        w.clock.advance(minutes=5)
+        reasons += [r.reason for r in w.recover().results if r.fate is Fate.REJECTED]
+    assert len(reasons) == 100 - isolated
+    assert all(r.endswith("refused in 3 calls with other suspects, never isolated") for r in reasons)
+    assert w.backlog.items == {}

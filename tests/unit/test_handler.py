@@ -94,7 +94,7 @@ def test_the_drain_action_answers_with_what_is_left_in_the_backlog(world):
         "files": 0,
         "oldestDeferredAt": None,
         "waiting": 0,
-        "tiers": {"normal": 0, "later": 0, "backfill": 0, "resend": 0},
+        "tiers": {"normal": 0, "later": 0, "backfill": 0, "resend": 0, "suspect": 0},
     }
 
 

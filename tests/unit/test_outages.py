@@ -17,7 +17,7 @@ from polyv_prewarm.domain.breaker import (
     epoch_ms,
     opening,
 )
-from polyv_prewarm.domain.model import Fate, FileRef, FileRequest, Origin
+from polyv_prewarm.domain.model import Fate, FileRef, FileRequest, Origin, Tier
 from polyv_prewarm.domain.ports import PolyvUnavailable, QueueUnavailable
 from polyv_prewarm.lambda_context import LocalLambdaContext
 from tests.helpers import DAY, START, World, requests_for, sqs_event, vid
@@ -263,3 +263,68 @@ def test_a_hand_written_sqs_record_without_attributes_is_read_with_sqs_defaults(
         del bare["Records"][0][key]
     assert invoke(bare) == {"batchItemFailures": [{"itemIdentifier": "c"}]}
     assert len(messages.delays) == 1  # no receipt handle: nothing to delay, and no KeyError
+
+
+def test_an_answer_of_unknown_meaning_is_in_doubt_and_neither_opens_the_breaker_nor_parks_the_rest():
+    """A 200 without a taskId: Polyv answered, so it is up. That chunk's files are in doubt and
+    wait as resends (no re-send now: fresh traffic's day has no surplus for it); the invocation's
+    next chunk is sent."""
+    w = World(limit=1000, MANUAL_RESERVE="0")
+    odd = PolyvUnavailable("Polyv answered success without a taskId", ambiguous=True, answered=True)
+    w.polyv.fail_with = [odd]
+    report = w.prewarm(requests_for(150))  # two chunks: 100, then 50
+    assert not w.breaker.current.open
+    assert report.counts() == {"submitted": 50, "deferred": 100}
+    waiting = list(w.backlog.items.values())
+    assert len(waiting) == 100
+    assert {d.tier for d in waiting} == {Tier.RESEND}
+    assert not any(d.waiting for d in waiting)  # not parked for the recovery drain
+    assert w.ledger.used[DAY] == 150  # in doubt stays counted
+    assert len(w.polyv.calls) == 2
+
+
+def test_a_poison_message_never_delays_its_batchs_good_files_and_is_dead_lettered_once(monkeypatch):
+    """5 good files, a message of 1,000 vids Polyv does not know, 5 more good files, one batch:
+    every good file is accepted in that invocation (the bad message's files are kept apart once a
+    call is refused), the bad ones wait as suspects or are rejected, and the bad message has a
+    copy on the DLQ with why; the recovery drains then spend a bounded budget on the suspects."""
+    from polyv_prewarm.logic.drain import SUSPECT_BISECTION_CALLS, SUSPECT_MAX_REFUSALS
+
+    w, messages = World(MANUAL_RESERVE="0"), FakeMessages()  # the default limit: 2000
+    fakes = runtime.Runtime(
+        settings=w.settings,
+        submit=w.submit,
+        drain=w.drainer,
+        queries=w.queries,
+        backfill=w.backfill,
+        confirm=w.confirm,
+        messages=messages,
+    )
+    monkeypatch.setattr(runtime, "current", lambda: fakes)
+    bad = [f"e6b23c6f51{0xBAD000 + i:022x}_e" for i in range(1000)]
+    w.polyv.unknown = set(bad)
+    good = [vid(i) for i in range(10)]
+    event = sqs_event(
+        {"vids": good[:5], "brIndexes": [1]},
+        {"vids": bad, "brIndexes": [1]},
+        {"vids": good[5:], "brIndexes": [1]},
+        ids=["good-1", "poison", "good-2"],
+    )
+    assert invoke(event) == {"batchItemFailures": []}
+    assert sorted(f.vid for f in w.polyv.accepted_files()) == sorted(good)
+    assert [m for m, _ in messages.dead] == ["poison"]
+    assert messages.dead[0][1].startswith("every file refused: illeagal vid")
+    suspects = list(w.backlog.items.values())
+    assert suspects
+    assert {d.tier for d in suspects} == {Tier.SUSPECT}
+    assert {d.file.vid for d in suspects} <= set(bad)
+    calls = []
+    for _ in range(12):  # an hour of recovery drains
+        w.clock.advance(minutes=5)
+        before = len(w.polyv.calls)
+        invoke({"action": "recover", "source": "schedule"})
+        calls.append(len(w.polyv.calls) - before)
+    assert max(calls) <= 1 + SUSPECT_BISECTION_CALLS
+    # the oldest slice is given up after SUSPECT_MAX_REFUSALS drains, the next one after it
+    assert len(w.backlog.items) <= len(suspects) - 100 * (12 // SUSPECT_MAX_REFUSALS - 1)
+    assert [m for m, _ in messages.dead] == ["poison"]  # once

@@ -89,6 +89,10 @@ def _sqs_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     report = Report() if batch.secret_error else _prewarm(batch.parsed, context)
     to_retry = report.messages_to_retry()
     dead_lettered = _dead_letter(sqs_event, batch.malformed)
+    # a message every answered file of which Polyv refused: a copy on the DLQ with why, once (it
+    # succeeds: its suspects, if any, wait in the backlog; a human should look at the producer)
+    poison = {m: why for m, why in report.poison_messages().items() if m not in to_retry}
+    dead_lettered |= _dead_letter(sqs_event, poison, log="poison message: a copy dead-lettered")
 
     def verdict(record: SQSRecord) -> None:
         if record.message_id in batch.malformed and record.message_id not in dead_lettered:
@@ -143,9 +147,13 @@ def receive_count(record: SQSRecord) -> int:
         return 1
 
 
-def _dead_letter(batch: SQSEvent, malformed: dict[str, str]) -> set[str]:
-    """Put the messages no parser can read on the dead-letter queue now (a human is needed; no
-    redelivery can help): the ids of those it took. Those it could not take fail as before."""
+def _dead_letter(
+    batch: SQSEvent, malformed: dict[str, str], *, log: str = "malformed message dead-lettered"
+) -> set[str]:
+    """Put the messages no parser can read (or all of whose files were refused) on the dead-letter
+    queue now (a human is needed; no redelivery can help): the ids of those it took. Those it
+    could not take fail as before (a malformed one), or just succeed (a poison one: its files
+    have their fates)."""
     messages = runtime.current().messages
     if not malformed or messages is None:
         return set()
@@ -164,10 +172,7 @@ def _dead_letter(batch: SQSEvent, malformed: dict[str, str]) -> set[str]:
             logger.error("could not dead-letter a malformed message", extra={"error": str(exc)})
             continue
         taken.add(record.message_id)
-        logger.warning(
-            "malformed message dead-lettered",
-            extra={"message_id": record.message_id, "error": malformed[record.message_id]},
-        )
+        logger.warning(log, extra={"message_id": record.message_id, "error": malformed[record.message_id]})
     return taken
 
 

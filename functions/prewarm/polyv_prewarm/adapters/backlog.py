@@ -12,6 +12,7 @@ first characters are the file's place in the drains' order:
 ``L#<deferredAt>#<vid>#<br>``         a video's other definition held back on a tight day
 ``R#<deferredAt>#<vid>#<br>``         in doubt: its call may have reached Polyv
 ``B#<deferredAt>#<vid>#<br>``         backfilled by an operator
+``S#<deferredAt>#<vid>#<br>``         a suspect: in a refused call bisection left unsplit
 ``WAIT#<retryAt>#<deferredAt>#...``   waiting out an outage, for the recovery drain (any tier)
 ``PARKED#<deferredAt>#<vid>#<br>``    refused in too many drains: kept, shown, no longer drained
 ====================================  ==========================================================
@@ -58,7 +59,7 @@ def stamp(instant: datetime) -> str:
 
 
 #: Each tier's ``age`` range (the normal tier's is every age below NORMAL_BELOW).
-PREFIXES = {Tier.NORMAL: "", Tier.LATER: "L#", Tier.BACKFILL: "B#", Tier.RESEND: "R#"}
+PREFIXES = {Tier.NORMAL: "", Tier.LATER: "L#", Tier.BACKFILL: "B#", Tier.RESEND: "R#", Tier.SUSPECT: "S#"}
 
 
 def _tier_age(tier: Tier, deferred_at: str, file: FileRef) -> str:
@@ -237,6 +238,9 @@ class DynamoBacklog:
                 )
                 parked.append(deferred.file)
         return parked
+
+    def count_refusals(self, files: Sequence[DeferredFile], error: str) -> dict[FileRef, int]:
+        return {d.file: self._count_failure(d, error) for d in files}
 
     def _count_failure(self, deferred: DeferredFile, error: str) -> int:
         """One more failed drain for a file still in the backlog; its failures so far (0: gone)."""

@@ -18,7 +18,7 @@ from urllib3.exceptions import NewConnectionError
 from urllib3.util.retry import Retry
 
 from .. import SERVICE
-from ..domain.model import FileRef
+from ..domain.model import BR_INDEXES, FileRef
 from ..domain.plan import MAX_FILES_PER_CALL
 from ..domain.ports import (
     PolyvConfigurationError,
@@ -316,22 +316,27 @@ def _interpret(status: int, answer: dict[str, Any] | None, files: int) -> _Attem
         # Polyv's API does not redirect; whatever answered so is not Polyv accepting the call.
         # Not followed (the signed form goes nowhere else) and in doubt: it may stand for anything.
         logger.warning("Polyv's URL answered a redirect: not followed", extra={"http_status": status})
-        raise PolyvUnavailable(f"Polyv answered a redirect (HTTP {status}): not followed", ambiguous=True)
+        raise PolyvUnavailable(
+            f"Polyv answered a redirect (HTTP {status}): not followed", ambiguous=True, answered=True
+        )
     if answer is None:
-        if status in NOT_PROCESSED:
+        if status in NOT_PROCESSED or status >= 500:
+            # A server error or a gateway's refusal: nothing was processed, nothing spent.
             return _Attempt.transient(f"Polyv answered HTTP {status}")
         # Any other answer whose meaning is unknown may stand for an accepted call.
         raise PolyvUnavailable(
-            f"Polyv answered HTTP {status} with a body that is not its JSON", ambiguous=True
+            f"Polyv answered HTTP {status} with a body that is not its JSON", ambiguous=True, answered=True
         )
     if _says_success(answer):
         task_id = _task_id(answer)
         if task_id is None:
-            raise PolyvUnavailable("Polyv answered success without a taskId", ambiguous=True)
+            raise PolyvUnavailable("Polyv answered success without a taskId", ambiguous=True, answered=True)
         return _Attempt(task_id=task_id)
     if answer.get("status") != "error":
         code = str(answer.get("code"))[:16]
-        raise PolyvUnavailable(f"Polyv answered an envelope of unknown meaning (code {code})", ambiguous=True)
+        raise PolyvUnavailable(
+            f"Polyv answered an envelope of unknown meaning (code {code})", ambiguous=True, answered=True
+        )
     message = str(answer.get("message", ""))
     if message in _AGAIN:
         return _Attempt(again=_AGAIN[message])
@@ -367,19 +372,18 @@ def _video_definitions(status: int, answer: dict[str, Any] | None, vid: str) -> 
     sizes = video.get("filesize")
     if not isinstance(sizes, list):
         raise PolyvUnavailable("get-video-msg: no filesize list", ambiguous=False)
+    return frozenset(br for br, size in zip(BR_INDEXES, sizes, strict=False) if _exists(video, br, size))
+
+
+def _exists(video: dict[str, Any], br: int, size: object) -> bool:
+    """A definition exists when it has a file size and a play URL."""
+    if not isinstance(size, int | float) or isinstance(size, bool) or size <= 0:
+        return False
     listed = video.get("hls")
-    hls: list[Any] = listed if isinstance(listed, list) else []
-    found = set()
-    for br, size in zip((1, 2, 3), sizes, strict=False):
-        urls = (video.get(f"hls_{br}"), video.get(f"mp4_{br}"), hls[br - 1] if len(hls) >= br else None)
-        if (
-            isinstance(size, int | float)
-            and not isinstance(size, bool)
-            and size > 0
-            and any(isinstance(u, str) and u for u in urls)
-        ):
-            found.add(br)
-    return frozenset(found)
+    urls = [video.get(f"hls_{br}"), video.get(f"mp4_{br}")]
+    if isinstance(listed, list) and len(listed) >= br:
+        urls.append(listed[br - 1])
+    return any(isinstance(url, str) and url for url in urls)
 
 
 def _json_answer(body: bytes | None) -> dict[str, Any] | None:
@@ -395,8 +399,9 @@ def _json_answer(body: bytes | None) -> dict[str, Any] | None:
     return answer
 
 
-#: HTTP statuses that say the request was not processed (rate limit, gateway, unavailable): safe to
-#: retry. Any other answer without Polyv's JSON (a 200 or 500 with an HTML body) is in doubt.
+#: HTTP statuses that say the request was not processed (rate limit, gateway, unavailable), and
+#: every 5xx: safe to retry, and their quota given back. Any other answer without Polyv's JSON (a
+#: 200 with an HTML body) is in doubt.
 NOT_PROCESSED = frozenset({429, 502, 503, 504})
 
 

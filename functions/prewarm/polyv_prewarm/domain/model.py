@@ -197,6 +197,9 @@ class Tier(StrEnum):
     LATER = "later"  # a video's other definitions, held back on a tight day
     BACKFILL = "backfill"  # an operator's catalogue: only what fresh traffic leaves, late in the day
     RESEND = "resend"  # in doubt: its call may have reached Polyv; never-sent files come first
+    #: in a call Polyv refused (``illeagal vid``...) that bisection left unsplit, or of a message
+    #: whose files Polyv refused: never packed with clean files, isolated within a budget of its own
+    SUSPECT = "suspect"
 
     @property
     def rank(self) -> int:
@@ -253,10 +256,17 @@ class QuotaView(NamedTuple):
     limit: int
     exhausted: bool = False
     reserve: int = 0  # of the limit, kept for "priority": "high" requests
+    confirmed: int = 0  # of ``used``, files Polyv answered a taskId for
 
     @property
     def remaining(self) -> int:
         return 0 if self.exhausted else max(0, self.limit - self.used)
+
+    @property
+    def in_doubt(self) -> int:
+        """Units the count holds on calls whose outcome is unknown (and on live claims): Polyv
+        may not have spent them, and a call beyond the count finds out at no cost."""
+        return max(0, self.used - self.confirmed)
 
     def to_summary(self) -> dict[str, Any]:
         summary: dict[str, Any] = {
@@ -264,6 +274,8 @@ class QuotaView(NamedTuple):
             "used": self.used,
             "limit": self.limit,
             "remaining": self.remaining,
+            "confirmed": self.confirmed,
+            "inDoubt": self.in_doubt,
         }
         if self.exhausted:
             summary["exhausted"] = True
@@ -356,6 +368,8 @@ class Report:
     breaker: BreakerState | None = None  # a recovery drain's: the breaker as it found it
     resent_in_doubt: int = 0  # files claimed again while in doubt (their call may have reached Polyv)
     day_closed: QuotaView | None = None  # a morning drain's: the quota day that just ended
+    suspects: set[FileRef] = field(default_factory=set)  # deferred to the suspect tier
+    refused_by_polyv: set[FileRef] = field(default_factory=set)  # rejected by Polyv for good (alone)
 
     def count(self, fate: Fate) -> int:
         return sum(1 for r in self.results if r.fate is fate)
@@ -371,6 +385,26 @@ class Report:
             r.request.origin.message_id
             for r in self.results
             if r.fate.needs_retry and r.request.origin.message_id is not None
+        }
+
+    def poison_messages(self) -> dict[str, str]:
+        """SQS message id -> why, for each message with files Polyv refused for good once
+        isolated, and none sent, none waiting but as a suspect: a producer's bad message (its
+        files rejected before Polyv was asked count neither way)."""
+        refused: dict[str, Counter[str]] = {}
+        fine: set[str] = set()
+        for r in self.results:
+            message = r.request.origin.message_id
+            if message is None or (r.fate is Fate.REJECTED and r.file not in self.refused_by_polyv):
+                continue
+            if r.fate is Fate.REJECTED:
+                refused.setdefault(message, Counter())[r.reason or "rejected"] += 1
+            elif not (r.fate is Fate.DEFERRED and r.file in self.suspects):
+                fine.add(message)
+        return {
+            m: "every file refused: " + ", ".join(f"{why} ({n})" for why, n in reasons.most_common(3))
+            for m, reasons in refused.items()
+            if m not in fine
         }
 
     def to_summary(self, *, files: bool = True) -> dict[str, Any]:

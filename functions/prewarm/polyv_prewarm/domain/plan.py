@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from .model import BR_INDEXES, Fate, FileRef, FileRequest, FileResult
+from .model import BR_INDEXES, Fate, FileRef, FileRequest, FileResult, Origin
 from .preview import preview
 
 #: Polyv accepts at most this many files per call.
@@ -70,6 +70,28 @@ def chunk(items: Sequence[RequestedFile], size: int = MAX_FILES_PER_CALL) -> lis
     if not 1 <= size <= MAX_FILES_PER_CALL:
         raise ValueError(f"chunk size must be 1..{MAX_FILES_PER_CALL}")
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def clean_first(
+    files: Iterable[RequestedFile], suspects: Collection[Origin], size: int = MAX_FILES_PER_CALL
+) -> Iterator[tuple[list[RequestedFile], bool]]:
+    """The calls of a submission, clean files first: chunks of ``size`` of the files whose origin
+    (their message) is not a suspect, in order, then the suspects' files in chunks of their own
+    (``True``): a suspect is never packed with a clean file. ``suspects`` is read as the chunks are
+    taken, so a message that a refused call made a suspect is kept apart from the next chunk on."""
+    pending = iter(files)
+    held: list[RequestedFile] = []
+    while True:
+        group: list[RequestedFile] = []
+        for wanted in pending:
+            (held if wanted.request.origin in suspects else group).append(wanted)
+            if len(group) == size:
+                break
+        if not group:
+            break
+        yield group, False
+    for start in range(0, len(held), size):
+        yield held[start : start + size], True
 
 
 def build_plan(requests: Iterable[FileRequest], userid: str) -> Plan:

@@ -59,11 +59,22 @@ class PolyvUnavailable(PolyvError):
     counted, because the counter may over-count but must never under-count.
     """
 
-    def __init__(self, message: str, *, ambiguous: bool, refused: bool = False, secret: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        ambiguous: bool,
+        refused: bool = False,
+        secret: bool = False,
+        answered: bool = False,
+    ) -> None:
         super().__init__(message)
         self.ambiguous = ambiguous
         self.refused = refused  # Polyv answered with an error this package does not know
         self.secret = secret  # the secret could not be read: Polyv was not even asked
+        # an answer came (a 200 without a taskId, a redirect, a body of unknown meaning): whatever
+        # it means, Polyv (or what answers for it) is up; only no answer at all says it is down
+        self.answered = answered
 
 
 class StoreUnavailable(PrewarmError):
@@ -328,6 +339,10 @@ class Backlog(Protocol):
     def parked(self, limit: int) -> list[DeferredFile]: ...
 
     def remove(self, files: Sequence[FileRef]) -> None: ...
+
+    def count_refusals(self, files: Sequence[DeferredFile], error: str) -> dict[FileRef, int]:
+        """One more refused call for each file still in the backlog: how many it has had (0: gone)."""
+        ...
 
     def record_failure(self, files: Sequence[DeferredFile], error: str, *, park_after: int) -> list[FileRef]:
         """Count one more failed drain for each file; park those that reach ``park_after``.

@@ -33,11 +33,22 @@ from ..domain.model import (
     Tier,
 )
 from ..domain.outlook import DayOutlook
-from ..domain.plan import RequestedFile
+from ..domain.plan import MAX_FILES_PER_CALL, RequestedFile
 from ..domain.policy import Deadline, Policy
 from ..domain.ports import Backlog, DayLedger, PolyvBreaker, StoreUnavailable
 from ..domain.quotaday import quota_day
-from .run import IN_DOUBT_REASON, Leftovers, Resends, Run, Submits, finish, new_run, result, usage
+from .run import (
+    IN_DOUBT_REASON,
+    SUSPECT_REASON,
+    Leftovers,
+    Resends,
+    Run,
+    Submits,
+    finish,
+    new_run,
+    result,
+    usage,
+)
 from .sender import OUT_OF_TIME
 
 logger = Logger(service=SERVICE, child=True)
@@ -46,6 +57,15 @@ STILL_DEFERRED_REASON = "today's Polyv quota is spent: stays in the backlog"
 DONE = (Fate.SUBMITTED, Fate.REJECTED, Fate.DUPLICATE)  # leave the backlog
 #: A deferred file whose drained call Polyv refused with an unknown error this often is parked.
 PARK_AFTER_FAILURES = 3
+#: A suspect refused this often in calls with other suspects, never isolated, is rejected with its
+#: reason (docs/ledger.md, "Suspects"): at one slice a drain, the oldest 100 suspects are given
+#: up after three drains (15 minutes of recovery drains), having been tried in three calls and
+#: split within SUSPECT_BISECTION_CALLS each time.
+SUSPECT_MAX_REFUSALS = 3
+#: What a drain spends on the suspect tier, whatever else it does: one slice of this many files,
+#: and this many bisection calls (at most 1 + 8 Polyv calls a drain, ~108 an hour of recovery
+#: drains, far below Polyv's 1,500 requests per 10 s). Clean tiers are drained first.
+SUSPECT_SLICE, SUSPECT_BISECTION_CALLS = 100, 8
 
 
 class DrainBacklog:
@@ -89,6 +109,8 @@ class DrainBacklog:
             run.resends = Resends.ALWAYS if tier is Tier.RESEND else Resends.NEVER
             if not self._drain_tier(tier, limit, run, slice_size, on_slice):
                 break
+        if sweep and run.stopped is None:
+            self._ask_beyond_the_count(run, on_slice)
         message = "late sweep finished" if sweep else "drain finished"
         finish(run.report, message, ledger=self._ledger, policy=policy, now=self._clock())
         run.report.backlog = self._figures()
@@ -103,7 +125,8 @@ class DrainBacklog:
         """Each tier this drain spends, with the count of the day's counter it may claim up to."""
         if not sweep:
             expected = self._outlook(quota_day(now - timedelta(days=1), self._policy.timezone)).first_rank
-            return [(Tier.NORMAL, run.limit), (Tier.LATER, max(0, run.limit - expected))]
+            later = max(0, run.limit - expected)
+            return [(Tier.NORMAL, run.limit), (Tier.LATER, later), (Tier.SUSPECT, later)]
         today = self._outlook(quota_day(now, self._policy.timezone))
         # whole files: at the day's last sweep, less than one expected file holds nothing back
         margin = math.floor(today.expected_rest(now, self._policy.day_ends(now), asking=0))
@@ -111,9 +134,58 @@ class DrainBacklog:
         return [
             (Tier.NORMAL, run.limit),
             (Tier.LATER, run.limit),
+            (Tier.SUSPECT, run.limit),  # never sent (a refused call costs nothing), on its budget
             (Tier.BACKFILL, fresh_first),
             (Tier.RESEND, fresh_first),
         ]
+
+    def _ask_beyond_the_count(self, run: Run, on_slice: Callable[[Report], None] | None) -> None:
+        """The day's count is at the limit but Polyv has confirmed fewer files (the rest are
+        calls in doubt, which Polyv may never have taken): ask Polyv itself for what the count
+        holds back, at no risk, since Polyv refuses a call over its daily limit whole and charges
+        nothing. Backlog files in its order (never-sent first, in doubt last), calls of at most
+        ``limit - confirmed`` files, halved after each refusal for the daily limit, until a call
+        of one file is refused: at most log2(100) + 1 refused calls a day, then the day is
+        marked spent (docs/ledger.md, "Every spare unit spent")."""
+        size = MAX_FILES_PER_CALL
+        run.beyond_count = True
+        try:
+            while run.stopped is None and self._submit.time_for_a_call(run):
+                view = usage(self._ledger, self._policy, self._submit.today())
+                room = view.limit - view.confirmed  # what Polyv may have left, at most
+                if view.exhausted or view.remaining > 0 or room <= 0:
+                    return
+                batch, tier = self._never_sent_first(min(size, room))
+                if not batch:
+                    return
+                run.polyv_spent = False
+                run.resends = Resends.ALWAYS if tier is Tier.RESEND else Resends.NEVER
+                beyond = view.used + len(batch)
+                self._drain_slice(batch, run, limit=beyond, urgent_limit=beyond, resend=tier is Tier.RESEND)
+                if on_slice is not None:
+                    on_slice(run.report)
+                if run.polyv_spent:
+                    if len(batch) == 1:
+                        self._submit.mark_exhausted(view.day)
+                        return
+                    size = max(1, len(batch) // 2)
+        except StoreUnavailable as exc:
+            logger.warning("could not ask beyond the count", extra={"error": str(exc)})
+        finally:
+            run.beyond_count = False
+
+    def _never_sent_first(self, size: int) -> tuple[list[DeferredFile], Tier]:
+        """The first ``size`` drainable files of the backlog's tiers in their order, suspects
+        aside (they have a budget of their own): never-sent files first, in doubt last."""
+        for tier in (Tier.NORMAL, Tier.LATER, Tier.BACKFILL, Tier.RESEND):
+            batch = (
+                self._backlog.newest(size, tier=tier)
+                if self._policy.drain_newest_first
+                else self._backlog.oldest(size, tier=tier)
+            )
+            if batch:
+                return batch, tier
+        return [], Tier.RESEND
 
     def _outlook(self, day: str) -> DayOutlook:
         try:
@@ -140,6 +212,8 @@ class DrainBacklog:
         on_slice: Callable[[Report], None] | None,
     ) -> bool:
         """Drain one tier up to ``limit``; False when the quota (or the run) is done."""
+        if tier is Tier.SUSPECT:
+            return self._drain_suspects(run, limit, on_slice)
         cursor: DeferredFile | None = None
         while run.stopped is None:
             batch = self._next_slice(run, slice_size, cursor, tier)
@@ -152,6 +226,30 @@ class DrainBacklog:
             if not quota_left:
                 return False
         return False
+
+    def _drain_suspects(self, run: Run, limit: int, on_slice: Callable[[Report], None] | None = None) -> bool:
+        """One slice of the suspect tier, oldest first, with a bisection budget of its own (taken
+        from the run's, never more): suspects never delay a clean file, and cost a bounded number
+        of calls however many there are."""
+        try:
+            batch = self._backlog.oldest(SUSPECT_SLICE, tier=Tier.SUSPECT)
+        except StoreUnavailable as exc:
+            logger.warning("suspect tier unreadable", extra={"error": str(exc)})
+            return run.stopped is None
+        tried = {r.file for r in run.report.results}  # refused in this very drain: the next one's
+        batch = [d for d in batch if d.file not in tried]
+        if not batch or not self._submit.time_for_a_call(run):
+            return run.stopped is None
+        budget = run.bisection_calls_left
+        run.bisection_calls_left = min(budget, SUSPECT_BISECTION_CALLS)
+        spent_before = run.bisection_calls_left
+        try:
+            quota_left = self._drain_slice(batch, run, limit=limit)
+        finally:
+            run.bisection_calls_left = budget - (spent_before - run.bisection_calls_left)
+        if on_slice is not None:
+            on_slice(run.report)
+        return quota_left
 
     def _next_slice(self, run: Run, size: int, cursor: DeferredFile | None, tier: Tier) -> list[DeferredFile]:
         """The next files of ``tier`` in the drain order after ``cursor``; none when the run must stop."""
@@ -198,6 +296,8 @@ class DrainBacklog:
             cursor = batch[-1]  # files held by another invocation stay due: passed by, not looped on
             if not self._drain_slice(batch, run, limit=run.limit, waiting=True):
                 break
+        if run.stopped is None:  # isolation goes on through the day, one bounded slice a drain
+            self._drain_suspects(run, run.limit)
         if report.results:
             finish(
                 report, "recovery drain finished", ledger=self._ledger, policy=self._policy, now=self._clock()
@@ -224,8 +324,10 @@ class DrainBacklog:
         limit: int,
         waiting: bool = False,
         resend: bool = False,
+        urgent_limit: int | None = None,
     ) -> bool:
-        """Submit one slice (its priority files within the whole limit, the rest within ``limit``)
+        """Submit one slice (its priority files within the whole limit or ``urgent_limit``, the
+        rest within ``limit``)
         and update the backlog; False when the quota is spent, or the run stopped. Files in doubt
         (unless this is a resend) are re-sent only from the day's surplus by a run that may
         (the recovery drain's), else they move to the resend tier."""
@@ -233,7 +335,9 @@ class DrainBacklog:
         by_file = {d.file: d for d in batch}
         forced = frozenset(d.file for d in batch if d.force)
         wanted, doubtful = self._not_sent_since_deferral(batch, run.report, resend=resend)
-        leftovers = self._submit_slice(wanted, by_file, run, forced=forced, limit=limit, resend=resend)
+        leftovers = self._submit_slice(
+            wanted, by_file, run, forced=forced, limit=limit, resend=resend, urgent_limit=urgent_limit
+        )
         doubtful += [by_file[u.file] for u in leftovers.in_doubt]
         leftovers.in_doubt = []
         if doubtful and run.resends is Resends.FROM_SURPLUS:
@@ -244,9 +348,9 @@ class DrainBacklog:
                     self._submit_slice(again, by_file, run, forced=forced, limit=limit, resend=True)
                 )
                 doubtful = []
+        doubtful += [by_file[u.file] for u in leftovers.answered_in_doubt]  # to the resends, not now
         run.report.results += [result(u, Fate.DEFERRED, STILL_DEFERRED_REASON) for u in leftovers.no_quota]
-        # refused in a call the bisection budget left unsplit: they stay, and count a failed drain
-        run.report.results += [result(u, Fate.DEFERRED, why) for u, why in leftovers.unisolated]
+        self._place_suspects(leftovers, by_file, run)
         run.report.results += [result(as_request(d), Fate.DEFERRED, IN_DOUBT_REASON) for d in doubtful]
         if leftovers.parked or leftovers.parked_in_doubt:
             why = f"{run.stopped}: waits in the backlog"
@@ -255,6 +359,30 @@ class DrainBacklog:
         done = [r.file for r in run.report.results[first:] if r.file and r.fate in DONE]
         self._update_backlog(done, leftovers, by_file, run, waiting=waiting, doubtful=doubtful)
         return not leftovers.no_quota and run.stopped is None
+
+    def _place_suspects(self, leftovers: Leftovers, by_file: dict[FileRef, DeferredFile], run: Run) -> None:
+        """Files of a refused call the bisection budget left unsplit: to the suspect tier, one
+        more refusal each; rejected with their reason once they reach SUSPECT_MAX_REFUSALS. Files
+        of a suspect message not sent at all: to the suspect tier, no refusal counted."""
+        unisolated = [(by_file[u.file], u, why) for u, why in leftovers.unisolated if u.file in by_file]
+        apart = [by_file[u.file] for u in leftovers.apart if u.file in by_file]
+        counts: dict[FileRef, int] = {}
+        try:
+            if unisolated:
+                counts = self._backlog.count_refusals([d for d, _, _ in unisolated], unisolated[0][2])
+            moved = [d for d, _, _ in unisolated if d.tier is not Tier.SUSPECT and counts.get(d.file, 1)]
+            moved += [d for d in apart if d.tier is not Tier.SUSPECT]
+            self._backlog.move(moved, Tier.SUSPECT)
+        except StoreUnavailable as exc:
+            logger.error("could not count the suspects' refusals", extra={"error": str(exc)})
+        for _, requested, why in unisolated:
+            refusals = counts.get(requested.file, 0)
+            if refusals >= SUSPECT_MAX_REFUSALS:
+                reason = f"{why}: refused in {refusals} calls with other suspects, never isolated"
+                run.report.results.append(result(requested, Fate.REJECTED, reason))
+            else:
+                run.report.results.append(result(requested, Fate.DEFERRED, f"{why}: a suspect"))
+        run.report.results += [result(u, Fate.DEFERRED, SUSPECT_REASON) for u in leftovers.apart]
 
     def _submit_slice(
         self,
@@ -265,11 +393,12 @@ class DrainBacklog:
         forced: frozenset[FileRef],
         limit: int,
         resend: bool,
+        urgent_limit: int | None = None,
     ) -> Leftovers:
-        """The priority files within the whole limit, then the rest within ``limit``."""
+        """The priority files within the whole limit (or ``urgent_limit``), then the rest within ``limit``."""
         urgent = [u for u in wanted if by_file[u.file].priority_high]
         leftovers = self._submit.submit(
-            urgent, run, forced=forced, limit=self._policy.daily_limit, resend=resend
+            urgent, run, forced=forced, limit=urgent_limit or self._policy.daily_limit, resend=resend
         )
         rest = [u for u in wanted if not by_file[u.file].priority_high]
         leftovers.extend(self._submit.submit(rest, run, forced=forced, limit=limit, resend=resend))

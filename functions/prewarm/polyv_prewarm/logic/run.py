@@ -16,7 +16,7 @@ from aws_lambda_powertools import Logger
 
 from .. import SERVICE
 from ..domain.claims import held
-from ..domain.model import Fate, FileRef, FileResult, LedgerEntry, QuotaView, Report
+from ..domain.model import Fate, FileRef, FileResult, LedgerEntry, Origin, QuotaView, Report
 from ..domain.plan import RequestedFile
 from ..domain.policy import Deadline, Policy
 from ..domain.ports import DayLedger, StoreUnavailable
@@ -29,6 +29,8 @@ TALLY_REASONS, TALLY_EXAMPLES = 10, 5
 
 #: Why a file in doubt waits (submission and drain): its tier is the backlog's last.
 IN_DOUBT_REASON = "in doubt (its call may have reached Polyv): re-sent after every never-sent file"
+#: Why a suspect's file waits unsent (submission and drain): the suspect tier isolates it.
+SUSPECT_REASON = "of a message whose files Polyv refused, and no bisection call left to send it apart"
 
 
 class Resends(Enum):
@@ -63,6 +65,13 @@ class Run:
     # when the run stopped for a reason that passes (Polyv down, the deadline), its unsent files
     # wait in the backlog until ``retry_at`` instead of coming back with their messages
     retry_at: datetime | None = None
+    #: messages (origins) with a file in a call Polyv refused: their other files are never packed
+    #: with clean ones (``domain/plan.clean_first``)
+    suspects: set[Origin] = field(default_factory=set)
+    #: asking Polyv beyond the function's own count (the late sweeps, where only calls in doubt
+    #: hold the count at the limit): a refusal for the daily limit is an answer, not the day's end
+    beyond_count: bool = False
+    polyv_spent: bool = False  # Polyv refused a call of this run for the daily limit
 
     def stop(self, reason: str, *, park_until: datetime | None = None) -> None:
         self.stopped = self.report.stopped_because = reason
@@ -88,18 +97,25 @@ class Leftovers:
     # refused by Polyv for a reason that need not hold (an unknown error, or a refused call the
     # bisection budget left unsplit), with the reason: a drain counts a failure for each
     refused: dict[FileRef, str] = field(default_factory=dict)
-    unisolated: list[tuple[RequestedFile, str]] = field(default_factory=list)  # ...and these kept
+    # suspects: in a refused call the bisection budget left unsplit (with why): the suspect tier's
+    unisolated: list[tuple[RequestedFile, str]] = field(default_factory=list)
+    # files of a suspect message not sent at all (no bisection call left to send them apart)
+    apart: list[RequestedFile] = field(default_factory=list)
     parked: list[RequestedFile] = field(default_factory=list)  # to wait until ``Run.retry_at``
     parked_in_doubt: list[RequestedFile] = field(default_factory=list)  # ...and in doubt (resends)
     in_doubt: list[RequestedFile] = field(default_factory=list)  # the claim found them in doubt
+    # Polyv answered their call with something of unknown meaning: to wait as resends, not now
+    answered_in_doubt: list[RequestedFile] = field(default_factory=list)
 
     def extend(self, other: Leftovers) -> None:
         self.no_quota += other.no_quota
         self.refused.update(other.refused)
         self.unisolated += other.unisolated
+        self.apart += other.apart
         self.parked += other.parked
         self.parked_in_doubt += other.parked_in_doubt
         self.in_doubt += other.in_doubt
+        self.answered_in_doubt += other.answered_in_doubt
 
 
 class Submits(Protocol):
@@ -121,6 +137,8 @@ class Submits(Protocol):
     ) -> Leftovers: ...
 
     def surplus(self, run: Run, *, asking: int) -> int | None: ...
+
+    def mark_exhausted(self, day: str) -> None: ...
 
 
 def new_run(

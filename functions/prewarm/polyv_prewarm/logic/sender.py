@@ -75,6 +75,9 @@ class Stop(NamedTuple):
     quota_spent: bool = False
     park: bool = False
     polyv_down: bool = False
+    #: Polyv answered, but what it said cannot tell whether it took the call (a 200 without a
+    #: taskId): the call's files are in doubt and wait as resends; nothing else stops
+    answered_in_doubt: bool = False
 
 
 NOT_ENDED = Stop(INTERRUPTED)
@@ -97,6 +100,7 @@ class ChunkRecord:
     unisolated: list[tuple[RequestedFile, str]] = field(default_factory=list)
     parked: list[RequestedFile] = field(default_factory=list)  # not sent: to wait in the backlog
     parked_in_doubt: list[RequestedFile] = field(default_factory=list)  # in doubt: to wait as resends
+    in_doubt: list[RequestedFile] = field(default_factory=list)  # an answer of unknown meaning: resends
 
 
 @dataclass(frozen=True)
@@ -172,18 +176,16 @@ class ChunkOutcome:
         the number the report gives this chunk's first accepted call). A call still in flight (the
         calls were interrupted while it was out) may have been accepted: in doubt."""
         known = self.resolved(self.in_flight, Taken.UNKNOWN) if self.in_flight else self
-        quota_spent = known.stop is not None and known.stop.quota_spent
         record = ChunkRecord(Settlement(), [], [a.call for a in known.accepted], [])
         numbers = {f.file: n for n, a in enumerate(known.accepted, first_call) for f in a.files}
         for requested in known.granted:
             result = known._close_one(requested, record, numbers.get(requested.file), retry_after_ms)
             if result is not None:
                 record.results.append(result)
-        # Quota of files Polyv certainly did not take goes back; files in doubt stay counted.
-        # A day Polyv says is spent stays at its limit.
-        if not quota_spent:
-            taken = len(known.task_ids) + known.unknown_outcomes
-            record.settlement.release = len(known.granted) + known.counted_again - taken
+        # Quota of files Polyv certainly did not take goes back (a call refused for the daily
+        # limit too: Polyv refuses it whole); files in doubt stay counted.
+        taken = len(known.task_ids) + known.unknown_outcomes
+        record.settlement.release = len(known.granted) + known.counted_again - taken
         return record
 
     def _close_one(
@@ -208,9 +210,12 @@ class ChunkOutcome:
             record.unisolated.append((requested, self.unisolated[file]))
             return None
         if file in self.in_doubt:
-            settlement.in_doubt.add(file)  # stays counted; parked or handed back, it is sent again
+            settlement.in_doubt.add(file)  # stays counted; parked, a resend or handed back: sent again
             if park:
                 record.parked_in_doubt.append(requested)
+                return None
+            if self.stop is not None and self.stop.answered_in_doubt:
+                record.in_doubt.append(requested)
                 return None
             return FileResult(request, Fate.HANDED_BACK, file=file, reason=leftover)
         settlement.handed_back[file] = leftover
@@ -401,6 +406,9 @@ def stop_for(exc: Exception) -> Stop:
     if isinstance(exc, PolyvUnavailable) and exc.refused:
         logger.warning("Polyv refused a call with an unknown error", extra={"error": str(exc)})
         return Stop(str(exc), whole_run=False)
+    if isinstance(exc, PolyvUnavailable) and exc.ambiguous and exc.answered:
+        logger.warning("Polyv answered a call ambiguously: its files are in doubt", extra={"error": str(exc)})
+        return Stop(str(exc), whole_run=False, answered_in_doubt=True)
     if isinstance(exc, PolyvUnavailable) and exc.secret:
         logger.error("the Polyv secret is unreadable: parking the work", extra={"error": str(exc)})
         return Stop(str(exc), park=True)

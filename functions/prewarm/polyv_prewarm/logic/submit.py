@@ -26,7 +26,7 @@ from .. import SERVICE
 from ..domain.breaker import BreakerState
 from ..domain.claims import ClaimRequest, Decision, decide
 from ..domain.model import Fate, FileRef, FileRequest, FileResult, Lease, LedgerEntry, Report, Tier, epoch_ms
-from ..domain.plan import RequestedFile, build_plan, chunk
+from ..domain.plan import RequestedFile, build_plan, chunk, clean_first
 from ..domain.policy import Deadline, Policy
 from ..domain.ports import (
     Backlog,
@@ -38,7 +38,18 @@ from ..domain.ports import (
     StoreUnavailable,
 )
 from ..domain.quotaday import quota_day
-from .run import IN_DOUBT_REASON, Gate, Leftovers, Resends, Run, finish, new_run, result, unclaimable
+from .run import (
+    IN_DOUBT_REASON,
+    SUSPECT_REASON,
+    Gate,
+    Leftovers,
+    Resends,
+    Run,
+    finish,
+    new_run,
+    result,
+    unclaimable,
+)
 from .sender import NOT_ENDED, OUT_OF_TIME, ChunkOutcome, ChunkSender
 
 logger = Logger(service=SERVICE, child=True)
@@ -129,8 +140,8 @@ class SubmitFiles:
             self._defer(leftovers.no_quota, place)
             self._defer(later, place, reason=HELD_BACK_REASON, tier=Tier.LATER)
             self._resend_or_defer(leftovers.in_doubt, run, place)
-            for reason, files in _by_reason(leftovers.unisolated).items():
-                self._defer(files, place, reason=f"{reason}: deferred to the backlog's drain")
+            self._defer(leftovers.answered_in_doubt, place, reason=IN_DOUBT_REASON, tier=Tier.RESEND)
+            self._defer_suspects(leftovers, place)
             self._park(leftovers, run, place)
         finish(run.report, "prewarm finished", ledger=self.ledger, policy=self.policy, now=self.clock())
         return run.report
@@ -175,10 +186,19 @@ class SubmitFiles:
         surplus = self.surplus(run, asking=0) if run.resends is Resends.FROM_SURPLUS else None
         if run.resends is Resends.ALWAYS or (surplus is not None and surplus >= len(in_doubt)):
             more = self.submit(in_doubt, run, forced=place.forced, resend=True)
-            self._defer(more.no_quota, place, reason=IN_DOUBT_REASON, tier=Tier.RESEND)
+            self._defer(
+                more.no_quota + more.answered_in_doubt, place, reason=IN_DOUBT_REASON, tier=Tier.RESEND
+            )
             self._park(more, run, place)
             return
         self._defer(in_doubt, place, reason=IN_DOUBT_REASON, tier=Tier.RESEND)
+
+    def _defer_suspects(self, leftovers: Leftovers, place: Placing) -> None:
+        """Files of refused calls left unsplit, and the files of their messages not sent apart: to
+        the suspect tier, whose drains isolate them on a budget of their own."""
+        for reason, files in _by_reason(leftovers.unisolated).items():
+            self._defer(files, place, reason=f"{reason}: a suspect, for the drains", tier=Tier.SUSPECT)
+        self._defer(leftovers.apart, place, reason=SUSPECT_REASON, tier=Tier.SUSPECT)
 
     def _park(self, leftovers: Leftovers, run: Run, place: Placing) -> None:
         """What a stopped run did not send waits in the backlog for the recovery drain (files in
@@ -210,8 +230,10 @@ class SubmitFiles:
         claims = _Claims(forced, frozenset(first_rank), resend)  # once: a set of the whole request
         if files and run.gate is Gate.UNASKED:
             self._ask_the_breaker(run)
-        for group in chunk(files):
-            if run.parking:
+        for group, suspect in clean_first(files, run.suspects):
+            if suspect and (run.parking or after is After.NO_QUOTA or run.bisection_calls_left <= 0):
+                leftovers.apart += group  # no call: the suspect tier
+            elif run.parking:
                 leftovers.parked += group
             elif run.stopped is not None:
                 _hand_back(group, run.stopped, run.report)
@@ -379,10 +401,13 @@ class SubmitFiles:
         self._carry_over_late_answers(day, outcome)
         run.report.calls += record.calls
         run.report.results += record.results
+        run.report.refused_by_polyv |= outcome.rejected.keys() - outcome.refused_for_now
+        refused = outcome.rejected.keys() | outcome.unisolated.keys()
+        run.suspects |= {u.request.origin for u in outcome.granted if u.file in refused}
         leftovers.parked += record.parked
         leftovers.parked_in_doubt += record.parked_in_doubt
+        leftovers.answered_in_doubt += record.in_doubt
         leftovers.unisolated += record.unisolated
-        leftovers.refused.update({u.file: why for u, why in record.unisolated})
         return record.unsent
 
     def _after_stop(
@@ -392,7 +417,9 @@ class SubmitFiles:
         stop = outcome.stop
         assert stop is not None
         if stop.quota_spent:
-            self._mark_exhausted(day)
+            run.polyv_spent = True
+            if not run.beyond_count:  # asking beyond the count, the caller decides when to end
+                self.mark_exhausted(day)
             leftovers.no_quota += unsent
             return After.NO_QUOTA
         if stop.park:
@@ -402,7 +429,8 @@ class SubmitFiles:
         if stop.whole_run:
             run.stop(stop.reason)
             return After.STOPPED
-        leftovers.refused.update({u.file: stop.reason for u in unsent})
+        if not stop.answered_in_doubt:  # an answer of unknown meaning is no refusal of the files
+            leftovers.refused.update({u.file: stop.reason for u in unsent})
         return After.GO_ON
 
     def _settle_persistently(
@@ -528,6 +556,8 @@ class SubmitFiles:
             },
         )
         report.results += [result(u, Fate.DEFERRED, reason) for u in waiting]
+        if tier is Tier.SUSPECT:
+            report.suspects |= {u.file for u in waiting}
 
     def _not_handled_today(self, requested: Sequence[RequestedFile], report: Report) -> list[RequestedFile]:
         if not requested:
@@ -551,7 +581,7 @@ class SubmitFiles:
         except StoreUnavailable:
             return None
 
-    def _mark_exhausted(self, day: str) -> None:
+    def mark_exhausted(self, day: str) -> None:
         logger.warning("Polyv says today's quota is spent: marking the day exhausted", extra={"day": day})
         try:
             self.ledger.mark_exhausted(day, self.policy.daily_limit)

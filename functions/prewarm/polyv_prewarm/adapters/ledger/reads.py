@@ -18,7 +18,11 @@ if TYPE_CHECKING:
 def usage(client: DynamoDBClient, table: str, day: str, limit: int) -> QuotaView:
     item = _counter(client, table, day)
     return QuotaView(
-        day=day, used=int(item.get("used", 0)), limit=limit, exhausted=bool(item.get("exhausted"))
+        day=day,
+        used=int(item.get("used", 0)),
+        limit=limit,
+        exhausted=bool(item.get("exhausted")),
+        confirmed=int(item.get("acc", 0)),
     )
 
 
