@@ -96,7 +96,6 @@ class InMemoryLedger:
         self.first_rank: dict[str, int] = {}  # the fresh first-rank files claimed, per day
         self.first_rank_since: dict[str, datetime] = {}
         self.exhausted: set[str] = set()
-        self.confirmed: dict[str, int] = {}  # files Polyv answered a taskId for, per day
         self.released: set[tuple[str, str]] = set()  # (day, owner): the release receipts
         self.files: dict[str, dict[FileRef, LedgerEntry]] = {}
         self.unavailable = False
@@ -168,17 +167,15 @@ class InMemoryLedger:
                 put(file, EntryState.IN_DOUBT)
             for file, reason in settlement.handed_back.items():
                 put(file, EntryState.HANDED_BACK, reason=reason)
-            if (settlement.release or settlement.submitted) and (day, lease.owner) not in self.released:
-                self.released.add((day, lease.owner))  # once per claim
+            if settlement.release and (day, lease.owner) not in self.released:  # once per claim
+                self.released.add((day, lease.owner))
                 self.used[day] = self.used.get(day, 0) - settlement.release
-                self.confirmed[day] = self.confirmed.get(day, 0) + len(settlement.submitted)
 
     def carry_over(self, day, submitted, origins, *, now) -> None:
         self._check("carry_over")
         with self._lock:
             entries = self.files.setdefault(day, {})
             self.used[day] = self.used.get(day, 0) + len(submitted)
-            self.confirmed[day] = self.confirmed.get(day, 0) + len(submitted)
             for file, task in submitted.items():
                 entries[file] = LedgerEntry(EntryState.SUBMITTED, now.isoformat(), task_id=task)
 
@@ -198,13 +195,11 @@ class InMemoryLedger:
 
     def usage(self, day: str, limit: int) -> QuotaView:
         self._check("usage")
-        return QuotaView(
-            day,
-            self.used.get(day, 0),
-            limit,
-            exhausted=day in self.exhausted,
-            confirmed=self.confirmed.get(day, 0),
-        )
+        return QuotaView(day, self.used.get(day, 0), limit, exhausted=day in self.exhausted)
+
+    def confirmed(self, day: str) -> int:
+        self._check("confirmed")
+        return sum(1 for e in self.files.get(day, {}).values() if e.state is EntryState.SUBMITTED)
 
     def outlook(self, day: str) -> DayOutlook:
         self._check("outlook")

@@ -174,6 +174,19 @@ class World:
             sleep=lambda seconds: self.sleep(seconds),
         )
 
+    def serve_the_handler(self, monkeypatch: pytest.MonkeyPatch, messages: Any = None) -> None:
+        """Make this world the function's runtime (``runtime.current``), for the handler's tests."""
+        fakes = runtime.Runtime(
+            settings=self.settings,
+            submit=self.submit,
+            drain=self.drainer,
+            queries=self.queries,
+            backfill=self.backfill,
+            confirm=self.confirm,
+            messages=messages,
+        )
+        monkeypatch.setattr(runtime, "current", lambda: fakes)
+
     # -- the use cases, as the handler calls them ---------------------------------------------
     def prewarm(self, requests, **options):
         return self.submit.prewarm(requests, **options)

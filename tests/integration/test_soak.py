@@ -22,6 +22,7 @@ import pytest
 
 from devstack.stack import QUOTA_TIMEZONE
 from devstack.timeline import Timeline
+from polyv_prewarm.adapters.ledger import reads
 from tests.helpers import pin_hour, set_limit, vid
 
 pytestmark = pytest.mark.integration
@@ -101,16 +102,17 @@ def test_a_seeded_soak_of_faults_under_a_binding_quota(stack, monkeypatch):
         timeline.run_until(day_end + timedelta(minutes=1), every_step=faults)
 
     for day, accepted in ends:  # the figures (pytest -s): Polyv's, the function's count, confirmed
-        view = (
+        counter = (
             stack.client("dynamodb")
             .get_item(
                 TableName=stack.tables["QuotaTable"], Key={"pk": {"S": f"DAY#{day}"}, "sk": {"S": "QUOTA"}}
             )
             .get("Item", {})
         )
+        confirmed = reads.confirmed(stack.client("dynamodb"), stack.tables["QuotaTable"], day)
         print(
             f"soak {day}: Polyv accepted {stack.polyv.used(stack.userid, day)} of {LIMIT}, "
-            f"the count {view.get('used', {}).get('N')}, confirmed {view.get('acc', {}).get('N')}, "
+            f"the count {counter.get('used', {}).get('N')}, confirmed {confirmed}, "
             f"waiting at the end {len(workload - accepted)}"
         )
     print(f"soak faults: {len(injected)} {sorted(set(injected))}")

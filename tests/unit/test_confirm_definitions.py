@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from polyv_prewarm import handler, runtime
+from polyv_prewarm import handler
 from polyv_prewarm.domain.model import DefinitionsLookup, FileRef, Origin
 from polyv_prewarm.domain.policy import Deadline
 from polyv_prewarm.lambda_context import LocalLambdaContext
@@ -98,15 +98,7 @@ def test_lookups_are_bounded_in_number_and_by_the_deadline():
 
 def test_an_sqs_batch_with_a_transcode_complete_prewarms_what_polyv_lists(monkeypatch):
     world = World(limit=20, MANUAL_RESERVE="0")
-    fakes = runtime.Runtime(
-        settings=world.settings,
-        submit=world.submit,
-        drain=world.drainer,
-        queries=world.queries,
-        backfill=world.backfill,
-        confirm=world.confirm,
-    )
-    monkeypatch.setattr(runtime, "current", lambda: fakes)
+    world.serve_the_handler(monkeypatch)
     world.polyv.missing = {FileRef(vid(1), 3)}
     event = sqs_event(
         {"vid": vid(1), "brIndexes": [1, 2, 3], "askPolyv": True, "via": "polyv-callback:TranscodeComplete"},

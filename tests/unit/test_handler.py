@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from polyv_prewarm import handler, runtime
+from polyv_prewarm import handler
 from polyv_prewarm.events import InvalidEvent
 from polyv_prewarm.lambda_context import LocalLambdaContext
 from tests.helpers import DAY, World, sqs_event, vid
@@ -15,15 +15,7 @@ from tests.helpers import DAY, World, sqs_event, vid
 @pytest.fixture
 def world(monkeypatch: pytest.MonkeyPatch) -> World:
     w = World(limit=20, MANUAL_RESERVE="0")
-    fakes = runtime.Runtime(
-        settings=w.settings,
-        submit=w.submit,
-        drain=w.drainer,
-        queries=w.queries,
-        backfill=w.backfill,
-        confirm=w.confirm,
-    )
-    monkeypatch.setattr(runtime, "current", lambda: fakes)
+    w.serve_the_handler(monkeypatch)
     return w
 
 

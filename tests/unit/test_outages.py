@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from polyv_prewarm import handler, runtime
+from polyv_prewarm import handler
 from polyv_prewarm.domain.breaker import (
     OPEN_AT_MOST,
     OPEN_FIRST,
@@ -176,16 +176,7 @@ class FakeMessages:
 def lambda_world(monkeypatch: pytest.MonkeyPatch):
     w = World(limit=20, MANUAL_RESERVE="0")
     messages = FakeMessages()
-    fakes = runtime.Runtime(
-        settings=w.settings,
-        submit=w.submit,
-        drain=w.drainer,
-        queries=w.queries,
-        backfill=w.backfill,
-        confirm=w.confirm,
-        messages=messages,
-    )
-    monkeypatch.setattr(runtime, "current", lambda: fakes)
+    w.serve_the_handler(monkeypatch, messages)
     return w, messages
 
 
@@ -291,16 +282,7 @@ def test_a_poison_message_never_delays_its_batchs_good_files_and_is_dead_lettere
     from polyv_prewarm.logic.drain import SUSPECT_BISECTION_CALLS, SUSPECT_MAX_REFUSALS
 
     w, messages = World(MANUAL_RESERVE="0"), FakeMessages()  # the default limit: 2000
-    fakes = runtime.Runtime(
-        settings=w.settings,
-        submit=w.submit,
-        drain=w.drainer,
-        queries=w.queries,
-        backfill=w.backfill,
-        confirm=w.confirm,
-        messages=messages,
-    )
-    monkeypatch.setattr(runtime, "current", lambda: fakes)
+    w.serve_the_handler(monkeypatch, messages)
     bad = [f"e6b23c6f51{0xBAD000 + i:022x}_e" for i in range(1000)]
     w.polyv.unknown = set(bad)
     good = [vid(i) for i in range(10)]

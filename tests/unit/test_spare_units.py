@@ -26,7 +26,7 @@ def day_of_lost_calls(polyv_left: int) -> World:
     w.clock.advance(minutes=5)
     w.recover()  # the recovery drain: the lost call's files join the resends (no surplus for them)
     assert w.ledger.used[DAY] == 100
-    assert w.ledger.usage(DAY, 100).confirmed == 40
+    assert w.ledger.confirmed(DAY) == 40
     w.polyv.quota_left = polyv_left
     w.clock.now = w.clock.now.replace(day=28, hour=15, minute=50)  # 23:50 in Shanghai: a late sweep
     return w

@@ -542,7 +542,8 @@ def _render_quota(console: Any, summary: QuotaSummary) -> None:
     q, backlog = summary.quota, summary.backlog
     table = Table(title=f"quota day {q.day}", show_header=False)
     _row(table, "used", f"{q.used} of {q.limit}")
-    _row(table, "confirmed by Polyv", f"{q.confirmed} ({q.in_doubt} held by calls in doubt)")
+    if q.confirmed is not None:
+        _row(table, "confirmed by Polyv", f"{q.confirmed} ({q.in_doubt} held by calls in doubt)")
     _row(table, "remaining", str(q.remaining) + (" (Polyv says the day is spent)" if q.exhausted else ""))
     if q.reserve:
         _row(table, "manual reserve", f"{q.reserve} files")

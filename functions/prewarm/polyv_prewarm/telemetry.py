@@ -74,8 +74,10 @@ def record_report(report: Report) -> None:
     metrics.add_metric(name="FilesResentInDoubt", unit=MetricUnit.Count, value=report.resent_in_doubt)
     if report.day_closed is not None:  # the morning drain: the quota day that just ended
         metrics.add_metric(name="QuotaUnused", unit=MetricUnit.Count, value=report.day_closed.remaining)
-        # what Polyv is known to have accepted that day, against the function's own count
-        metrics.add_metric(name="QuotaConfirmed", unit=MetricUnit.Count, value=report.day_closed.confirmed)
+        if report.day_closed.confirmed is not None:  # what Polyv accepted, against the own count
+            metrics.add_metric(
+                name="QuotaConfirmed", unit=MetricUnit.Count, value=report.day_closed.confirmed
+            )
     if report.quota is not None:
         metrics.add_metric(name="QuotaUsed", unit=MetricUnit.Count, value=report.quota.used)
         metrics.add_metric(name="QuotaRemaining", unit=MetricUnit.Count, value=report.quota.remaining)

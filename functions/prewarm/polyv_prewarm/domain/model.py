@@ -256,7 +256,7 @@ class QuotaView(NamedTuple):
     limit: int
     exhausted: bool = False
     reserve: int = 0  # of the limit, kept for "priority": "high" requests
-    confirmed: int = 0  # of ``used``, files Polyv answered a taskId for
+    confirmed: int | None = None  # of ``used``, files Polyv answered a taskId for (when asked)
 
     @property
     def remaining(self) -> int:
@@ -266,7 +266,7 @@ class QuotaView(NamedTuple):
     def in_doubt(self) -> int:
         """Units the count holds on calls whose outcome is unknown (and on live claims): Polyv
         may not have spent them, and a call beyond the count finds out at no cost."""
-        return max(0, self.used - self.confirmed)
+        return max(0, self.used - (self.confirmed or 0))
 
     def to_summary(self) -> dict[str, Any]:
         summary: dict[str, Any] = {
@@ -274,9 +274,9 @@ class QuotaView(NamedTuple):
             "used": self.used,
             "limit": self.limit,
             "remaining": self.remaining,
-            "confirmed": self.confirmed,
-            "inDoubt": self.in_doubt,
         }
+        if self.confirmed is not None:
+            summary |= {"confirmed": self.confirmed, "inDoubt": self.in_doubt}
         if self.exhausted:
             summary["exhausted"] = True
         if self.reserve:

@@ -250,6 +250,10 @@ class DayLedger(Protocol):
 
     def usage(self, day: str, limit: int) -> QuotaView: ...
 
+    def confirmed(self, day: str) -> int:
+        """How many of the day's files Polyv answered a taskId for (a read of the day's files)."""
+        ...
+
     def outlook(self, day: str) -> DayOutlook:
         """The day's counter with its first-rank tally (``domain/outlook.py``)."""
         ...

@@ -152,18 +152,23 @@ class DrainBacklog:
         try:
             while run.stopped is None and self._submit.time_for_a_call(run):
                 view = usage(self._ledger, self._policy, self._submit.today())
-                room = view.limit - view.confirmed  # what Polyv may have left, at most
-                if view.exhausted or view.remaining > 0 or room <= 0:
+                if view.exhausted or view.remaining > 0:
+                    return
+                room = view.limit - self._ledger.confirmed(view.day)  # what Polyv may have left, at most
+                if room <= 0:
                     return
                 batch, tier = self._never_sent_first(min(size, room))
                 if not batch:
                     return
                 run.polyv_spent = False
                 run.resends = Resends.ALWAYS if tier is Tier.RESEND else Resends.NEVER
-                beyond = view.used + len(batch)
+                beyond, first = view.used + len(batch), len(run.report.results)
                 self._drain_slice(batch, run, limit=beyond, urgent_limit=beyond, resend=tier is Tier.RESEND)
                 if on_slice is not None:
                     on_slice(run.report)
+                moved = any(r.fate in DONE for r in run.report.results[first:])
+                if not run.polyv_spent and not moved:
+                    return  # held by another invocation, or in doubt: the next sweep asks again
                 if run.polyv_spent:
                     if len(batch) == 1:
                         self._submit.mark_exhausted(view.day)
@@ -197,9 +202,8 @@ class DrainBacklog:
     def _day_closed(self, now: datetime) -> QuotaView | None:
         """The quota day that just ended, as it ended (for QuotaUnused)."""
         try:
-            return usage(
-                self._ledger, self._policy, quota_day(now - timedelta(days=1), self._policy.timezone)
-            )
+            day = quota_day(now - timedelta(days=1), self._policy.timezone)
+            return usage(self._ledger, self._policy, day)._replace(confirmed=self._ledger.confirmed(day))
         except StoreUnavailable:
             return None
 

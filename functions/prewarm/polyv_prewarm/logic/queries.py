@@ -41,10 +41,12 @@ class LedgerQueries:
         return quota_day(self._clock(), self._policy.timezone)
 
     def quota(self, day: str | None = None) -> QuotaSummary:
-        """Used, the limit and the reserve of a quota day (today by default), the backlog, whether
-        Polyv is known to be down, and (today) when the reserve is released to the late sweeps."""
+        """Used (and of it confirmed by Polyv), the limit and the reserve of a quota day (today by
+        default), the backlog, whether Polyv is known to be down, and (today) when the reserve is
+        released to the late sweeps."""
         today = self.today()
         view = usage(self._ledger, self._policy, day or today)
+        view = view._replace(confirmed=self._ledger.confirmed(view.day))
         figures = self.backlog_figures()
         sweep = None
         if view.day == today:

@@ -189,6 +189,7 @@ class SubmitFiles:
             self._defer(
                 more.no_quota + more.answered_in_doubt, place, reason=IN_DOUBT_REASON, tier=Tier.RESEND
             )
+            self._defer_suspects(more, place)
             self._park(more, run, place)
             return
         self._defer(in_doubt, place, reason=IN_DOUBT_REASON, tier=Tier.RESEND)

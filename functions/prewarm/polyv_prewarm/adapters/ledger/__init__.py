@@ -80,6 +80,9 @@ class DynamoDayLedger:
     def outlook(self, day: str) -> DayOutlook:
         return reads.outlook(self._client, self._table, day)
 
+    def confirmed(self, day: str) -> int:
+        return reads.confirmed(self._client, self._table, day)
+
     def lookup(self, day: str, files: Sequence[FileRef]) -> dict[FileRef, LedgerEntry]:
         return reads.lookup(self._client, self._table, day, files)
 

@@ -37,8 +37,8 @@ def settle(
     """Record the fates of the files claimed under ``lease`` (each conditional on the claim still
     being ours) and give back ``settlement.release``, in transactions of up to 100 parts."""
     parts: list[Part] = []
-    if settlement.release or settlement.submitted:
-        parts += _release(table, expiry, day, settlement.release, lease, accepted=len(settlement.submitted))
+    if settlement.release:
+        parts += _release(table, expiry, day, settlement.release, lease)
     fates = (
         [(f, EntryState.SUBMITTED, {"t": task}) for f, task in settlement.submitted.items()]
         + [(f, EntryState.REJECTED, {"r": why}) for f, why in settlement.rejected.items()]
@@ -83,18 +83,15 @@ def _fate(
     }
 
 
-def _release(
-    table: str, expiry: Expiry, day: str, release: int, lease: Lease, *, accepted: int = 0
-) -> list[Part]:
-    """Give back ``release`` files of quota and count ``accepted`` ones as confirmed (``acc``:
-    Polyv answered a taskId for them), once: with a receipt item (``RELEASE#<owner>``) that only the
-    first run can create, so a record run again (after an error whose write had committed) cannot
-    give the same quota back, or confirm the same files, twice."""
+def _release(table: str, expiry: Expiry, day: str, release: int, lease: Lease) -> list[Part]:
+    """Give back ``release`` files of quota, once: with a receipt item (``RELEASE#<owner>``) that
+    only the first run can create, so a record run again (after an error whose write had
+    committed) cannot give the same quota back twice."""
     give_back = {
         "TableName": table,
         "Key": quota_key(day),
-        "UpdateExpression": "SET used = used - :released ADD acc :accepted",
-        "ExpressionAttributeValues": {":released": {"N": str(release)}, ":accepted": {"N": str(accepted)}},
+        "UpdateExpression": "SET used = used - :released",
+        "ExpressionAttributeValues": {":released": {"N": str(release)}},
     }
     receipt = {
         "TableName": table,
@@ -140,7 +137,7 @@ def carry_over(
     that straddled midnight), whatever the limit, and record them as submitted."""
     expires = expiry.of(day)
     for part in balanced_parts(list(submitted), MAX_CLAIM_FILES):
-        parts = [Part("counter", count_action(table, day, len(part), expires, accepted=len(part)))]
+        parts = [Part("counter", count_action(table, day, len(part), expires))]
         for file in part:
             item = {
                 **file_key(day, file),

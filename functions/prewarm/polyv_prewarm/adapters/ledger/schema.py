@@ -4,9 +4,8 @@ Items of one quota day (``pk = "DAY#<YYYY-MM-DD>"``), all with ``expiresAt`` (TT
 day plus the retention):
 
 * ``sk = "QUOTA"``: ``used`` (N), ``exhausted`` (BOOL: Polyv said so), ``fr`` (N: the fresh
-  traffic's first-rank files claimed, the day's rate for ``domain/outlook.py``), ``frs`` (ISO:
-  when the first of them was claimed) and ``acc`` (N: files Polyv answered a taskId for, so
-  confirmed; ``used - acc`` is what calls in doubt and live claims hold)
+  traffic's first-rank files claimed, the day's rate for ``domain/outlook.py``) and ``frs`` (ISO:
+  when the first of them was claimed)
 * ``sk = "FILE#<vid>#<brIndex>"``: ``s`` state, ``at``, ``t`` taskId, ``r`` reason, ``o`` origin,
   ``w`` the claim call that owns it, ``l`` the owner's lease (epoch ms, while claimed), ``x`` when
   a file refused for now (its bitrate did not exist yet) may be asked again (epoch ms)
@@ -171,7 +170,6 @@ def count_action(
     limit: int | None = None,
     first_rank: int = 0,
     now: datetime | None = None,
-    accepted: int = 0,
 ) -> dict[str, Any]:
     """Count ``n`` more files on the day's counter (creating it), within ``limit`` if given:
     ``used <= limit - n`` and the day not exhausted; the counter is returned if it refuses.
@@ -181,9 +179,6 @@ def count_action(
     if first_rank and now is not None:
         expression += ", fr = if_not_exists(fr, :zero) + :fr, frs = if_not_exists(frs, :frs)"
         values |= {":fr": {"N": str(first_rank)}, ":frs": {"S": now.isoformat()}}
-    if accepted:  # files Polyv accepted already (a call that straddled midnight): confirmed
-        expression += ", acc = if_not_exists(acc, :zero) + :acc"
-        values[":acc"] = {"N": str(accepted)}
     update: dict[str, Any] = {
         "TableName": table,
         "Key": quota_key(day),
