@@ -245,3 +245,21 @@ def test_get_video_msg_answers_of_another_shape_are_unavailable_not_a_guess():
     ):
         with pytest.raises(PolyvUnavailable):
             _video_definitions(200, answer, VID)
+
+
+def test_get_video_msgs_sign_never_reaches_a_log_line_at_debug(sim, caplog, monkeypatch):
+    """get-video-msg is a GET: its sign is in the query string, which urllib3 logs at DEBUG."""
+    import logging
+
+    from polyv_prewarm.adapters.credentials import keep_secrets_out_of_wire_logs
+    from polyv_prewarm.adapters.signing import sign
+
+    sim.add_account(USERID, "fresh")
+    monkeypatch.setattr(sim, "clock", lambda: 1_764_201_600.0)
+    caplog.set_level(logging.DEBUG)  # the root logger at DEBUG, as a Lambda log level may set it
+    keep_secrets_out_of_wire_logs()  # what both runtimes do when they are built
+    client = PolyvClient(
+        sim.url, RotatingSecret("fresh", "fresh"), policy=FAST, now_ms=lambda: 1_764_201_600_000
+    )
+    assert client.definitions(VID) == frozenset({1, 2})
+    assert sign({"vid": VID, "ptime": "1764201600000", "format": "json"}, "fresh") not in caplog.text

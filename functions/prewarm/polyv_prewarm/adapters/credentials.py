@@ -22,8 +22,9 @@ __all__ = [
 ]
 
 # botocore logs whole response bodies at DEBUG, GetSecretValue's (the secretkey) included, whenever
-# the root logger is at DEBUG (Lambda's application log level, a test harness...). Cap it at INFO.
-WIRE_LOGGERS = ("botocore", "boto3")
+# the root logger is at DEBUG (Lambda's application log level, a test harness...); urllib3 logs each
+# request line, the query string included, which holds get-video-msg's sign. Cap them at INFO.
+WIRE_LOGGERS = ("botocore", "boto3", "urllib3")
 
 
 def keep_secrets_out_of_wire_logs() -> None:
