@@ -145,7 +145,6 @@ def use_cases(
         ),
         confirm=ConfirmDefinitions(
             videos=polyv,
-            userid=polyv.userid,
             default_br_indexes=settings.default_br_indexes,
             clock=clock,
             min_time=policy.min_time_per_call,

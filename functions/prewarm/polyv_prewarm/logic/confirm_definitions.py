@@ -43,7 +43,6 @@ class ConfirmDefinitions:
         self,
         *,
         videos: PolyvGateway,
-        userid: Callable[[], str],
         default_br_indexes: Sequence[int],
         clock: Callable[[], datetime],
         min_time: timedelta,
@@ -52,7 +51,6 @@ class ConfirmDefinitions:
         """``min_time``: what one Polyv call takes at most, its attempts included (the policy's):
         a lookup leaves at least that much for the prewarm calls after it."""
         self._videos = videos
-        self._userid = userid
         self._defaults = tuple(default_br_indexes)
         self._clock = clock
         self._min_time = min_time
@@ -92,7 +90,7 @@ class ConfirmDefinitions:
         if not isinstance(vid, str) or VID_RE.fullmatch(vid) is None:
             return False
         try:
-            return vid.startswith(self._userid())
+            return vid.startswith(self._videos.userid())
         except PrewarmError:  # the secret unreadable: the prewarm hands the files back itself
             return False
 
