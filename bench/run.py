@@ -44,9 +44,10 @@ from polyv_prewarm.adapters.ledger.schema import quota_key  # noqa: E402
 from polyv_prewarm.adapters.signing import signed_form  # noqa: E402
 from polyv_prewarm.config import Settings  # noqa: E402
 from polyv_prewarm.domain.model import FileRef, FileRequest, Origin  # noqa: E402
+from polyv_prewarm.domain.quotaday import quota_day  # noqa: E402
 from polyv_prewarm.events import ParseOptions, parse_body  # noqa: E402
 from polyv_prewarm.lambda_context import LocalLambdaContext  # noqa: E402
-from polyv_prewarm.logic.submit import SubmitFiles  # noqa: E402
+from polyv_prewarm.logic.prewarm import PrewarmFiles  # noqa: E402
 from polyv_prewarm.telemetry import metrics  # noqa: E402
 from tests.fakes import FakePolyv, InMemoryBacklog, InMemoryBreaker, InMemoryLedger  # noqa: E402
 
@@ -216,7 +217,7 @@ class Bench:
 
     def dynamodb_requests(self) -> Row:
         self.use(limit=2000)
-        service = runtime.current().submit
+        service = runtime.current().cases.prewarm
         first = self._requests_for(service, 100)
         steady = self._requests_for(service, 100)
         large = self._requests_for(service, 1000) / 10
@@ -231,7 +232,7 @@ class Bench:
             first <= 5 and steady <= 5,
         )
 
-    def _requests_for(self, service: SubmitFiles, n: int) -> int:
+    def _requests_for(self, service: PrewarmFiles, n: int) -> int:
         self.requests.clear()
         report = service.prewarm([FileRequest(v, 1, Origin("bench")) for v in self.fresh_vids(n)])
         assert report.counts() == {"submitted": n}, report.counts()
@@ -328,8 +329,9 @@ class Bench:
                 json.dumps({"vids": vids[b + m : b + m + 10], "brIndexes": [1]}) for m in range(0, 100, 10)
             ]
             batches.append({"Records": [_sqs_record(f"b{b}-m{i}", body) for i, body in enumerate(bodies)]})
-        service = runtime.current().submit
-        service.userid(), service.ledger.usage(service.today(), n)  # a warm container: clients ready
+        current = runtime.current()
+        today = quota_day(current.clock(), current.settings.timezone)
+        current.userid(), current.cases.queries.quota(today)  # a warm container: clients ready
         self.requests.clear()
         stack.polyv.latency, stack.aws_faults.latency = polyv_latency, aws_latency
         stack.aws_faults.upstream_seconds = 0.0
@@ -425,8 +427,9 @@ class Bench:
         whose counter already stands at ``used_before``. Only the counter's value depends on how
         far the day has gone (every file has an item of its own), so setting it is the day."""
         self.use(limit=limit)
-        service = runtime.current().submit
-        day = service.today()
+        current = runtime.current()
+        service = current.cases.prewarm
+        day = quota_day(current.clock(), current.settings.timezone)
         if used_before:
             self.stack.client("dynamodb").put_item(
                 TableName=self.stack.tables["QuotaTable"],
@@ -525,7 +528,7 @@ class Bench:
                     clock=lambda: datetime.now(UTC),
                     backoff=lambda _: 0.0,
                     sleep=lambda _: None,
-                ).submit
+                ).prewarm
                 started = time.process_time()
                 requests: list[FileRequest] = []
                 for m, body in enumerate(bodies):

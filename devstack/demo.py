@@ -40,7 +40,7 @@ EVENTS = ROOT / "events"
 #: midnight).
 STORY_HOUR = 10
 #: The faults run with the template's default limit: on a 12-file day the day's outlook keeps a
-#: re-send of a file in doubt for the late sweeps (domain/outlook.py), which is another story.
+#: re-send of a file in doubt for the late sweeps (domain/quota.py), which is another story.
 FAULTS_DAILY_LIMIT = int(template_default("DailyFileLimit"))
 
 # Run after the clock moves to the next quota day, in this order; every other file runs first.
@@ -198,8 +198,8 @@ def show_faults(stack: DevStack, app: Any) -> None:
     # Killed after Polyv accepted: the claim keeps its lease; once it ends, the file is in doubt.
     # (The tests kill a child process for real; here the call is made, then the claim is written
     # back as the killed invocation would have left it: claimed, leased until its deadline + 30 s.)
-    submit = runtime.current().submit
-    report = submit.prewarm([_request(FAULT_VIDS[3])], deadline=submit.deadline(16_000))
+    current = runtime.current()
+    report = current.cases.prewarm.prewarm([_request(FAULT_VIDS[3])], deadline=current.deadline(16_000))
     fates = [r.fate.value for r in report.results]
     if fates != ["submitted"]:  # the claim to write back is the one a submitted call leaves
         raise RuntimeError(f"the demo's call before the kill was not submitted: {fates}")

@@ -8,18 +8,19 @@ from datetime import datetime
 
 from polyv_prewarm.adapters.backlog import stamp
 from polyv_prewarm.domain.breaker import PROBE_LEASE, BreakerState, opening
-from polyv_prewarm.domain.claims import ClaimRequest, decide
+from polyv_prewarm.domain.claims import NO_FLAGS, FileClaim, decide
 from polyv_prewarm.domain.model import (
     BacklogFigures,
     DeferredFile,
     EntryState,
     FileRef,
+    FileRequest,
     LedgerEntry,
+    Origin,
     QuotaView,
     Tier,
     epoch_ms,
 )
-from polyv_prewarm.domain.outlook import DayOutlook
 from polyv_prewarm.domain.ports import (
     Arrival,
     ClaimResult,
@@ -29,6 +30,7 @@ from polyv_prewarm.domain.ports import (
     Settlement,
     StoreUnavailable,
 )
+from polyv_prewarm.domain.quota import DayOutlook
 
 USERID = "e6b23c6f51"
 
@@ -108,26 +110,23 @@ class InMemoryLedger:
         if self.unavailable or failing:
             raise StoreUnavailable("day ledger: ProvisionedThroughputExceededException")
 
-    def claim(
-        self, day, files, limit, *, lease, now, forced=(), explicit=(), resend=False, first_rank=()
-    ) -> ClaimResult:
+    def claim(self, day, files, limit, *, lease, now) -> ClaimResult:
         self._check("claim")
-        forced, explicit, first_rank = set(forced), set(explicit), set(first_rank)  # as DynamoDB: per file
         result = ClaimResult()
         at = now.isoformat()
         with self._lock:
             entries = self.files.setdefault(day, {})
-            for file, origin in files:
+            for claim in files:
+                file, origin = claim.file, claim.origin
                 entry = entries.get(file)
-                request = ClaimRequest(force=file in forced, explicit=file in explicit, resend=resend)
-                decision = decide(entry, now, request)
+                decision = decide(entry, now, claim.rule)
                 if result.refuse(file, entry, decision):
                     continue
                 if day in self.exhausted or self.used.get(day, 0) >= limit:
                     result.no_room.append(file)
                 else:
                     self.used[day] = self.used.get(day, 0) + 1
-                    if file in first_rank:
+                    if claim.first_rank:
                         self.first_rank[day] = self.first_rank.get(day, 0) + 1
                         self.first_rank_since.setdefault(day, now)
                     entries[file] = LedgerEntry(
@@ -228,19 +227,19 @@ class InMemoryBacklog:
         if self.unavailable:
             raise StoreUnavailable("backlog: InternalServerError")
 
-    def defer(
-        self, files, *, now, force=False, priority_high=False, retry_at=None, reason=None, tier=Tier.NORMAL
-    ) -> int:
+    def defer(self, files, *, now, priority_high=False, retry_at=None, reason=None, tier=Tier.NORMAL) -> int:
         self._check()
         new = 0
-        for file, origin in files:
+        for claim in files:
+            file = claim.file
             current = self.items.get(file)
             if current is None:
                 self.items[file] = DeferredFile(
                     file,
                     now.isoformat(),
-                    origin,
-                    force=force,
+                    claim.origin,
+                    force=claim.rule.force,
+                    explicit=claim.rule.explicit,
                     priority_high=priority_high,
                     retry_at=stamp(retry_at) if retry_at is not None else None,
                     wait_reason=reason if retry_at is not None else None,
@@ -436,3 +435,10 @@ class InMemoryReceivedCallbacks:
         item = self.items.get((vid, content))
         if item is not None and item["s"] == "pending" and item["w"] == owner:
             del self.items[(vid, content)]
+
+
+def claims_of(files, rule=NO_FLAGS, *, first_rank=False) -> list[FileClaim]:
+    """(file, origin) pairs as the claims a submission hands the ledger, each with ``rule``."""
+    return [
+        FileClaim(f, FileRequest(f.vid, f.br_index, Origin(origin)), rule, first_rank) for f, origin in files
+    ]

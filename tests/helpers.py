@@ -163,7 +163,7 @@ class World:
         """The use cases as the composition root wires them (``runtime.use_cases``), over fakes."""
         self.settings = Settings.from_env(self.env)
         retry = retry_policy(self.settings)
-        self.submit, self.drainer, self.queries, self.backfill, self.confirm = use_cases(
+        self.cases = use_cases(
             self.settings,
             polyv=self.polyv,
             ledger=self.ledger,
@@ -173,29 +173,26 @@ class World:
             backoff=lambda n: self.backoff(n) if self.backoff else retry.backoff(n),
             sleep=lambda seconds: self.sleep(seconds),
         )
+        self.queries, self.backfill, self.confirm = (
+            self.cases.queries,
+            self.cases.backfill,
+            self.cases.confirm,
+        )
 
     def serve_the_handler(self, monkeypatch: pytest.MonkeyPatch, messages: Any = None) -> None:
         """Make this world the function's runtime (``runtime.current``), for the handler's tests."""
-        fakes = runtime.Runtime(
-            settings=self.settings,
-            submit=self.submit,
-            drain=self.drainer,
-            queries=self.queries,
-            backfill=self.backfill,
-            confirm=self.confirm,
-            messages=messages,
-        )
+        fakes = runtime.Runtime(self.settings, self.cases, self.clock, self.polyv, messages=messages)
         monkeypatch.setattr(runtime, "current", lambda: fakes)
 
     # -- the use cases, as the handler calls them ---------------------------------------------
     def prewarm(self, requests, **options):
-        return self.submit.prewarm(requests, **options)
+        return self.cases.prewarm.prewarm(requests, **options)
 
     def drain(self, **options):
-        return self.drainer.run(**options)
+        return self.cases.drain.run(**options)
 
     def recover(self, **options):
-        return self.drainer.recover(**options)
+        return self.cases.recover.recover(**options)
 
     def deadline_in(self, seconds: float) -> Deadline:
         return Deadline(self.clock() + timedelta(seconds=seconds))

@@ -44,16 +44,17 @@ def main() -> None:
     import app
     from polyv_prewarm import runtime
     from polyv_prewarm.logic.drain import DrainBacklog
-    from polyv_prewarm.logic.submit import SubmitFiles
+    from polyv_prewarm.logic.prewarm import PrewarmFiles
+    from polyv_prewarm.logic.recovery import RecoverWaiting
 
     offset = timedelta(days=args.days_ahead, seconds=args.offset_seconds)
     runtime.current = functools.cache(  # type: ignore[assignment]
         lambda: runtime.build_runtime(os.environ, clock=lambda: datetime.now(UTC) + offset)
     )
     if args.reports is not None:
-        _keep_reports(SubmitFiles, "prewarm", args.reports)
+        _keep_reports(PrewarmFiles, "prewarm", args.reports)
         _keep_reports(DrainBacklog, "run", args.reports)
-        _keep_reports(DrainBacklog, "recover", args.reports)
+        _keep_reports(RecoverWaiting, "recover", args.reports)
     event = json.loads(args.event.read_text())
     timeout = args.timeout if args.deadline is None else args.deadline - time.time()
     context = LocalLambdaContext(timeout_s=timeout)

@@ -11,7 +11,7 @@ import pytest
 
 from polyv_prewarm.adapters.backlog import DynamoBacklog
 from polyv_prewarm.domain.model import FileRef, Tier
-from tests.fakes import InMemoryBacklog
+from tests.fakes import InMemoryBacklog, claims_of
 from tests.helpers import vid
 
 pytestmark = pytest.mark.integration
@@ -33,7 +33,7 @@ def files(n: int, start: int = 0) -> list[FileRef]:
 
 def defer(backlog, fs, tier, minutes=0, **options):
     for i, f in enumerate(fs):  # one deferral time each: the order is the deferrals'
-        backlog.defer([(f, "m")], now=NOW + timedelta(minutes=minutes + i), tier=tier, **options)
+        backlog.defer(claims_of([(f, "m")]), now=NOW + timedelta(minutes=minutes + i), tier=tier, **options)
 
 
 def test_each_tier_is_read_in_order_either_way_with_a_cursor(backlog):
@@ -64,7 +64,9 @@ def test_a_fresh_deferral_lifts_a_file_from_a_lower_tier_and_nothing_lowers_one(
 
 def test_files_move_out_of_waiting_into_the_resends(backlog):
     fs = files(3)
-    backlog.defer([(f, "m") for f in fs], now=NOW, retry_at=NOW + timedelta(minutes=5), reason="Polyv down")
+    backlog.defer(
+        claims_of([(f, "m") for f in fs]), now=NOW, retry_at=NOW + timedelta(minutes=5), reason="Polyv down"
+    )
     due = backlog.due(10, now=NOW + timedelta(minutes=6))
     assert len(due) == 3
     backlog.move(due[:2], Tier.RESEND)

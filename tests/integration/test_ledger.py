@@ -12,8 +12,10 @@ import pytest
 
 from polyv_prewarm.adapters.ledger import DynamoDayLedger, balanced_parts
 from polyv_prewarm.adapters.ledger.transactions import MAX_ACTIONS
+from polyv_prewarm.domain.claims import ClaimRequest
 from polyv_prewarm.domain.model import EntryState, FileRef, Lease
 from polyv_prewarm.domain.ports import Settlement
+from tests.fakes import claims_of
 from tests.helpers import vid
 
 pytestmark = pytest.mark.integration
@@ -71,9 +73,9 @@ def test_balanced_parts_fit_a_transaction_with_the_counter():
 
 
 def test_a_claim_whose_answer_was_lost_is_still_ours(stack):
-    make_ledger(stack).claim(DAY, files(1, start=500), 2000, lease=lease(), now=NOW)
+    make_ledger(stack).claim(DAY, claims_of(files(1, start=500)), 2000, lease=lease(), now=NOW)
     replaying = make_ledger(stack, RecordingClient(stack.client("dynamodb"), replay=1))
-    result = replaying.claim(DAY, files(10), 2000, lease=lease("inv-2"), now=NOW)
+    result = replaying.claim(DAY, claims_of(files(10)), 2000, lease=lease("inv-2"), now=NOW)
     assert len(result.granted) == 10
     assert result.known == {}
     assert result.held == {}
@@ -82,7 +84,7 @@ def test_a_claim_whose_answer_was_lost_is_still_ours(stack):
 
 def test_the_days_first_claim_whose_answer_was_lost_is_still_ours(stack):
     replaying = make_ledger(stack, RecordingClient(stack.client("dynamodb"), replay=1))
-    result = replaying.claim(DAY, files(10), 2000, lease=lease(), now=NOW)
+    result = replaying.claim(DAY, claims_of(files(10)), 2000, lease=lease(), now=NOW)
     assert len(result.granted) == 10
     assert stack.quota_used(DAY) == 10
 
@@ -90,12 +92,12 @@ def test_the_days_first_claim_whose_answer_was_lost_is_still_ours(stack):
 def test_100_files_are_two_atomic_claims_and_the_limit_holds(stack):
     client = RecordingClient(stack.client("dynamodb"))
     ledger = make_ledger(stack, client)
-    result = ledger.claim(DAY, files(100), 60, lease=lease(), now=NOW)
+    result = ledger.claim(DAY, claims_of(files(100)), 60, lease=lease(), now=NOW)
     assert len(result.granted) == 60
     assert len(result.no_room) == 40
     assert stack.quota_used(DAY) == 60
     assert all(len(t) <= MAX_ACTIONS for t in client.transactions)
-    again = make_ledger(stack).claim(DAY, files(100), 60, lease=lease("inv-2"), now=NOW)
+    again = make_ledger(stack).claim(DAY, claims_of(files(100)), 60, lease=lease("inv-2"), now=NOW)
     assert again.granted == []
     assert len(again.held) == 60  # claimed by a live invocation: retry, never "duplicate"
     assert len(again.no_room) == 40
@@ -103,17 +105,21 @@ def test_100_files_are_two_atomic_claims_and_the_limit_holds(stack):
 
 
 def test_live_claims_are_held_expired_ones_are_in_doubt_and_claimable(stack, ledger):
-    ledger.claim(DAY, files(3), 2000, lease=lease("dead", seconds=60), now=NOW)
-    held = ledger.claim(DAY, files(3), 2000, lease=lease("inv-2"), now=NOW + timedelta(seconds=59))
+    ledger.claim(DAY, claims_of(files(3)), 2000, lease=lease("dead", seconds=60), now=NOW)
+    held = ledger.claim(DAY, claims_of(files(3)), 2000, lease=lease("inv-2"), now=NOW + timedelta(seconds=59))
     assert len(held.held) == 3
     later = NOW + timedelta(seconds=61)
     fresh_only = ledger.claim(
-        DAY, files(3), 2000, lease=Lease.until("inv-3", later + timedelta(minutes=2)), now=later
+        DAY, claims_of(files(3)), 2000, lease=Lease.until("inv-3", later + timedelta(minutes=2)), now=later
     )
     assert len(fresh_only.in_doubt) == 3  # the dead one may have sent them: not a never-sent claim
     assert stack.quota_used(DAY) == 3
     reclaimed = ledger.claim(
-        DAY, files(3), 2000, lease=Lease.until("inv-3", later + timedelta(minutes=2)), now=later, resend=True
+        DAY,
+        claims_of(files(3), ClaimRequest(resend=True)),
+        2000,
+        lease=Lease.until("inv-3", later + timedelta(minutes=2)),
+        now=later,
     )
     assert len(reclaimed.granted) == 3
     assert stack.quota_used(DAY) == 6  # counted again
@@ -121,25 +127,29 @@ def test_live_claims_are_held_expired_ones_are_in_doubt_and_claimable(stack, led
 
 def test_settled_files_are_known_and_force_claims_them_again(stack, ledger):
     mine = lease()
-    claimed = ledger.claim(DAY, files(2), 2000, lease=mine, now=NOW)
+    claimed = ledger.claim(DAY, claims_of(files(2)), 2000, lease=mine, now=NOW)
     ledger.settle(
         DAY,
         Settlement(submitted={claimed.granted[0]: "task-1"}, rejected={claimed.granted[1]: "illeagal vid"}),
         lease=mine,
         now=NOW,
     )
-    again = ledger.claim(DAY, files(2), 2000, lease=lease("inv-2"), now=NOW)
+    again = ledger.claim(DAY, claims_of(files(2)), 2000, lease=lease("inv-2"), now=NOW)
     assert {e.state for e in again.known.values()} == {EntryState.SUBMITTED, EntryState.REJECTED}
-    forced = ledger.claim(DAY, files(2), 2000, lease=lease("inv-3"), now=NOW, forced=[f for f, _ in files(2)])
+    forced = ledger.claim(
+        DAY, claims_of(files(2), ClaimRequest(force=True)), 2000, lease=lease("inv-3"), now=NOW
+    )
     assert len(forced.granted) == 2
 
 
 def test_a_record_leaves_alone_what_another_invocation_took_over(stack, ledger):
     first = lease("slow", seconds=10)
-    ledger.claim(DAY, files(2), 2000, lease=first, now=NOW)
+    ledger.claim(DAY, claims_of(files(2)), 2000, lease=first, now=NOW)
     later = NOW + timedelta(seconds=11)
     second = Lease.until("fast", later + timedelta(minutes=2))
-    ledger.claim(DAY, files(1), 2000, lease=second, now=later, resend=True)  # file 0 taken over after expiry
+    ledger.claim(
+        DAY, claims_of(files(1), ClaimRequest(resend=True)), 2000, lease=second, now=later
+    )  # file 0 taken over after expiry
     ledger.settle(
         DAY,
         Settlement(handed_back={FileRef(vid(0), 1): "slow gave up", FileRef(vid(1), 1): "slow gave up"}),
@@ -153,7 +163,7 @@ def test_a_record_leaves_alone_what_another_invocation_took_over(stack, ledger):
 
 
 def test_carry_over_counts_whatever_the_limit(stack, ledger):
-    ledger.claim(DAY, files(5), 5, lease=lease(), now=NOW)
+    ledger.claim(DAY, claims_of(files(5)), 5, lease=lease(), now=NOW)
     ledger.carry_over(DAY, {FileRef(vid(9), 1): "t9"}, {}, now=NOW)
     assert stack.quota_used(DAY) == 6
     assert ledger.lookup(DAY, [FileRef(vid(9), 1)])[FileRef(vid(9), 1)].task_id == "t9"
@@ -184,7 +194,7 @@ def test_every_ledger_item_stays_one_write_unit_whatever_it_holds(stack, ledger)
     for start in (0, 19_900):
         mine = lease(f"inv-{start:05d}")
         batch = [(FileRef(vid(start + i), 1), long_origin) for i in range(100)]
-        claimed = ledger.claim(DAY, batch, 100_000, lease=mine, now=NOW)
+        claimed = ledger.claim(DAY, claims_of(batch), 100_000, lease=mine, now=NOW)
         ledger.settle(
             DAY,
             Settlement(
@@ -206,7 +216,7 @@ def test_every_ledger_item_stays_one_write_unit_whatever_it_holds(stack, ledger)
 
 def test_a_record_run_again_gives_its_quota_back_once(stack, ledger):
     mine = lease()
-    claimed = ledger.claim(DAY, files(100), 2000, lease=mine, now=NOW)
+    claimed = ledger.claim(DAY, claims_of(files(100)), 2000, lease=mine, now=NOW)
     settlement = Settlement(
         submitted={f: "task" for f in claimed.granted[:40]},
         handed_back={f: "Polyv unavailable" for f in claimed.granted[40:]},
@@ -223,7 +233,7 @@ def test_a_record_run_again_gives_its_quota_back_once(stack, ledger):
 def test_an_explicit_request_reclaims_a_bitrate_refused_for_now_and_nothing_else(stack, ledger):
     mine = lease()
     (missing, illegal, sent) = (FileRef(vid(1), 3), FileRef(vid(2), 1), FileRef(vid(3), 1))
-    ledger.claim(DAY, [(f, "m") for f in (missing, illegal, sent)], 2000, lease=mine, now=NOW)
+    ledger.claim(DAY, claims_of([(f, "m") for f in (missing, illegal, sent)]), 2000, lease=mine, now=NOW)
     later_ms = int((NOW + timedelta(minutes=30)).timestamp() * 1000)
     ledger.settle(
         DAY,
@@ -237,11 +247,15 @@ def test_an_explicit_request_reclaims_a_bitrate_refused_for_now_and_nothing_else
         now=NOW,
     )
     asked = [(f, "m2") for f in (missing, illegal, sent)]
-    soon = ledger.claim(DAY, asked, 2000, lease=lease("inv-2"), now=NOW + timedelta(minutes=1))
+    soon = ledger.claim(DAY, claims_of(asked), 2000, lease=lease("inv-2"), now=NOW + timedelta(minutes=1))
     assert soon.granted == []
     assert set(soon.known) == {missing, illegal, sent}
     named = ledger.claim(
-        DAY, asked, 2000, lease=lease("inv-3"), now=NOW + timedelta(minutes=1), explicit=[f for f, _ in asked]
+        DAY,
+        claims_of(asked, ClaimRequest(explicit=True)),
+        2000,
+        lease=lease("inv-3"),
+        now=NOW + timedelta(minutes=1),
     )
     assert named.granted == [missing]  # only the bitrate refused for now
     assert set(named.known) == {illegal, sent}

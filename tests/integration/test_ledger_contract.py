@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from polyv_prewarm.adapters.ledger import DynamoDayLedger
-from polyv_prewarm.domain.claims import Decision, in_doubt
+from polyv_prewarm.domain.claims import ClaimRequest, Decision, in_doubt
 from polyv_prewarm.domain.model import EntryState, FileRef, Lease, LedgerEntry
 from polyv_prewarm.domain.ports import Settlement
 from tests.contract.claim_cases import CASES, NOW, at, entry
-from tests.fakes import InMemoryLedger, vid
+from tests.fakes import InMemoryLedger, claims_of, vid
 
 pytestmark = pytest.mark.integration
 
@@ -92,13 +92,10 @@ def test_every_case_of_the_claim_rule(ledgers, case):
         ledgers.put(file, case.entry)
     result = ledgers.ledger.claim(
         DAY,
-        [(file, "contract")],
+        claims_of([(file, "contract")], case.request),
         10,
         lease=LEASE,
         now=NOW,
-        forced=[file] if case.request.force else [],
-        explicit=[file] if case.request.explicit else [],
-        resend=case.request.resend,
     )
     assert decided(result, file) == [case.expected]
 
@@ -113,7 +110,7 @@ def test_files_handled_today_take_no_room_from_the_rest(ledgers):
     ):
         ledgers.put(file, entry(state))
     ledgers.set_used(2)
-    result = ledgers.ledger.claim(DAY, [(f, "m") for f in v], 3, lease=LEASE, now=NOW)
+    result = ledgers.ledger.claim(DAY, claims_of([(f, "m") for f in v]), 3, lease=LEASE, now=NOW)
     assert result.granted == [v[3]]
     assert set(result.known) == set(v[:3])
     assert result.no_room == []
@@ -121,7 +118,7 @@ def test_files_handled_today_take_no_room_from_the_rest(ledgers):
 
 def test_a_fresh_day_counts_no_more_than_its_limit(ledgers):
     v = [FileRef(vid(i), 1) for i in range(5)]
-    result = ledgers.ledger.claim(DAY, [(f, "m") for f in v], 3, lease=LEASE, now=NOW)
+    result = ledgers.ledger.claim(DAY, claims_of([(f, "m") for f in v]), 3, lease=LEASE, now=NOW)
     assert result.granted == v[:3]
     assert result.no_room == v[3:]
     assert ledgers.ledger.usage(DAY, 3).used == 3
@@ -134,7 +131,9 @@ def test_a_held_file_after_a_part_without_room_is_held_not_deferred(ledgers):
     busy = files[120]
     ledgers.put(busy, entry(EntryState.CLAIMED, lease_in=60))
     ledgers.set_used(50)
-    result = ledgers.ledger.claim(DAY, [(f, "m") for f in files], 50, lease=LEASE, now=NOW, forced=[busy])
+    result = ledgers.ledger.claim(
+        DAY, claims_of([(f, "m") for f in files], ClaimRequest(force=True)), 50, lease=LEASE, now=NOW
+    )
     assert result.granted == []
     assert set(result.held) == {busy}
     assert len(result.no_room) == 149
@@ -145,13 +144,13 @@ def test_polyvs_spent_marks_the_day_and_keeps_its_count(ledgers):
     ledgers.ledger.mark_exhausted(DAY, 2000)
     usage = ledgers.ledger.usage(DAY, 2000)
     assert (usage.used, usage.exhausted, usage.remaining) == (7, True, 0)
-    result = ledgers.ledger.claim(DAY, [(FileRef(vid(1), 1), "m")], 2000, lease=LEASE, now=NOW)
+    result = ledgers.ledger.claim(DAY, claims_of([(FileRef(vid(1), 1), "m")]), 2000, lease=LEASE, now=NOW)
     assert result.no_room == [FileRef(vid(1), 1)]
 
 
 def test_a_record_run_twice_gives_its_quota_back_once(ledgers):
     files = [FileRef(vid(i), 1) for i in range(3)]
-    ledgers.ledger.claim(DAY, [(f, "m") for f in files], 10, lease=LEASE, now=NOW)
+    ledgers.ledger.claim(DAY, claims_of([(f, "m") for f in files]), 10, lease=LEASE, now=NOW)
     settlement = Settlement(submitted={files[0]: "t1"}, handed_back={files[1]: "x", files[2]: "x"}, release=2)
     later = NOW + timedelta(seconds=1)
     ledgers.ledger.settle(DAY, settlement, lease=LEASE, now=later)
@@ -167,9 +166,13 @@ def test_a_record_run_twice_gives_its_quota_back_once(ledgers):
 
 def test_a_record_leaves_a_claim_another_invocation_took_over_alone(ledgers):
     file = FileRef(vid(1), 1)
-    ledgers.ledger.claim(DAY, [(file, "m")], 10, lease=Lease("dead", at(-10)), now=NOW - timedelta(minutes=1))
+    ledgers.ledger.claim(
+        DAY, claims_of([(file, "m")]), 10, lease=Lease("dead", at(-10)), now=NOW - timedelta(minutes=1)
+    )
     # the dead one's lease ended: its file is in doubt, claimed again by a resend
-    again = ledgers.ledger.claim(DAY, [(file, "m")], 10, lease=LEASE, now=NOW, resend=True)
+    again = ledgers.ledger.claim(
+        DAY, claims_of([(file, "m")], ClaimRequest(resend=True)), 10, lease=LEASE, now=NOW
+    )
     assert again.granted == [file]
     late = Settlement(submitted={file: "t-dead"})
     ledgers.ledger.settle(DAY, late, lease=Lease("dead", at(-10)), now=NOW)
@@ -196,10 +199,14 @@ def test_a_malformed_item_is_read_as_in_doubt_and_never_stuck(stack, extra):
     item = {"pk": {"S": f"DAY#{DAY}"}, "sk": {"S": f"FILE#{file.key}"}, **extra}
     stack.client("dynamodb").put_item(TableName=stack.tables["QuotaTable"], Item=item)
     assert in_doubt(ledgers.ledger.lookup(DAY, [file])[file], NOW)
-    plain = ledgers.ledger.claim(DAY, [(file, "t")], 10, lease=LEASE, now=NOW)
+    plain = ledgers.ledger.claim(DAY, claims_of([(file, "t")]), 10, lease=LEASE, now=NOW)
     assert decided(plain, file) == [Decision.IN_DOUBT]
-    resend = ledgers.ledger.claim(DAY, [(file, "t")], 10, lease=LEASE, now=NOW, resend=True)
+    resend = ledgers.ledger.claim(
+        DAY, claims_of([(file, "t")], ClaimRequest(resend=True)), 10, lease=LEASE, now=NOW
+    )
     assert decided(resend, file) == [Decision.CLAIM]
     stack.client("dynamodb").put_item(TableName=stack.tables["QuotaTable"], Item=item)
-    forced = ledgers.ledger.claim(DAY, [(file, "t")], 10, lease=LEASE, now=NOW, forced=[file])
+    forced = ledgers.ledger.claim(
+        DAY, claims_of([(file, "t")], ClaimRequest(force=True)), 10, lease=LEASE, now=NOW
+    )
     assert decided(forced, file) == [Decision.CLAIM]

@@ -8,7 +8,7 @@ import pytest
 from polyv_prewarm.domain.claims import Decision, decide
 from polyv_prewarm.domain.model import FileRef, Lease
 from tests.contract.claim_cases import CASES, NOW, at
-from tests.fakes import InMemoryLedger, vid
+from tests.fakes import InMemoryLedger, claims_of, vid
 
 DAY = "2026-11-28"
 
@@ -26,13 +26,10 @@ def test_the_in_memory_ledger(case):
         ledger.files[DAY] = {file: case.entry}
     result = ledger.claim(
         DAY,
-        [(file, "contract")],
+        claims_of([(file, "contract")], case.request),
         10,
         lease=Lease("contract", at(120)),
         now=NOW,
-        forced=[file] if case.request.force else [],
-        explicit=[file] if case.request.explicit else [],
-        resend=case.request.resend,
     )
     decided = {
         Decision.CLAIM: result.granted,

@@ -8,7 +8,7 @@ from datetime import timedelta
 from polyv_prewarm.domain.model import EntryState, Fate, FileRef, Lease, Origin, Tier
 from polyv_prewarm.domain.ports import PolyvUnavailable
 from polyv_prewarm.logic.drain import PARK_AFTER_FAILURES
-from tests.fakes import vid
+from tests.fakes import claims_of, vid
 from tests.helpers import DAY, World, requests_for
 
 NEXT_DAY = "2026-11-29"
@@ -27,7 +27,7 @@ def test_a_drain_killed_mid_slice_is_resumed_by_its_retry():
     # the killed drain: it claimed the first slice under its lease and died before recording
     lease = Lease.until("killed-drain", w.clock() + timedelta(seconds=150))
     oldest = [d.file for d in w.backlog.oldest(100)]
-    w.ledger.claim(NEXT_DAY, [(f, "backlog") for f in oldest], 2000, lease=lease, now=w.clock())
+    w.ledger.claim(NEXT_DAY, claims_of([(f, "backlog") for f in oldest]), 2000, lease=lease, now=w.clock())
     w.clock.advance(minutes=3)  # Lambda retries a failed asynchronous invocation after 1-2 min
     report = w.drain()
     assert report.count(Fate.SUBMITTED) == 50  # the never-sent files first
@@ -48,7 +48,7 @@ def test_files_held_by_another_invocation_do_not_block_the_rest():
     w.configure(DAILY_FILE_LIMIT="2000")
     held = [d.file for d in w.backlog.oldest(100)]
     lease = Lease.until("busy", w.clock() + timedelta(minutes=2))
-    w.ledger.claim(NEXT_DAY, [(f, "m") for f in held], 2000, lease=lease, now=w.clock())
+    w.ledger.claim(NEXT_DAY, claims_of([(f, "m") for f in held]), 2000, lease=lease, now=w.clock())
     report = w.drain()
     assert report.count(Fate.SUBMITTED) == 200  # the slices after the held one
     assert report.count(Fate.HANDED_BACK) == 100

@@ -46,7 +46,7 @@ def test_the_callback_endpoint_imports_no_http_client_ledger_or_tracer():
     probe = (
         "import sys; import callback_app; "
         "heavy = [m for m in ('requests', 'aws_xray_sdk', 'polyv_prewarm.adapters.ledger', "
-        "'polyv_prewarm.adapters.polyv', 'polyv_prewarm.logic.submit') if m in sys.modules]; "
+        "'polyv_prewarm.adapters.polyv', 'polyv_prewarm.logic.prewarm') if m in sys.modules]; "
         "print(heavy); sys.exit(1 if heavy else 0)"
     )
     env = {"PATH": "", "POWERTOOLS_TRACE_DISABLED": "true"}
@@ -62,7 +62,18 @@ def test_the_callback_endpoint_imports_no_http_client_ledger_or_tracer():
 
 
 LOGIC = {p.stem: p for p in (PACKAGE / "logic").glob("*.py") if p.stem != "__init__"}
-USE_CASES = {"submit", "drain", "queries", "receive_callback", "backfill"}  # one module per use case
+#: one module per use case (the submission's parts, ``submission``, ``chunk``, ``sender``,
+#: ``placement``, ``slices`` and ``run``, are shared by them)
+USE_CASES = {
+    "prewarm",
+    "drain",
+    "recovery",
+    "expiry",
+    "queries",
+    "receive_callback",
+    "backfill",
+    "confirm_definitions",
+}
 
 
 def siblings(module: str) -> set[str]:

@@ -12,9 +12,9 @@ import pytest
 from polyv_prewarm.config import ConfigurationError, Settings
 from polyv_prewarm.domain.catalogue import read_catalogue
 from polyv_prewarm.domain.model import EntryState, Fate, FileRef, FileRequest, Lease, Origin, Tier
-from polyv_prewarm.domain.outlook import DayOutlook
 from polyv_prewarm.domain.ports import PolyvUnavailable
-from tests.fakes import USERID, vid
+from polyv_prewarm.domain.quota import DayOutlook
+from tests.fakes import USERID, claims_of, vid
 from tests.helpers import BASE_ENV, DAY, TZ, World, requests_for
 
 NOON = datetime(2026, 11, 28, 12, 0, tzinfo=TZ)
@@ -115,7 +115,11 @@ def killed_claims(w: World, n: int, start: int = 0) -> list[FileRef]:
     files = [FileRef(vid(start + i), 1) for i in range(n)]
     lease = Lease.until("killed", w.clock() - timedelta(minutes=1))
     w.ledger.claim(
-        DAY, [(f, "m-dead") for f in files], 2000, lease=lease, now=w.clock() - timedelta(minutes=5)
+        DAY,
+        claims_of([(f, "m-dead") for f in files]),
+        2000,
+        lease=lease,
+        now=w.clock() - timedelta(minutes=5),
     )
     return files
 
@@ -151,7 +155,7 @@ def test_a_call_of_unknown_outcome_is_not_resent_on_a_tight_day():
 # -- the drains' tiers ---------------------------------------------------------------------------
 def backlog_of(w: World, tier: Tier, n: int, start: int) -> list[FileRef]:
     files = [FileRef(vid(start + i), 1) for i in range(n)]
-    w.backlog.defer([(f, "m") for f in files], now=w.clock() - timedelta(days=1), tier=tier)
+    w.backlog.defer(claims_of([(f, "m") for f in files]), now=w.clock() - timedelta(days=1), tier=tier)
     return files
 
 

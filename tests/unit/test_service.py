@@ -10,7 +10,7 @@ from polyv_prewarm.domain.ports import (
     PolyvQuotaSpent,
     PolyvUnavailable,
 )
-from tests.fakes import FakePolyv, vid
+from tests.fakes import FakePolyv, claims_of, vid
 from tests.helpers import DAY, FIFTEEN_SECONDS_A_CALL, NO_RESERVE, World, requests_for
 
 
@@ -166,7 +166,9 @@ def test_ambiguous_failure_is_not_resent_without_quota_for_it():
 
 def test_a_live_claim_of_another_invocation_is_retry_and_an_expired_one_is_in_doubt(world):
     lease = Lease.until("dead-invocation", world.clock() + timedelta(minutes=2))
-    world.ledger.claim(DAY, [(FileRef(vid(1), 1), "m0")], 2000, lease=lease, now=world.clock())  # then died
+    world.ledger.claim(
+        DAY, claims_of([(FileRef(vid(1), 1), "m0")]), 2000, lease=lease, now=world.clock()
+    )  # then died
     live = world.prewarm(requests_for(1, start=1, origin=Origin("sqs", message_id="m1")))
     assert live.count(Fate.HANDED_BACK) == 1  # never "duplicate": Polyv may not have it
     assert "another invocation" in live.results[0].reason

@@ -391,8 +391,8 @@ def _preflight(current: runtime.Runtime) -> QuotaSummary:
     """Before a command that sends: the table and the secret can be read, so that a wrong name,
     a missing permission or a malformed secret stops it with exit 2 rather than handing every
     file back. Two reads (an outage of either is exit 3); the day's quota, as read."""
-    quota = current.queries.quota()
-    current.submit.polyv.userid()
+    quota = current.cases.queries.quota()
+    current.userid()
     return quota
 
 
@@ -460,11 +460,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
     named = None if args.br is None else args.br.split(",")
     options = current.settings.parse_options
     requests = [r for vid in args.vids for r in file_requests(vid, named, Origin("cli"), options)]
-    report = current.submit.prewarm(
+    report = current.cases.prewarm.prewarm(
         requests,
         dry_run=args.dry_run,
         force=args.force,
-        deadline=current.submit.deadline(CLI_TIMEOUT_MS),
+        deadline=current.deadline(CLI_TIMEOUT_MS),
         priority_high=args.priority == "high",
     )
     summary = report.to_summary()
@@ -534,7 +534,7 @@ def cmd_quota(args: argparse.Namespace) -> int:
             date.fromisoformat(args.day)
         except ValueError:
             raise CliError(f"--day must be YYYY-MM-DD, got {args.day!r}", EXIT_USAGE) from None
-    _emit(args, runtime.current().queries.quota(args.day), _render_quota)
+    _emit(args, runtime.current().cases.queries.quota(args.day), _render_quota)
     return EXIT_OK
 
 
@@ -566,7 +566,7 @@ def _render_quota(console: Any, summary: QuotaSummary) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     if not VID_RE.fullmatch(args.vid):
         raise CliError(f"{args.vid!r} is not a Polyv vid (32 chars [0-9a-z], '_', 1 char)", EXIT_USAGE)
-    _emit(args, runtime.current().queries.status(args.vid), _render_status)
+    _emit(args, runtime.current().cases.queries.status(args.vid), _render_status)
     return EXIT_OK
 
 
@@ -599,7 +599,7 @@ def _render_status(console: Any, status: VideoStatus) -> None:
 def cmd_backlog(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise CliError("--limit must be at least 1", EXIT_USAGE)
-    queries = runtime.current().queries
+    queries = runtime.current().cases.queries
     files = [
         {"vid": d.file.vid, "brIndex": d.file.br_index, **d.to_summary()}
         for d in queries.deferred(args.limit)
@@ -641,8 +641,8 @@ def cmd_drain(args: argparse.Namespace) -> int:
             done = sum(1 for r in report.results if r.fate in (Fate.SUBMITTED, Fate.REJECTED, Fate.DUPLICATE))
             progress.update(task, completed=done)
 
-        report = current.drain.run(
-            sweep=args.sweep, on_slice=advance, deadline=current.submit.deadline(CLI_TIMEOUT_MS)
+        report = current.cases.drain.run(
+            sweep=args.sweep, on_slice=advance, deadline=current.deadline(CLI_TIMEOUT_MS)
         )
     _emit(args, report.to_summary(), _render_drain)
     return _outcome(report)
@@ -661,7 +661,7 @@ def _render_drain(console: Any, summary: dict[str, Any]) -> None:
 def cmd_backfill(args: argparse.Namespace) -> int:
     current = runtime.current()
     _preflight(current)
-    backfill = current.backfill
+    backfill = current.cases.backfill
     if args.file == "-":
         report = backfill.run(sys.stdin, source="stdin", dry_run=args.dry_run)
     else:

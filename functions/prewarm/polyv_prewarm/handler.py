@@ -279,12 +279,12 @@ def _action(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     action = parse_action(event)
     current = runtime.current()
     if isinstance(action, DrainAction | SweepAction | RecoverAction):
-        deadline = current.submit.deadline(context.get_remaining_time_in_millis())
+        deadline = current.deadline(context.get_remaining_time_in_millis())
         recover = isinstance(action, RecoverAction)
         if recover:
-            report = current.drain.recover(deadline=deadline)
+            report = current.cases.recover.recover(deadline=deadline)
         else:
-            report = current.drain.run(deadline=deadline, sweep=isinstance(action, SweepAction))
+            report = current.cases.drain.run(deadline=deadline, sweep=isinstance(action, SweepAction))
         telemetry.record_report(report)
         telemetry.record_polyv_down(report, always=recover)
         done = {
@@ -295,10 +295,10 @@ def _action(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         logger.info(done[type(action)], extra={"summary": _log_summary(report)})
         return report.to_summary()
     if isinstance(action, QuotaAction):
-        quota = current.queries.quota(action.day)
+        quota = current.cases.queries.quota(action.day)
         telemetry.record_backlog(quota.backlog)
         return quota.to_summary()
-    return current.queries.status(action.vid).to_summary()
+    return current.cases.queries.status(action.vid).to_summary()
 
 
 def _other_schedule(event: dict[str, Any]) -> dict[str, Any]:
@@ -318,16 +318,15 @@ def _other_schedule(event: dict[str, Any]) -> dict[str, Any]:
 @tracer.capture_method
 def _prewarm(parsed: Parsed, context: LambdaContext, flags: DirectFlags = NO_FLAGS) -> Report:
     current = runtime.current()
-    submit = current.submit
-    deadline = submit.deadline(context.get_remaining_time_in_millis())
+    deadline = current.deadline(context.get_remaining_time_in_millis())
     if parsed.lookups:  # a TranscodeComplete's definitions: Polyv says which exist
-        confirmed = current.confirm.confirm(parsed.lookups, deadline=deadline)
+        confirmed = current.cases.confirm.confirm(parsed.lookups, deadline=deadline)
         parsed.requests += confirmed.requests
         parsed.ignored += [Ignored(lookup.origin, why) for lookup, why in confirmed.ignored]
         parsed.lookups.clear()
     log_tally("ignored", parsed.ignored)
     log_tally("read from the event", parsed.notes)
-    report = submit.prewarm(
+    report = current.cases.prewarm.prewarm(
         parsed.requests,
         dry_run=flags.dry_run,
         force=flags.force,
@@ -348,7 +347,7 @@ def _read_document(event: dict[str, Any], origin: Origin) -> Parsed:
 def _parse_options() -> ParseOptions:
     """The configured options, with the account's userid: S3 keys yield only its vids."""
     current = runtime.current()
-    return current.settings.parse_options._replace(userid=current.submit.userid())
+    return current.settings.parse_options._replace(userid=current.userid())
 
 
 def _correlation_id(event: dict[str, Any], kind: EventKind, context: LambdaContext) -> str:

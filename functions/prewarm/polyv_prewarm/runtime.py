@@ -24,12 +24,18 @@ from .adapters.ledger import DynamoDayLedger
 from .adapters.polyv import PolyvClient, RetryPolicy
 from .adapters.queue import SqsMessages
 from .config import Settings
+from .domain.policy import Deadline
 from .domain.ports import Backlog, DayLedger, PolyvBreaker, PolyvGateway
 from .logic.backfill import Backfill
+from .logic.chunk import Ports
 from .logic.confirm_definitions import ConfirmDefinitions
 from .logic.drain import DrainBacklog
+from .logic.expiry import ExpireBacklog
+from .logic.prewarm import PrewarmFiles
 from .logic.queries import LedgerQueries
-from .logic.submit import SubmitFiles
+from .logic.recovery import RecoverWaiting
+from .logic.slices import DrainSlices
+from .logic.submission import Submission
 
 # botocore's standard retry mode: backoff with jitter on throttling and transient errors.
 AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=2, read_timeout=5)
@@ -40,23 +46,31 @@ DYNAMODB_CONFIG = AWS_CONFIG.merge(Config(parameter_validation=False))
 
 
 class UseCases(NamedTuple):
-    submit: SubmitFiles  # prewarm files: plan -> claim -> send -> record
-    drain: DrainBacklog  # the daily drain of the backlog
+    prewarm: PrewarmFiles  # prewarm files: plan -> claim -> send -> record -> place
+    drain: DrainBacklog  # the morning drain and the late sweeps of the backlog
+    recover: RecoverWaiting  # the files waiting out an outage, once Polyv answers
     queries: LedgerQueries  # quota, a video's status, the backlog
     backfill: Backfill  # an operator's catalogue, to the backlog's lowest tier
     confirm: ConfirmDefinitions  # a TranscodeComplete's definitions, from Polyv itself
 
 
 class Runtime(NamedTuple):
-    """The deployed function's use cases, built once per container."""
+    """The deployed function's use cases, built once per container, with the clock and the
+    account they serve."""
 
     settings: Settings
-    submit: SubmitFiles
-    drain: DrainBacklog
-    queries: LedgerQueries
-    backfill: Backfill
-    confirm: ConfirmDefinitions
+    cases: UseCases
+    clock: Callable[[], datetime]
+    polyv: PolyvGateway  # the account's Polyv: its userid
     messages: SqsMessages | None = None  # its own queue's messages (None outside Lambda: the CLI)
+
+    def deadline(self, remaining_ms: float | None) -> Deadline:
+        """An invocation's deadline from the time it has left (Lambda's), or the longest one."""
+        now = self.clock()
+        return Deadline.default(now) if remaining_ms is None else Deadline.after(now, remaining_ms)
+
+    def userid(self) -> str:
+        return self.polyv.userid()
 
 
 def build_runtime(
@@ -93,7 +107,7 @@ def build_runtime(
         clock=clock,
         backoff=retry.backoff,
     )
-    return Runtime(settings, *cases, messages=_messages(settings, session))
+    return Runtime(settings, cases, clock, polyv, messages=_messages(settings, session))
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -119,20 +133,22 @@ def use_cases(
 ) -> UseCases:
     """The use cases over their ports: the function's, and (over fakes) the unit tests' world."""
     policy = settings.policy()
-    submit = SubmitFiles(
-        polyv=polyv,
-        ledger=ledger,
-        backlog=backlog,
-        breaker=breaker,
-        policy=policy,
-        clock=clock,
-        backoff=backoff,
-        sleep=sleep,
+    ports = Ports(polyv, ledger, breaker, policy, clock, backoff, sleep)
+    slices = DrainSlices(
+        submission=Submission(ports), ledger=ledger, backlog=backlog, policy=policy, clock=clock
     )
     return UseCases(
-        submit=submit,
+        prewarm=PrewarmFiles(ports, backlog=backlog, userid=polyv.userid),
         drain=DrainBacklog(
-            submit=submit, ledger=ledger, backlog=backlog, breaker=breaker, policy=policy, clock=clock
+            slices=slices,
+            expiry=ExpireBacklog(backlog=backlog, policy=policy, clock=clock),
+            ledger=ledger,
+            backlog=backlog,
+            policy=policy,
+            clock=clock,
+        ),
+        recover=RecoverWaiting(
+            slices=slices, ledger=ledger, backlog=backlog, breaker=breaker, policy=policy, clock=clock
         ),
         queries=LedgerQueries(ledger=ledger, backlog=backlog, breaker=breaker, policy=policy, clock=clock),
         backfill=Backfill(

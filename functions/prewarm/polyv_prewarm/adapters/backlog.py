@@ -2,8 +2,9 @@
 
 Items ``pk = "BACKLOG"``, ``sk = "<vid>#<brIndex>"`` (so a file is stored once however often it
 is deferred), ``deferredAt``, ``origin``, ``force``/``priority`` when a forced or priority request
-deferred it, ``tier`` (when not normal), and ``age`` for the ``byAge`` local secondary index, whose
-first characters are the file's place in the drains' order:
+deferred it, ``explicit`` when its event named its bitrate, ``tier`` (when not normal), and
+``age`` for the ``byAge`` local secondary index, whose first characters are the file's place in
+the drains' order:
 
 ====================================  ==========================================================
 ``age``                               the file
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from ..domain.claims import FileClaim
 from ..domain.model import BacklogFigures, DeferredFile, FileRef, Tier
 from .aws_errors import error_code
 from .dynamo import batch_get, batch_write, plain, store_errors, typed
@@ -74,27 +76,30 @@ class DynamoBacklog:
     def __init__(self, table_name: str, client: DynamoDBClient) -> None:
         self._client = client
         self._table = table_name
+        self._items = _Items(table_name, client)
 
     def defer(
         self,
-        files: Sequence[tuple[FileRef, str]],
+        files: Sequence[FileClaim],
         *,
         now: datetime,
-        force: bool = False,
         priority_high: bool = False,
         retry_at: datetime | None = None,
         reason: str | None = None,
         tier: Tier = Tier.NORMAL,
     ) -> int:
-        wanted = dict(files)
+        wanted = {c.file: c for c in files}
         already = self.pending(list(wanted))
         new = [f for f in wanted if f not in already]
         deferred_at = now.isoformat()
 
         def put(file: FileRef) -> dict[str, Any]:
-            item = _item(file, deferred_at, wanted[file], tier)
-            if force:
+            claim = wanted[file]
+            item = _item(file, deferred_at, claim.origin, tier)
+            if claim.rule.force:
                 item["force"] = True
+            if claim.rule.explicit:
+                item["explicit"] = True
             if priority_high:
                 item["priority"] = "high"
             if retry_at is not None:
@@ -106,28 +111,18 @@ class DynamoBacklog:
         # deferred as it ranks higher moves up: the lower tier must never delay it.
         for deferred in already.values():
             if tier.rank < deferred.tier.rank and not deferred.parked and not deferred.waiting:
-                self._move(deferred, tier)
+                self._items.move(deferred, tier)
         return len(new)
 
     def oldest(
         self, limit: int, *, after: DeferredFile | None = None, tier: Tier = Tier.NORMAL
     ) -> list[DeferredFile]:
-        return self._drainable(limit, after, tier, oldest_first=True)
+        return self._items.drainable(limit, after, tier, oldest_first=True)
 
     def newest(
         self, limit: int, *, after: DeferredFile | None = None, tier: Tier = Tier.NORMAL
     ) -> list[DeferredFile]:
-        return self._drainable(limit, after, tier, oldest_first=False)
-
-    def _drainable(
-        self, limit: int, after: DeferredFile | None, tier: Tier, *, oldest_first: bool
-    ) -> list[DeferredFile]:
-        """Up to ``limit`` files of ``tier`` (neither waiting nor parked), after ``after`` (a
-        cursor of the same tier)."""
-        args: dict[str, Any] = {**_tier_range(tier), "ScanIndexForward": oldest_first, "Limit": limit}
-        if after is not None:
-            args["ExclusiveStartKey"] = typed({"pk": BACKLOG_PK, "sk": after.file.key, "age": _age(after)})
-        return [_deferred(item) for item in self._query(args)["Items"]]
+        return self._items.drainable(limit, after, tier, oldest_first=False)
 
     def due(self, limit: int, *, now: datetime, after: DeferredFile | None = None) -> list[DeferredFile]:
         args: dict[str, Any] = {
@@ -139,12 +134,12 @@ class DynamoBacklog:
         }
         if after is not None:
             args["ExclusiveStartKey"] = typed({"pk": BACKLOG_PK, "sk": after.file.key, "age": _age(after)})
-        return [_deferred(item) for item in self._query(args)["Items"]]
+        return [_deferred(item) for item in self._items.query(args)["Items"]]
 
     def wait(self, files: Sequence[DeferredFile], *, retry_at: datetime, reason: str) -> None:
         for deferred in files:
             fields = _waiting(retry_at, deferred.deferred_at, deferred.file, reason)
-            self._update(
+            self._items.update(
                 deferred.file,
                 "SET age = :age, retryAt = :retryAt, waitReason = :why",
                 {":age": fields["age"], ":retryAt": fields["retryAt"], ":why": fields["waitReason"]},
@@ -153,7 +148,7 @@ class DynamoBacklog:
 
     def to_daily(self, files: Sequence[DeferredFile]) -> None:
         for deferred in files:
-            self._update(
+            self._items.update(
                 deferred.file,
                 "SET age = :age REMOVE retryAt, waitReason",
                 {":age": _tier_age(deferred.tier, deferred.deferred_at, deferred.file)},
@@ -163,9 +158,98 @@ class DynamoBacklog:
     def move(self, files: Sequence[DeferredFile], tier: Tier) -> None:
         """Files still in the backlog, to ``tier`` (a file found in doubt: to the resends)."""
         for deferred in files:
-            self._move(deferred, tier)
+            self._items.move(deferred, tier)
 
-    def _move(self, deferred: DeferredFile, tier: Tier) -> None:
+    def add_backfill(self, files: Sequence[tuple[FileRef, str]], *, now: datetime) -> int:
+        """Store a catalogue's files in the backfill tier, each only if the backlog does not hold
+        it yet (a run twice stores nothing twice; a fresh deferral is never demoted): conditional
+        transactions of 100, a few at once. Returns how many were new."""
+        deferred_at = now.isoformat()
+        chunks = _chunks(list(dict(files).items()), BACKFILL_TRANSACTION)
+        with ThreadPoolExecutor(BACKFILL_WRITERS) as pool:
+            return sum(pool.map(lambda chunk: self._items.backfill_chunk(chunk, deferred_at), chunks))
+
+    def parked(self, limit: int) -> list[DeferredFile]:
+        args = {
+            "KeyConditionExpression": "pk = :pk AND begins_with(age, :parked)",
+            "ExpressionAttributeValues": typed({":pk": BACKLOG_PK, ":parked": PARKED}),
+            "Limit": limit,
+        }
+        return [_deferred(item) for item in self._items.query(args)["Items"]]
+
+    def record_failure(self, files: Sequence[DeferredFile], error: str, *, park_after: int) -> list[FileRef]:
+        parked: list[FileRef] = []
+        for deferred in files:
+            if self._items.count_failure(deferred, error) >= park_after:
+                self._items.update(
+                    deferred.file,
+                    "SET age = :age, parked = :true",
+                    {":age": _parked_age(deferred), ":true": True},
+                )
+                parked.append(deferred.file)
+        return parked
+
+    def count_refusals(self, files: Sequence[DeferredFile], error: str) -> dict[FileRef, int]:
+        return {d.file: self._items.count_failure(d, error) for d in files}
+
+    def remove(self, files: Sequence[FileRef]) -> None:
+        keys = dict.fromkeys(files)
+        deletes = ({"DeleteRequest": {"Key": typed({"pk": BACKLOG_PK, "sk": f.key})}} for f in keys)
+        batch_write(self._client, self._table, deletes, store=STORE)
+
+    def pending(self, files: Sequence[FileRef]) -> dict[FileRef, DeferredFile]:
+        keys = [typed({"pk": BACKLOG_PK, "sk": f.key}) for f in dict.fromkeys(files)]
+        found = (_deferred(item) for item in batch_get(self._client, self._table, keys, store=STORE))
+        return {deferred.file: deferred for deferred in found}
+
+    def stats(self) -> BacklogFigures:
+        """Every figure from one pass over the ``byAge`` index (its keys only): the tiers are
+        ranges of it, and the oldest normal deferral is the first of its range."""
+        args: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": typed({":pk": BACKLOG_PK}),
+            "ProjectionExpression": "age",
+        }
+        everything = waiting = 0
+        tiers = dict.fromkeys(Tier, 0)
+        oldest: str | None = None
+        while True:
+            answer = self._items.query(args)
+            for item in answer["Items"]:
+                age = str(item["age"])
+                everything += 1
+                if age.startswith(WAITING):
+                    waiting += 1
+                elif age < NORMAL_BELOW:
+                    tiers[Tier.NORMAL] += 1
+                    oldest = age if oldest is None or age < oldest else oldest
+                elif (tier := _tier_of(age)) is not None:
+                    tiers[tier] += 1
+            if "LastEvaluatedKey" not in answer:
+                break
+            args["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        deferred_at = oldest.rsplit("#", 2)[0] if oldest is not None else None
+        return BacklogFigures(everything, deferred_at, waiting, tiers)
+
+
+class _Items:
+    """The backlog's items in one table: the queries and updates its port is made of."""
+
+    def __init__(self, table_name: str, client: DynamoDBClient) -> None:
+        self._client = client
+        self._table = table_name
+
+    def drainable(
+        self, limit: int, after: DeferredFile | None, tier: Tier, *, oldest_first: bool
+    ) -> list[DeferredFile]:
+        """Up to ``limit`` files of ``tier`` (neither waiting nor parked), after ``after`` (a
+        cursor of the same tier)."""
+        args: dict[str, Any] = {**_tier_range(tier), "ScanIndexForward": oldest_first, "Limit": limit}
+        if after is not None:
+            args["ExclusiveStartKey"] = typed({"pk": BACKLOG_PK, "sk": after.file.key, "age": _age(after)})
+        return [_deferred(item) for item in self.query(args)["Items"]]
+
+    def move(self, deferred: DeferredFile, tier: Tier) -> None:
         """To ``tier``'s range (out of the waiting one, if it was there)."""
         age = {":age": _tier_age(tier, deferred.deferred_at, deferred.file)}
         if tier is Tier.NORMAL:
@@ -175,18 +259,9 @@ class DynamoBacklog:
                 "SET age = :age, tier = :tier REMOVE retryAt, waitReason",
                 {**age, ":tier": tier.value},
             )
-        self._update(deferred.file, expression, values, condition="attribute_exists(pk)")
+        self.update(deferred.file, expression, values, condition="attribute_exists(pk)")
 
-    def add_backfill(self, files: Sequence[tuple[FileRef, str]], *, now: datetime) -> int:
-        """Store a catalogue's files in the backfill tier, each only if the backlog does not hold
-        it yet (a run twice stores nothing twice; a fresh deferral is never demoted): conditional
-        transactions of 100, a few at once. Returns how many were new."""
-        deferred_at = now.isoformat()
-        chunks = _chunks(list(dict(files).items()), BACKFILL_TRANSACTION)
-        with ThreadPoolExecutor(BACKFILL_WRITERS) as pool:
-            return sum(pool.map(lambda chunk: self._backfill_chunk(chunk, deferred_at), chunks))
-
-    def _backfill_chunk(self, chunk: list[tuple[FileRef, str]], deferred_at: str) -> int:
+    def backfill_chunk(self, chunk: list[tuple[FileRef, str]], deferred_at: str) -> int:
         pending = dict(chunk)
         while pending:
             parts = [
@@ -212,39 +287,16 @@ class DynamoBacklog:
             return len(pending)
         return 0
 
-    def parked(self, limit: int) -> list[DeferredFile]:
-        args = {
-            "KeyConditionExpression": "pk = :pk AND begins_with(age, :parked)",
-            "ExpressionAttributeValues": typed({":pk": BACKLOG_PK, ":parked": PARKED}),
-            "Limit": limit,
-        }
-        return [_deferred(item) for item in self._query(args)["Items"]]
-
-    def _query(self, args: dict[str, Any], *, index: str | None = AGE_INDEX) -> dict[str, Any]:
+    def query(self, args: dict[str, Any], *, index: str | None = AGE_INDEX) -> dict[str, Any]:
         if index is not None:
             args = {**args, "IndexName": index}
         with store_errors(STORE):
             answer = self._client.query(TableName=self._table, **args)
         return {**answer, "Items": [plain(item) for item in answer.get("Items", [])]}
 
-    def record_failure(self, files: Sequence[DeferredFile], error: str, *, park_after: int) -> list[FileRef]:
-        parked: list[FileRef] = []
-        for deferred in files:
-            if self._count_failure(deferred, error) >= park_after:
-                self._update(
-                    deferred.file,
-                    "SET age = :age, parked = :true",
-                    {":age": _parked_age(deferred), ":true": True},
-                )
-                parked.append(deferred.file)
-        return parked
-
-    def count_refusals(self, files: Sequence[DeferredFile], error: str) -> dict[FileRef, int]:
-        return {d.file: self._count_failure(d, error) for d in files}
-
-    def _count_failure(self, deferred: DeferredFile, error: str) -> int:
+    def count_failure(self, deferred: DeferredFile, error: str) -> int:
         """One more failed drain for a file still in the backlog; its failures so far (0: gone)."""
-        answer = self._update(
+        answer = self.update(
             deferred.file,
             "SET failures = if_not_exists(failures, :zero) + :one, lastError = :e",
             {":zero": 0, ":one": 1, ":e": error[:200]},
@@ -254,7 +306,7 @@ class DynamoBacklog:
             return 0
         return int(plain(answer.get("Attributes", {})).get("failures", 0))
 
-    def _update(
+    def update(
         self, file: FileRef, expression: str, values: dict[str, Any], *, condition: str | None = None
     ) -> dict[str, Any] | None:
         """Update one item; None when ``condition`` failed."""
@@ -274,45 +326,6 @@ class DynamoBacklog:
                 if condition is not None and error_code(exc) == "ConditionalCheckFailedException":
                     return None
                 raise
-
-    def remove(self, files: Sequence[FileRef]) -> None:
-        keys = dict.fromkeys(files)
-        deletes = ({"DeleteRequest": {"Key": typed({"pk": BACKLOG_PK, "sk": f.key})}} for f in keys)
-        batch_write(self._client, self._table, deletes, store=STORE)
-
-    def pending(self, files: Sequence[FileRef]) -> dict[FileRef, DeferredFile]:
-        keys = [typed({"pk": BACKLOG_PK, "sk": f.key}) for f in dict.fromkeys(files)]
-        found = (_deferred(item) for item in batch_get(self._client, self._table, keys, store=STORE))
-        return {deferred.file: deferred for deferred in found}
-
-    def stats(self) -> BacklogFigures:
-        """Every figure from one pass over the ``byAge`` index (its keys only): the tiers are
-        ranges of it, and the oldest normal deferral is the first of its range."""
-        args: dict[str, Any] = {
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": typed({":pk": BACKLOG_PK}),
-            "ProjectionExpression": "age",
-        }
-        everything = waiting = 0
-        tiers = dict.fromkeys(Tier, 0)
-        oldest: str | None = None
-        while True:
-            answer = self._query(args)
-            for item in answer["Items"]:
-                age = str(item["age"])
-                everything += 1
-                if age.startswith(WAITING):
-                    waiting += 1
-                elif age < NORMAL_BELOW:
-                    tiers[Tier.NORMAL] += 1
-                    oldest = age if oldest is None or age < oldest else oldest
-                elif (tier := _tier_of(age)) is not None:
-                    tiers[tier] += 1
-            if "LastEvaluatedKey" not in answer:
-                break
-            args["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
-        deferred_at = oldest.rsplit("#", 2)[0] if oldest is not None else None
-        return BacklogFigures(everything, deferred_at, waiting, tiers)
 
 
 def _tier_of(age: str) -> Tier | None:
@@ -360,6 +373,7 @@ def _deferred(item: dict[str, Any]) -> DeferredFile:
         deferred_at=str(item["deferredAt"]),
         origin=str(item.get("origin", "")),
         force=bool(item.get("force", False)),
+        explicit=bool(item.get("explicit", False)),
         failures=int(item.get("failures", 0)),
         last_error=str(item["lastError"]) if "lastError" in item else None,
         parked=bool(item.get("parked", False)),

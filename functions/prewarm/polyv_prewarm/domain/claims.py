@@ -20,7 +20,7 @@ handed back                                           claim (it was certainly no
 
 A file in doubt may well be warm already (a lost answer usually means Polyv acted), while a file
 never sent is certainly cold: a request claims it again only when it says so (``resend``), which
-the logic does from quota no never-sent file needs (``domain/outlook.py``).
+the logic does from quota no never-sent file needs (``domain/quota.py``).
 """
 
 from __future__ import annotations
@@ -29,10 +29,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import NamedTuple
 
-from .model import EntryState, LedgerEntry, epoch_ms
+from .model import EntryState, FileRef, FileRequest, LedgerEntry, epoch_ms
 
 
 class ClaimRequest(NamedTuple):
+    """How a request claims a file: the claim rule's three switches."""
+
     force: bool = False  # send it again even if it was settled today
     explicit: bool = False  # the event named this bitrate (a callback's df, an explicit brIndex)
     resend: bool = False  # claim it even if it is in doubt (its call may have reached Polyv)
@@ -60,6 +62,27 @@ def held(entry: LedgerEntry, now: datetime) -> bool:
 
 
 NO_FLAGS = ClaimRequest()
+
+
+class FileClaim(NamedTuple):
+    """A file's intent, the one value every port takes from the plan to the ledger and the
+    backlog: which file, the request that asked for it (its origin, for the report and the
+    ledger), how it is claimed, and whether it is a fresh first-rank file (counted in the day's
+    rate, ``domain/quota.py``)."""
+
+    file: FileRef
+    request: FileRequest
+    rule: ClaimRequest = NO_FLAGS
+    first_rank: bool = False
+
+    @property
+    def origin(self) -> str:
+        """How the ledger and the backlog name where it came from."""
+        return self.request.origin.describe()
+
+    def resent(self) -> FileClaim:
+        """The same claim, taking the file even if it is in doubt (counted again)."""
+        return self._replace(rule=self.rule._replace(resend=True), first_rank=False)
 
 
 def decide(entry: LedgerEntry | None, now: datetime, request: ClaimRequest = NO_FLAGS) -> Decision:

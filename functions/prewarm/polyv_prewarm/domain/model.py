@@ -211,6 +211,7 @@ class DeferredFile(NamedTuple):
     deferred_at: str
     origin: str
     force: bool = False  # deferred from a forced request: the drain sends it even if sent that day
+    explicit: bool = False  # the event named this bitrate: claimed even if refused for now
     failures: int = 0  # drains in which Polyv refused its call with an error this package does not know
     last_error: str | None = None
     parked: bool = False  # failed too many drains: kept, shown, but no longer drained

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, Protocol, TypeVar
 
 from .model import BR_INDEXES, Fate, FileRef, FileRequest, FileResult, Origin
 from .preview import preview
@@ -47,6 +47,19 @@ def validate(request: FileRequest, userid: str) -> FileRef:
     return FileRef(validate_vid(request.vid, userid), validate_br_index(request.br_index))
 
 
+class Asked(Protocol):
+    """A file and the request that asked for it (a planned file, or its claim)."""
+
+    @property
+    def file(self) -> FileRef: ...
+
+    @property
+    def request(self) -> FileRequest: ...
+
+
+A = TypeVar("A", bound=Asked)
+
+
 class RequestedFile(NamedTuple):
     """A unique file and the first request that asked for it."""
 
@@ -65,7 +78,7 @@ class Plan:
         return chunk(self.unique, size)
 
 
-def chunk(items: Sequence[RequestedFile], size: int = MAX_FILES_PER_CALL) -> list[list[RequestedFile]]:
+def chunk(items: Sequence[A], size: int = MAX_FILES_PER_CALL) -> list[list[A]]:
     """Split into the minimum number of calls, ceil(n/size), none larger than ``size``."""
     if not 1 <= size <= MAX_FILES_PER_CALL:
         raise ValueError(f"chunk size must be 1..{MAX_FILES_PER_CALL}")
@@ -73,16 +86,16 @@ def chunk(items: Sequence[RequestedFile], size: int = MAX_FILES_PER_CALL) -> lis
 
 
 def clean_first(
-    files: Iterable[RequestedFile], suspects: Collection[Origin], size: int = MAX_FILES_PER_CALL
-) -> Iterator[tuple[list[RequestedFile], bool]]:
+    files: Iterable[A], suspects: Collection[Origin], size: int = MAX_FILES_PER_CALL
+) -> Iterator[tuple[list[A], bool]]:
     """The calls of a submission, clean files first: chunks of ``size`` of the files whose origin
     (their message) is not a suspect, in order, then the suspects' files in chunks of their own
     (``True``): a suspect is never packed with a clean file. ``suspects`` is read as the chunks are
     taken, so a message that a refused call made a suspect is kept apart from the next chunk on."""
     pending = iter(files)
-    held: list[RequestedFile] = []
+    held: list[A] = []
     while True:
-        group: list[RequestedFile] = []
+        group: list[A] = []
         for wanted in pending:
             (held if wanted.request.origin in suspects else group).append(wanted)
             if len(group) == size:

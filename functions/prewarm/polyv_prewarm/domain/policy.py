@@ -7,6 +7,7 @@ from datetime import datetime, time, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
+from .plan import RequestedFile
 from .quotaday import day_end, quota_day
 
 
@@ -42,10 +43,11 @@ class Policy(NamedTuple):
     def day_ends(self, now: datetime) -> datetime:
         return day_end(quota_day(now, self.timezone), self.timezone)
 
-    def first_rank(self, br_index: int, *, explicit: bool) -> bool:
+    def first_rank(self, wanted: RequestedFile) -> bool:
         """Whether a file is of a video's first rank: claimed at once however tight the day. An
         explicit bitrate is taken as asked; without priorities every definition is."""
-        return explicit or not self.priority_br_indexes or br_index in self.priority_br_indexes
+        priorities = self.priority_br_indexes
+        return wanted.request.explicit or not priorities or wanted.file.br_index in priorities
 
 
 #: Without a deadline of its own (a script): Lambda's longest.

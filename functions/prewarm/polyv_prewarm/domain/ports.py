@@ -6,16 +6,16 @@ Nothing here imports AWS or HTTP libraries.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
 from .breaker import BreakerState
-from .claims import Decision
+from .claims import Decision, FileClaim
 from .model import BacklogFigures, DeferredFile, FileRef, Lease, LedgerEntry, QuotaView, Tier
-from .outlook import DayOutlook
+from .quota import DayOutlook
 
 
 class PrewarmError(Exception):
@@ -212,20 +212,15 @@ class DayLedger(Protocol):
     def claim(
         self,
         day: str,
-        files: Sequence[tuple[FileRef, str]],
+        files: Sequence[FileClaim],
         limit: int,
         *,
         lease: Lease,
         now: datetime,
-        forced: Collection[FileRef] = (),
-        explicit: Collection[FileRef] = (),
-        resend: bool = False,
-        first_rank: Collection[FileRef] = (),
     ) -> ClaimResult:
-        """Claim and count, at once, the files (with their origins) that are claimable now, as many
-        as the quota allows, under ``lease``. ``forced`` files are claimed even if settled today;
-        ``explicit`` files (an event named their bitrate) even if refused for now; files in doubt
-        only by a ``resend``. ``first_rank``: fresh first-rank files, counted in the day's rate."""
+        """Claim and count, at once, the files that are claimable now by each one's claim rule
+        (``domain/claims.py``), as many as the quota allows, under ``lease``; a claim's fresh
+        first-rank files are counted in the day's rate too."""
         ...
 
     def settle(self, day: str, settlement: Settlement, *, lease: Lease, now: datetime) -> None:
@@ -255,7 +250,7 @@ class DayLedger(Protocol):
         ...
 
     def outlook(self, day: str) -> DayOutlook:
-        """The day's counter with its first-rank tally (``domain/outlook.py``)."""
+        """The day's counter with its first-rank tally (``domain/quota.py``)."""
         ...
 
     def lookup(self, day: str, files: Sequence[FileRef]) -> dict[FileRef, LedgerEntry]:
@@ -293,18 +288,17 @@ class Backlog(Protocol):
 
     def defer(
         self,
-        files: Sequence[tuple[FileRef, str]],
+        files: Sequence[FileClaim],
         *,
         now: datetime,
-        force: bool = False,
         priority_high: bool = False,
         retry_at: datetime | None = None,
         reason: str | None = None,
         tier: Tier = Tier.NORMAL,
     ) -> int:
-        """Store the files (with their origins) not already pending, in ``tier``; return how many
-        were new. Pending files of a lower tier move up to ``tier``. ``retry_at``: they wait out
-        an outage, for the recovery drain from then on."""
+        """Store the files not already pending, in ``tier``, with their origin and their claim's
+        force and explicitness; return how many were new. Pending files of a lower tier move up to
+        ``tier``. ``retry_at``: they wait out an outage, for the recovery drain from then on."""
         ...
 
     def due(self, limit: int, *, now: datetime, after: DeferredFile | None = None) -> list[DeferredFile]:

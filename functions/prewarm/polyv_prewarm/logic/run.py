@@ -1,45 +1,34 @@
-"""What the use cases share: one invocation's run, what a submission leaves to its caller, and the
-results and figures every report is made of. The use cases (``submit``, ``drain``, ``queries``)
-import this module, never each other; the drain submits through the :class:`Submits` interface.
+"""What the use cases share: one invocation's run, the submission's interface, and the results
+and figures every report is made of. The use cases import this module (and the submission's
+parts: ``submission``, ``chunk``, ``sender``, ``placement``), never each other; the drains submit
+through the :class:`Submits` interface.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
 from .. import SERVICE
-from ..domain.claims import held
-from ..domain.model import Fate, FileRef, FileResult, LedgerEntry, Origin, QuotaView, Report
-from ..domain.plan import RequestedFile
+from ..domain.claims import FileClaim, held
+from ..domain.model import BacklogFigures, Fate, FileResult, LedgerEntry, Origin, QuotaView, Report
+from ..domain.placement import Disposition, Placed
+from ..domain.plan import Asked
 from ..domain.policy import Deadline, Policy
-from ..domain.ports import DayLedger, StoreUnavailable
+from ..domain.ports import Backlog, DayLedger, StoreUnavailable
+from ..domain.quota import Resends
 from ..domain.quotaday import quota_day
 
 logger = Logger(service=SERVICE, child=True)
 
 #: What one aggregated log line names: its most common reasons, and a few files as examples.
 TALLY_REASONS, TALLY_EXAMPLES = 10, 5
-
-#: Why a file in doubt waits (submission and drain): its tier is the backlog's last.
-IN_DOUBT_REASON = "in doubt (its call may have reached Polyv): re-sent after every never-sent file"
-#: Why a suspect's file waits unsent (submission and drain): the suspect tier isolates it.
-SUSPECT_REASON = "of a message whose files Polyv refused, and no bisection call left to send it apart"
-
-
-class Resends(Enum):
-    """When a run may spend quota on files in doubt (their call may have reached Polyv): never
-    while never-sent files wait for it (``domain/outlook.py``)."""
-
-    NEVER = "a drain of never-sent files: what it finds in doubt moves to the resend tier"
-    FROM_SURPLUS = "fresh traffic: from quota no first-rank file of today is expected to need"
-    ALWAYS = "the resend tier's own drain, reached after every never-sent file"
 
 
 class Gate(Enum):
@@ -59,6 +48,7 @@ class Run:
     limit: int
     deadline: Deadline
     bisection_calls_left: int
+    min_time_per_call: timedelta  # one more Polyv call needs this much of the deadline
     stopped: str | None = None  # no further Polyv call in this run, and why
     gate: Gate = Gate.UNASKED
     resends: Resends = Resends.FROM_SURPLUS
@@ -72,6 +62,7 @@ class Run:
     #: hold the count at the limit): a refusal for the daily limit is an answer, not the day's end
     beyond_count: bool = False
     polyv_spent: bool = False  # Polyv refused a call of this run for the daily limit
+    no_room: bool = False  # a submission of this run found no room today (a drain's slice resets it)
 
     def stop(self, reason: str, *, park_until: datetime | None = None) -> None:
         self.stopped = self.report.stopped_because = reason
@@ -81,6 +72,10 @@ class Run:
     def parking(self) -> bool:
         return self.stopped is not None and self.retry_at is not None
 
+    def time_for_a_call(self, now: datetime) -> bool:
+        """Whether the run has time for one more Polyv call, its attempts included."""
+        return self.deadline.left(now) >= self.min_time_per_call
+
     def take_bisection_call(self) -> bool:
         if self.bisection_calls_left <= 0:
             return False
@@ -88,74 +83,60 @@ class Run:
         return True
 
 
-@dataclass
-class Leftovers:
-    """The files a submission did not place (no result in the report yet, not sent, not counted):
-    the caller decides where they go (a prewarm defers them; a drain keeps them in the backlog)."""
-
-    no_quota: list[RequestedFile] = field(default_factory=list)  # no room today
-    # refused by Polyv for a reason that need not hold (an unknown error, or a refused call the
-    # bisection budget left unsplit), with the reason: a drain counts a failure for each
-    refused: dict[FileRef, str] = field(default_factory=dict)
-    # suspects: in a refused call the bisection budget left unsplit (with why): the suspect tier's
-    unisolated: list[tuple[RequestedFile, str]] = field(default_factory=list)
-    # files of a suspect message not sent at all (no bisection call left to send them apart)
-    apart: list[RequestedFile] = field(default_factory=list)
-    parked: list[RequestedFile] = field(default_factory=list)  # to wait until ``Run.retry_at``
-    parked_in_doubt: list[RequestedFile] = field(default_factory=list)  # ...and in doubt (resends)
-    in_doubt: list[RequestedFile] = field(default_factory=list)  # the claim found them in doubt
-    # Polyv answered their call with something of unknown meaning: to wait as resends, not now
-    answered_in_doubt: list[RequestedFile] = field(default_factory=list)
-
-    def extend(self, other: Leftovers) -> None:
-        self.no_quota += other.no_quota
-        self.refused.update(other.refused)
-        self.unisolated += other.unisolated
-        self.apart += other.apart
-        self.parked += other.parked
-        self.parked_in_doubt += other.parked_in_doubt
-        self.in_doubt += other.in_doubt
-        self.answered_in_doubt += other.answered_in_doubt
-
-
 class Submits(Protocol):
-    """What the drain needs of the submission use case."""
+    """What the drains need of the submission (``logic/submission.py``)."""
 
-    def today(self) -> str: ...
+    def submit(self, files: Sequence[FileClaim], run: Run, *, limit: int | None = None) -> list[Placed]:
+        """Claim, send and record the files chunk by chunk: one disposition each."""
+        ...
 
-    def time_for_a_call(self, run: Run) -> bool: ...
+    def resend_from_surplus(self, placed: list[Placed], run: Run) -> list[Placed]:
+        """Files found in doubt sent again now, if the run may (``domain/quota.may_resend``)."""
+        ...
 
-    def submit(
-        self,
-        files: Sequence[RequestedFile],
-        run: Run,
-        *,
-        forced: Collection[FileRef] = (),
-        limit: int | None = None,
-        resend: bool = False,
-        first_rank: Collection[FileRef] = (),
-    ) -> Leftovers: ...
 
-    def surplus(self, run: Run, *, asking: int) -> int | None: ...
+class Expires(Protocol):
+    """What the morning drain needs of the backlog's expiry (``logic/expiry.py``)."""
 
-    def mark_exhausted(self, day: str) -> None: ...
+    def expire(self, report: Report) -> None: ...
 
 
 def new_run(
     policy: Policy, deadline: Deadline, *, limit: int, resends: Resends = Resends.FROM_SURPLUS
 ) -> Run:
-    return Run(Report(), limit, deadline, policy.bisection_calls_per_run, resends=resends)
+    return Run(
+        Report(), limit, deadline, policy.bisection_calls_per_run, policy.min_time_per_call, resends=resends
+    )
 
 
-def result(requested: RequestedFile, fate: Fate, reason: str) -> FileResult:
-    return FileResult(requested.request, fate, file=requested.file, reason=reason)
+def result(asked: Asked, fate: Fate, reason: str | None) -> FileResult:
+    return FileResult(asked.request, fate, file=asked.file, reason=reason)
 
 
-def unclaimable(requested: RequestedFile, entry: LedgerEntry, now: datetime) -> FileResult:
-    """A file this run may not claim: another invocation's live claim is handed back (its
-    message comes again), anything else was handled today (a duplicate)."""
-    fate = Fate.HANDED_BACK if held(entry, now) else Fate.DUPLICATE
-    return result(requested, fate, entry.describe())
+def unclaimable(claim: FileClaim, entry: LedgerEntry, now: datetime) -> Placed:
+    """A file this run may not claim: another invocation's live claim (held: its message comes
+    again), anything else was handled today (a duplicate)."""
+    return Placed(claim, Disposition.HELD if held(entry, now) else Disposition.KNOWN, entry.describe())
+
+
+def surplus(ledger: DayLedger, policy: Policy, limit: int, now: datetime, *, asking: int) -> int | None:
+    """Units of ``limit`` no first-rank file of today is expected to need, ``asking`` more
+    first-rank files included (``domain/quota.py``); None when the counter is unreadable."""
+    try:
+        outlook = ledger.outlook(quota_day(now, policy.timezone))
+    except StoreUnavailable as exc:
+        logger.warning("day's counter unreadable: taking the day as tight", extra={"error": str(exc)})
+        return None
+    return outlook.surplus(limit, now, policy.day_ends(now), asking=asking)
+
+
+def mark_exhausted(ledger: DayLedger, policy: Policy, day: str) -> None:
+    """Polyv itself says the day's quota is spent: no further claim that day."""
+    logger.warning("Polyv says today's quota is spent: marking the day exhausted", extra={"day": day})
+    try:
+        ledger.mark_exhausted(day, policy.daily_limit)
+    except StoreUnavailable as exc:
+        logger.error("could not mark the day exhausted", extra={"error": str(exc)})
 
 
 def usage(ledger: DayLedger, policy: Policy, day: str) -> QuotaView:
@@ -209,3 +190,14 @@ def log_tally(message: str, items: Sequence[Tallied], *, warn: bool = False) -> 
             "examples": [item.to_summary() for item in items[:TALLY_EXAMPLES]],
         },
     )
+
+
+def figures(backlog: Backlog) -> BacklogFigures | None:
+    """The backlog's figures for a drain's summary (None: unreadable)."""
+    try:
+        return backlog.stats()
+    except StoreUnavailable as exc:
+        logger.warning(
+            "backlog unreadable: the drain's summary has no backlog figures", extra={"error": str(exc)}
+        )
+        return None

@@ -26,8 +26,9 @@ from typing import NamedTuple, Protocol
 from aws_lambda_powertools import Logger
 
 from .. import SERVICE
-from ..domain.model import CallRecord, Fate, FileRef, FileResult
-from ..domain.plan import RequestedFile
+from ..domain.claims import FileClaim
+from ..domain.model import CallRecord, FileRef
+from ..domain.placement import Disposition, Placed
 from ..domain.ports import (
     PolyvConfigurationError,
     PolyvContractViolation,
@@ -79,35 +80,46 @@ class Stop(NamedTuple):
     #: taskId): the call's files are in doubt and wait as resends; nothing else stops
     answered_in_doubt: bool = False
 
+    def of_unsent(self) -> Disposition:
+        """What becomes of a file its calls never sent."""
+        if self.park:
+            return Disposition.PARKED
+        if self.quota_spent:
+            return Disposition.NO_ROOM
+        if not self.whole_run and not self.answered_in_doubt:
+            return Disposition.REFUSED  # its call's unknown error (a drain counts a failure)
+        return Disposition.HANDED_BACK
+
+    def of_in_doubt(self) -> Disposition:
+        """What becomes of a file whose call may have reached Polyv."""
+        if self.park:
+            return Disposition.PARKED_IN_DOUBT
+        if self.answered_in_doubt:
+            return Disposition.ANSWERED_IN_DOUBT
+        return Disposition.HANDED_BACK
+
 
 NOT_ENDED = Stop(INTERRUPTED)
 
 
 class AcceptedCall(NamedTuple):
     call: CallRecord
-    files: tuple[RequestedFile, ...]
+    files: tuple[FileClaim, ...]
 
 
-@dataclass
-class ChunkRecord:
+class ChunkRecord(NamedTuple):
     """What the owner of a claim writes and reports once the chunk's calls are over."""
 
     settlement: Settlement  # for the day ledger
-    results: list[FileResult]  # one per granted file, but the unsent files of a spent day and unisolated
     calls: list[CallRecord]  # the accepted calls, in order
-    unsent: list[RequestedFile]  # certainly not sent (handed back, or deferred when the day is spent)
-    # in a refused call the bisection budget left unsplit: not sent, and why (the caller places them)
-    unisolated: list[tuple[RequestedFile, str]] = field(default_factory=list)
-    parked: list[RequestedFile] = field(default_factory=list)  # not sent: to wait in the backlog
-    parked_in_doubt: list[RequestedFile] = field(default_factory=list)  # in doubt: to wait as resends
-    in_doubt: list[RequestedFile] = field(default_factory=list)  # an answer of unknown meaning: resends
+    placed: list[Placed]  # one disposition per granted file
 
 
 @dataclass(frozen=True)
 class ChunkOutcome:
     """What is known of a chunk's granted files at one instant (each step returns a new one)."""
 
-    granted: tuple[RequestedFile, ...]
+    granted: tuple[FileClaim, ...]
     accepted: tuple[AcceptedCall, ...] = ()
     task_ids: Mapping[FileRef, str] = field(default_factory=dict)
     answered_day: Mapping[FileRef, str] = field(default_factory=dict)  # quota day of Polyv's answer
@@ -136,7 +148,7 @@ class ChunkOutcome:
             unknown_outcomes=self.unknown_outcomes + len(files),
         )
 
-    def accepted_call(self, group: Sequence[RequestedFile], task_id: str, day: str) -> ChunkOutcome:
+    def accepted_call(self, group: Sequence[FileClaim], task_id: str, day: str) -> ChunkOutcome:
         files = [u.file for u in group]
         return replace(
             self,
@@ -150,7 +162,7 @@ class ChunkOutcome:
     def counted(self, files: int) -> ChunkOutcome:
         return replace(self, counted_again=self.counted_again + files)
 
-    def refused(self, group: Sequence[RequestedFile], reason: str, *, for_now: bool) -> ChunkOutcome:
+    def refused(self, group: Sequence[FileClaim], reason: str, *, for_now: bool) -> ChunkOutcome:
         files = frozenset(u.file for u in group)
         return replace(
             self,
@@ -159,7 +171,7 @@ class ChunkOutcome:
             in_doubt=self.in_doubt - files,
         )
 
-    def left_unisolated(self, group: Sequence[RequestedFile], reason: str) -> ChunkOutcome:
+    def left_unisolated(self, group: Sequence[FileClaim], reason: str) -> ChunkOutcome:
         files = frozenset(u.file for u in group)
         return replace(
             self,
@@ -176,12 +188,12 @@ class ChunkOutcome:
         the number the report gives this chunk's first accepted call). A call still in flight (the
         calls were interrupted while it was out) may have been accepted: in doubt."""
         known = self.resolved(self.in_flight, Taken.UNKNOWN) if self.in_flight else self
-        record = ChunkRecord(Settlement(), [], [a.call for a in known.accepted], [])
+        record = ChunkRecord(Settlement(), [a.call for a in known.accepted], [])
         numbers = {f.file: n for n, a in enumerate(known.accepted, first_call) for f in a.files}
-        for requested in known.granted:
-            result = known._close_one(requested, record, numbers.get(requested.file), retry_after_ms)
-            if result is not None:
-                record.results.append(result)
+        for claim in known.granted:
+            record.placed.append(
+                known._close_one(claim, record.settlement, numbers.get(claim.file), retry_after_ms)
+            )
         # Quota of files Polyv certainly did not take goes back (a call refused for the daily
         # limit too: Polyv refuses it whole); files in doubt stay counted.
         taken = len(known.task_ids) + known.unknown_outcomes
@@ -189,43 +201,28 @@ class ChunkOutcome:
         return record
 
     def _close_one(
-        self, requested: RequestedFile, record: ChunkRecord, call: int | None, retry_after_ms: int
-    ) -> FileResult | None:
-        """One file's entry in the record and its result (None: placed by the caller, as the
-        unsent files of a day Polyv says is spent are). The latest answer wins: an accepted call
-        over a refusal, a refusal over an unknown outcome."""
-        file, request, settlement = requested.file, requested.request, record.settlement
-        leftover = self.stop.reason if self.stop is not None else ""
-        park = self.stop is not None and self.stop.park
+        self, claim: FileClaim, settlement: Settlement, call: int | None, retry_after_ms: int
+    ) -> Placed:
+        """One file's entry in the ledger's record, and its disposition. The latest answer wins:
+        an accepted call over a refusal, a refusal over an unknown outcome."""
+        file = claim.file
+        stop = self.stop or Stop("")  # ended normally: every file has an answer
         if file in self.task_ids:
             settlement.submitted[file] = self.task_ids[file]
-            return FileResult(request, Fate.SUBMITTED, file=file, task_id=self.task_ids[file], call=call)
+            return Placed(claim, Disposition.SUBMITTED, task_id=self.task_ids[file], call=call)
         if file in self.rejected:
             settlement.rejected[file] = self.rejected[file]
             if file in self.refused_for_now:
                 settlement.retry_after_ms[file] = retry_after_ms
-            return FileResult(request, Fate.REJECTED, file=file, reason=self.rejected[file])
-        if file in self.unisolated:  # not taken: not counted, claimable again; the caller places it
+            return Placed(claim, Disposition.REJECTED, self.rejected[file])
+        if file in self.unisolated:  # not taken: not counted, claimable again
             settlement.handed_back[file] = self.unisolated[file]
-            record.unisolated.append((requested, self.unisolated[file]))
-            return None
+            return Placed(claim, Disposition.UNISOLATED, self.unisolated[file])
         if file in self.in_doubt:
             settlement.in_doubt.add(file)  # stays counted; parked, a resend or handed back: sent again
-            if park:
-                record.parked_in_doubt.append(requested)
-                return None
-            if self.stop is not None and self.stop.answered_in_doubt:
-                record.in_doubt.append(requested)
-                return None
-            return FileResult(request, Fate.HANDED_BACK, file=file, reason=leftover)
-        settlement.handed_back[file] = leftover
-        if park:
-            record.parked.append(requested)
-            return None
-        record.unsent.append(requested)
-        if self.stop is not None and self.stop.quota_spent:
-            return None
-        return FileResult(request, Fate.HANDED_BACK, file=file, reason=leftover)
+            return Placed(claim, stop.of_in_doubt(), stop.reason)
+        settlement.handed_back[file] = stop.reason
+        return Placed(claim, stop.of_unsent(), stop.reason)
 
 
 class Taken(Enum):
@@ -253,7 +250,7 @@ class ChunkSender:
         self,
         polyv: PolyvGateway,
         budget: CallBudget,
-        granted: Sequence[RequestedFile],
+        granted: Sequence[FileClaim],
         *,
         today: Callable[[], str],
         bisection_calls: int,
@@ -287,7 +284,7 @@ class ChunkSender:
             self.outcome = self.outcome.resolved(files, _taken(exc))
             raise
 
-    def _try(self, group: Sequence[RequestedFile]) -> PolyvFilesRefused | None:
+    def _try(self, group: Sequence[FileClaim]) -> PolyvFilesRefused | None:
         """Push ``group``; None once Polyv accepted it, else Polyv's refusal of it."""
         files = [u.file for u in group]
         resend = 0
@@ -319,7 +316,7 @@ class ChunkSender:
             and self._budget.count_again(files, resend)
         )
 
-    def _isolate(self, group: Sequence[RequestedFile], refusal: PolyvFilesRefused) -> None:
+    def _isolate(self, group: Sequence[FileClaim], refusal: PolyvFilesRefused) -> None:
         """``group`` is known to be refused with ``refusal``: find its bad files, within the
         chunk's and the invocation's bisection budgets (what they leave unsplit is deferred).
 
@@ -331,7 +328,7 @@ class ChunkSender:
             self.outcome = self.outcome.refused(group, refusal.polyv_message, for_now=refusal.for_now)
             return
         parts = parts_of(group)
-        refused: list[tuple[Sequence[RequestedFile], PolyvFilesRefused]] = []
+        refused: list[tuple[Sequence[FileClaim], PolyvFilesRefused]] = []
         for i, part in enumerate(parts):
             if i == len(parts) - 1 and not refused:
                 refused.append((part, refusal))  # the others are clean: this one caused the refusal
@@ -351,7 +348,7 @@ class ChunkSender:
         self._bisection_calls -= 1
         return True
 
-    def _unisolated(self, group: Sequence[RequestedFile], refusal: PolyvFilesRefused) -> None:
+    def _unisolated(self, group: Sequence[FileClaim], refusal: PolyvFilesRefused) -> None:
         """A refused group the bisection budget leaves unsplit: some of it may be good. Polyv
         took none of it (a refusal is all-or-nothing): the owner defers it."""
         self.outcome = self.outcome.left_unisolated(group, NOT_ISOLATED.format(message=refusal.polyv_message))
@@ -361,7 +358,7 @@ class ChunkSender:
         )
 
 
-def _log_accepted(group: Sequence[RequestedFile], task_id: str) -> None:
+def _log_accepted(group: Sequence[FileClaim], task_id: str) -> None:
     logger.info(
         "Polyv accepted a call",
         extra={
@@ -373,7 +370,7 @@ def _log_accepted(group: Sequence[RequestedFile], task_id: str) -> None:
     )
 
 
-def parts_of(group: Sequence[RequestedFile]) -> list[Sequence[RequestedFile]]:
+def parts_of(group: Sequence[FileClaim]) -> list[Sequence[FileClaim]]:
     """How bisection splits a refused group: into its messages when it holds a few (files of one
     message are contiguous in a plan), else in two at the message boundary nearest its middle, or
     at its middle. A producer's bad message is told apart from its batch's good ones first."""

@@ -7,14 +7,15 @@ parts (``transactions``), the claim (``claim``), the writes after it (``record``
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from ...domain.claims import FileClaim
 from ...domain.model import FileRef, Lease, LedgerEntry, QuotaView
-from ...domain.outlook import DayOutlook
 from ...domain.ports import ClaimResult, Settlement
+from ...domain.quota import DayOutlook
 from . import claim as claims
 from . import reads, record
 from .claim import balanced_parts
@@ -35,30 +36,13 @@ class DynamoDayLedger:
     def claim(
         self,
         day: str,
-        files: Sequence[tuple[FileRef, str]],
+        files: Sequence[FileClaim],
         limit: int,
         *,
         lease: Lease,
         now: datetime,
-        forced: Collection[FileRef] = (),
-        explicit: Collection[FileRef] = (),
-        resend: bool = False,
-        first_rank: Collection[FileRef] = (),
     ) -> ClaimResult:
-        return claims.claim(
-            self._client,
-            self._table,
-            self._expiry,
-            day,
-            files,
-            limit,
-            lease=lease,
-            now=now,
-            forced=forced,
-            explicit=explicit,
-            resend=resend,
-            first_rank=first_rank,
-        )
+        return claims.claim(self._client, self._table, self._expiry, day, files, limit, lease=lease, now=now)
 
     def settle(self, day: str, settlement: Settlement, *, lease: Lease, now: datetime) -> None:
         record.settle(self._client, self._table, self._expiry, day, settlement, lease=lease, now=now)

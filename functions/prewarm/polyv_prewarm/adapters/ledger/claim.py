@@ -14,11 +14,11 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ...domain.claims import ClaimRequest, Decision, decide
+from ...domain.claims import Decision, FileClaim, decide
 from ...domain.model import FileRef, Lease
 from ...domain.ports import ClaimResult, StoreUnavailable
 from .schema import Expiry, claim_condition, claimed_item, count_action, parse_entry
@@ -41,9 +41,7 @@ class ClaimCall(NamedTuple):
 
     table: str
     day: str
-    origins: Mapping[FileRef, str]
-    requests: Mapping[FileRef, ClaimRequest]
-    first_rank: frozenset[FileRef]  # fresh first-rank files: counted in the day's rate
+    claims: Mapping[FileRef, FileClaim]
     limit: int
     lease: Lease
     now: datetime
@@ -55,21 +53,16 @@ def claim(
     table: str,
     expiry: Expiry,
     day: str,
-    files: Sequence[tuple[FileRef, str]],
+    claims: Sequence[FileClaim],
     limit: int,
     *,
     lease: Lease,
     now: datetime,
-    forced: Collection[FileRef] = (),
-    explicit: Collection[FileRef] = (),
-    resend: bool = False,
-    first_rank: Collection[FileRef] = (),
 ) -> ClaimResult:
-    origins = dict(files)
-    requests = {f: ClaimRequest(force=f in forced, explicit=f in explicit, resend=resend) for f in origins}
-    call = ClaimCall(table, day, origins, requests, frozenset(first_rank), limit, lease, now, expiry.of(day))
+    by_file = {c.file: c for c in claims}
+    call = ClaimCall(table, day, by_file, limit, lease, now, expiry.of(day))
     result = ClaimResult()
-    for part in balanced_parts(list(origins), MAX_CLAIM_FILES):
+    for part in balanced_parts(list(by_file), MAX_CLAIM_FILES):
         _claim_part(client, call, part, result)  # every part is asked, even after one found no room
     return result
 
@@ -106,13 +99,15 @@ def _parts(call: ClaimCall, files: Sequence[FileRef]) -> list[Part]:
         len(files),
         call.expires,
         limit=call.limit,
-        first_rank=sum(1 for f in files if f in call.first_rank),
+        first_rank=sum(1 for f in files if call.claims[f].first_rank),
         now=call.now,
     )
     parts = [Part(COUNTER, counter)]
     for file in files:
-        condition = claim_condition(call.requests[file], call.now)
-        item = claimed_item(call.day, file, call.origins.get(file) or "-", call.lease, call.now, call.expires)
+        condition = claim_condition(call.claims[file].rule, call.now)
+        item = claimed_item(
+            call.day, file, call.claims[file].origin or "-", call.lease, call.now, call.expires
+        )
         put = {
             "TableName": call.table,
             "Item": item,
@@ -161,7 +156,7 @@ def _still_claimable(
     for file in pending:
         item = refusal.files.get(file)
         entry = parse_entry(item) if item else None
-        decision = decide(entry, call.now, call.requests[file]) if entry is not None else Decision.CLAIM
+        decision = decide(entry, call.now, call.claims[file].rule) if entry is not None else Decision.CLAIM
         if not result.refuse(file, entry, decision):
             still.append(file)  # its condition held, or it changed since: try again
     room = refusal.room(call.limit)

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ...domain.model import BR_INDEXES, EntryState, FileRef, LedgerEntry, QuotaView
-from ...domain.outlook import DayOutlook
+from ...domain.quota import DayOutlook
 from ..dynamo import batch_get, plain, store_errors
 from .schema import FILE_SK, STORE, file_key, file_of, parse_entry, quota_key
 

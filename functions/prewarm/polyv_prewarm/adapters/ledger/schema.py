@@ -4,7 +4,7 @@ Items of one quota day (``pk = "DAY#<YYYY-MM-DD>"``), all with ``expiresAt`` (TT
 day plus the retention):
 
 * ``sk = "QUOTA"``: ``used`` (N), ``exhausted`` (BOOL: Polyv said so), ``fr`` (N: the fresh
-  traffic's first-rank files claimed, the day's rate for ``domain/outlook.py``) and ``frs`` (ISO:
+  traffic's first-rank files claimed, the day's rate for ``domain/quota.py``) and ``frs`` (ISO:
   when the first of them was claimed)
 * ``sk = "FILE#<vid>#<brIndex>"``: ``s`` state, ``at``, ``t`` taskId, ``r`` reason, ``o`` origin,
   ``w`` the claim call that owns it, ``l`` the owner's lease (epoch ms, while claimed), ``x`` when
