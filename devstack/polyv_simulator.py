@@ -1,5 +1,5 @@
 """A Polyv ``refresh-cdn-cache`` simulator: a real HTTP server on loopback that enforces the
-documented contract (shared/polyv-api.md) and answers with Polyv's documented bodies, verbatim.
+documented contract (docs/polyv-api.md) and answers with Polyv's documented bodies, verbatim.
 
 It checks, in this order: POST to the path, form body, all parameters present, ``ptime`` within
 ±3 minutes, ``sign``, ``action=push`` / ``fileType=zip``, ``videos`` JSON, at most 100 files,

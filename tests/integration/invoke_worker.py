@@ -71,9 +71,11 @@ def _keep_reports(cls: Any, name: str, path: Path) -> None:
 
     @functools.wraps(method)
     def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:
+        from polyv_prewarm.summaries import summary
+
         report = method(self, *args, **kwargs)
         with path.open("a", encoding="utf-8") as out:
-            out.write(json.dumps(report.to_summary()) + "\n")
+            out.write(json.dumps(summary(report)) + "\n")
         return report
 
     setattr(cls, name, wrapped)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from polyv_prewarm.domain.claims import FORCE
 from polyv_prewarm.domain.model import EntryState, Fate, FileRef, Lease, Origin, Tier
 from polyv_prewarm.domain.ports import PolyvUnavailable
 from polyv_prewarm.logic.drain import PARK_AFTER_FAILURES
+from polyv_prewarm.summaries import summary
 from tests.fakes import claims_of, vid
 from tests.helpers import DAY, World, requests_for
 
@@ -72,18 +74,18 @@ def test_a_file_refused_with_an_unknown_error_in_several_drains_is_parked():
     assert w.drain().results == []  # parked files are passed by...
     assert len(w.polyv.calls) == calls
     assert len(w.queries.deferred(500)) == 100  # ...and still listed
-    status = w.queries.status(vid(1)).to_summary()
+    status = summary(w.queries.status(vid(1)))
     assert status["deferred"]["1"]["parked"] is True
 
 
 def test_a_forced_file_that_does_not_fit_keeps_its_force_in_the_backlog():
     w = World(limit=1)
     w.prewarm(requests_for(2))  # vid(0) sent, vid(1) deferred
-    forced = w.prewarm(requests_for(2), force=True)  # nothing fits: both deferred
+    forced = w.prewarm(requests_for(2), rule=FORCE)  # nothing fits: both deferred
     assert forced.count(Fate.DEFERRED) == 2
     assert w.backlog.items[FileRef(vid(0), 1)].force is True  # sent today, so only force sends it
     assert w.backlog.items[FileRef(vid(1), 1)].force is False  # pending already: stored once
-    w.prewarm(requests_for(1, start=5), force=True)
+    w.prewarm(requests_for(1, start=5), rule=FORCE)
     assert w.backlog.items[FileRef(vid(5), 1)].force is True
     w.clock.advance(days=1)
     w.configure(DAILY_FILE_LIMIT="10")

@@ -17,9 +17,11 @@ from polyv_prewarm.domain.breaker import (
     epoch_ms,
     opening,
 )
+from polyv_prewarm.domain.claims import FORCE
 from polyv_prewarm.domain.model import Fate, FileRef, FileRequest, Origin, Tier
 from polyv_prewarm.domain.ports import PolyvUnavailable, QueueUnavailable
 from polyv_prewarm.lambda_context import LocalLambdaContext
+from polyv_prewarm.summaries import summary
 from tests.helpers import DAY, START, World, requests_for, sqs_event, vid
 
 DOWN = PolyvUnavailable("HTTP 503", ambiguous=False)
@@ -49,7 +51,7 @@ def test_an_open_breaker_waits_until_its_time_then_lets_a_probe_go():
     assert not state.waiting(later)
     assert state.retry_at(later) == later
     assert state.down_for(later) == OPEN_FIRST + timedelta(seconds=1)
-    assert BreakerState().to_summary() == {"available": True}
+    assert summary(BreakerState()) == {"available": True}
     # a run killed between failed()'s two writes leaves no "down until": not waiting, a probe may go
     assert not BreakerState(now.isoformat(), None, 1).waiting(now)
 
@@ -87,7 +89,7 @@ def test_parked_files_keep_their_origin_force_and_priority_and_are_sent_with_the
     w.prewarm([FileRequest(vid(1), 1, origin)])  # sent today: only a forced request sends it again
     w.prewarm(requests_for(4, start=20))  # the automatic share of the day (10 - 5 reserved) spent
     w.polyv.fail_with = [DOWN]
-    w.prewarm([FileRequest(vid(1), 1, origin)], force=True, priority_high=True)
+    w.prewarm([FileRequest(vid(1), 1, origin)], rule=FORCE, priority_high=True)
     (parked,) = w.backlog.items.values()
     assert (parked.origin, parked.force, parked.priority_high, parked.waiting) == ("m-1", True, True, True)
     assert "Polyv unavailable" in (parked.wait_reason or "")

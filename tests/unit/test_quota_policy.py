@@ -6,6 +6,7 @@ import pytest
 
 from polyv_prewarm.config import ConfigurationError, Settings
 from polyv_prewarm.domain.model import Fate, FileRef, Origin
+from polyv_prewarm.summaries import summary
 from tests.fakes import vid
 from tests.helpers import World, requests_for
 
@@ -29,8 +30,8 @@ def test_automatic_traffic_leaves_the_reserve_and_a_priority_request_uses_it():
     urgent = w.prewarm(requests_for(4, start=200), priority_high=True)
     assert urgent.count(Fate.SUBMITTED) == 3  # the reserve, and not one file more
     assert urgent.count(Fate.DEFERRED) == 1
-    assert urgent.quota.to_summary()["reserve"] == {"files": 3, "used": 3}
-    assert w.queries.quota().to_summary()["reserve"] == {"files": 3, "used": 3}
+    assert summary(urgent.quota)["reserve"] == {"files": 3, "used": 3}
+    assert summary(w.queries.quota())["reserve"] == {"files": 3, "used": 3}
 
 
 def test_the_drain_leaves_the_reserve_too():

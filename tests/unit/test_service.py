@@ -3,6 +3,7 @@ from datetime import timedelta
 
 import pytest
 
+from polyv_prewarm.domain.claims import FORCE
 from polyv_prewarm.domain.model import EntryState, Fate, FileRef, FileRequest, Lease, Origin
 from polyv_prewarm.domain.ports import (
     PolyvConfigurationError,
@@ -10,6 +11,7 @@ from polyv_prewarm.domain.ports import (
     PolyvQuotaSpent,
     PolyvUnavailable,
 )
+from polyv_prewarm.summaries import summary
 from tests.fakes import FakePolyv, claims_of, vid
 from tests.helpers import DAY, FIFTEEN_SECONDS_A_CALL, NO_RESERVE, World, requests_for
 
@@ -65,7 +67,7 @@ def test_same_file_on_the_same_day_is_sent_once(world):
 
 def test_force_submits_again(world):
     world.prewarm(requests_for(2))
-    forced = world.prewarm(requests_for(2), force=True)
+    forced = world.prewarm(requests_for(2), rule=FORCE)
     assert forced.count(Fate.SUBMITTED) == 2
     assert len(world.polyv.accepted_files()) == 4
     assert world.ledger.used[DAY] == 4
@@ -314,11 +316,11 @@ def test_drain_during_an_outage_keeps_the_backlog(world):
 def test_status_and_quota_answer_from_the_ledger():
     w = World(limit=2)
     w.prewarm([FileRequest(vid(1), br, Origin("sqs", message_id="m9")) for br in (1, 2, 3)])
-    status = w.queries.status(vid(1)).to_summary()
+    status = summary(w.queries.status(vid(1)))
     assert status["days"][DAY]["1"]["state"] == "submitted"
     assert status["days"][DAY]["1"]["taskId"] == "task-1"
     assert set(status["deferred"]) == {"3"}
-    quota = w.queries.quota().to_summary()
+    quota = summary(w.queries.quota())
     assert quota["used"] == 2
     assert quota["remaining"] == 0
     assert quota["backlog"]["files"] == 1

@@ -35,9 +35,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - ANSWER_MARGIN_S
     answer = callback_runtime.current().receiver.receive(request, deadline=deadline)
     telemetry.record_callback(answer.outcome)
-    if answer.outcome in ("queued", "ignored", "replayed"):
+    if answer.outcome.taken:
         logger.info("Polyv callback answered", extra=answer.log_keys())
-    elif answer.outcome in ("unavailable", "unverified"):
+    elif answer.outcome.retried:
         logger.error("Polyv callback not taken: Polyv may call again", extra=answer.log_keys())
     else:  # forged, malformed: nothing queued, nothing read but what was needed to refuse it
         logger.warning("Polyv callback refused", extra=answer.log_keys())

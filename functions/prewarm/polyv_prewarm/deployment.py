@@ -60,7 +60,9 @@ def stack_outputs(stack: str, cloudformation: Any) -> dict[str, str]:
     try:
         described = cloudformation.describe_stacks(StackName=stack)
     except (ClientError, BotoCoreError) as exc:
-        if isinstance(exc, ClientError) and "does not exist" in str(exc):
+        # DescribeStacks answers a stack it does not know with ValidationError, its one error
+        # of the request itself (a name it cannot take is the other): either way, no such stack
+        if isinstance(exc, ClientError) and describe_aws_error(exc) == "ValidationError":
             raise DeploymentError(
                 f"no stack {stack!r} in this account and region (--stack, --region, --profile)"
             ) from None

@@ -27,13 +27,13 @@ from polyv_prewarm.events import (
     DirectFlags,
     DrainAction,
     EventKind,
-    Ignored,
     InvalidEvent,
     InvalidMessage,
     Parsed,
     ParseOptions,
     QuotaAction,
     RecoverAction,
+    Remark,
     SweepAction,
     UnsupportedEvent,
     classify,
@@ -43,6 +43,7 @@ from polyv_prewarm.events import (
     parse_document,
 )
 from polyv_prewarm.logic.run import log_tally
+from polyv_prewarm.summaries import report_summary, summary
 from polyv_prewarm.telemetry import metrics
 from polyv_prewarm.tracing import tracer
 
@@ -293,12 +294,12 @@ def _action(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             RecoverAction: "recovery drain done",
         }
         logger.info(done[type(action)], extra={"summary": _log_summary(report)})
-        return report.to_summary()
+        return summary(report)
     if isinstance(action, QuotaAction):
         quota = current.cases.queries.quota(action.day)
         telemetry.record_backlog(quota.backlog)
-        return quota.to_summary()
-    return current.cases.queries.status(action.vid).to_summary()
+        return summary(quota)
+    return summary(current.cases.queries.status(action.vid))
 
 
 def _other_schedule(event: dict[str, Any]) -> dict[str, Any]:
@@ -322,14 +323,14 @@ def _prewarm(parsed: Parsed, context: LambdaContext, flags: DirectFlags = NO_FLA
     if parsed.lookups:  # a TranscodeComplete's definitions: Polyv says which exist
         confirmed = current.cases.confirm.confirm(parsed.lookups, deadline=deadline)
         parsed.requests += confirmed.requests
-        parsed.ignored += [Ignored(lookup.origin, why) for lookup, why in confirmed.ignored]
+        parsed.ignored += [Remark(lookup.origin, why) for lookup, why in confirmed.ignored]
         parsed.lookups.clear()
-    log_tally("ignored", parsed.ignored)
-    log_tally("read from the event", parsed.notes)
+    log_tally("ignored", parsed.ignored, summary)
+    log_tally("read from the event", parsed.notes, summary)
     report = current.cases.prewarm.prewarm(
         parsed.requests,
         dry_run=flags.dry_run,
-        force=flags.force,
+        rule=flags.rule,
         deadline=deadline,
         priority_high=flags.priority_high,
     )
@@ -367,14 +368,12 @@ def _correlation_id(event: dict[str, Any], kind: EventKind, context: LambdaConte
 
 
 def _summary(report: Report, parsed: Parsed) -> dict[str, Any]:
-    summary = report.to_summary()
-    summary["ignored"] = [item.to_summary() for item in parsed.ignored]
-    return summary
+    return {**summary(report), "ignored": [summary(item) for item in parsed.ignored]}
 
 
 def _log_summary(report: Report) -> dict[str, Any]:
     """The summary without the per-file list, which can be 10,000 entries long."""
-    return report.to_summary(files=False)
+    return report_summary(report, files=False)
 
 
 __all__ = ["FilesHandedBack", "InvalidEvent", "UnsupportedEvent", "lambda_handler"]

@@ -18,7 +18,7 @@ from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
 from . import NAMESPACE, SERVICE
-from .domain.model import BacklogFigures, Fate, Report
+from .domain.model import BacklogFigures, Fate, FileResult, Report
 
 #: Powertools keeps one metric set per namespace, shared by every ``Metrics`` of the process.
 metrics = Metrics(namespace=NAMESPACE)
@@ -48,16 +48,10 @@ def count_by(name: str, value: float, dimension: str, label: str) -> None:
     provider.flush_metrics()
 
 
-def rejection_reason(reason: str | None) -> str:
-    """A short, bounded label for the FilesRejectedByReason dimension."""
-    text = reason or "unknown"
-    if "another Polyv account" in text:
-        return "vid of another account"
-    if text.startswith("vid"):
-        return "invalid vid"
-    if text.startswith("brIndex"):
-        return "invalid brIndex"
-    return text[:60]
+def rejection_reason(result: FileResult) -> str:
+    """A short, bounded label for the FilesRejectedByReason dimension: the rejection's own, else
+    its reason cut short (Polyv's, which is one of a few)."""
+    return result.label or (result.reason or "unknown")[:60]
 
 
 def record_report(report: Report) -> None:
@@ -66,7 +60,7 @@ def record_report(report: Report) -> None:
         return
     for fate, name in FATE_METRICS.items():
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=report.count(fate))
-    reasons = Counter(rejection_reason(r.reason) for r in report.results if r.fate is Fate.REJECTED)
+    reasons = Counter(rejection_reason(r) for r in report.results if r.fate is Fate.REJECTED)
     for reason, count in reasons.items():
         count_by("FilesRejectedByReason", count, "reason", reason)
     metrics.add_metric(name="PolyvCalls", unit=MetricUnit.Count, value=len(report.calls))
@@ -125,7 +119,8 @@ def record_messages_handed_back(count: int) -> None:
     metrics.add_metric(name="MessagesHandedBack", unit=MetricUnit.Count, value=count)
 
 
-#: The callback endpoint's answers, by outcome (the alarms and the dashboard read these).
+#: The callback endpoint's answers, by outcome (``logic/receive_callback.Outcome``: the alarms and
+#: the dashboard read these).
 CALLBACK_METRICS = {
     "queued": "CallbacksQueued",  # verified, and its definitions are on the prewarm queue
     "replayed": "CallbacksReplayed",  # verified, and its signed content was queued before (200)

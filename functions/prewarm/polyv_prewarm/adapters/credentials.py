@@ -62,9 +62,11 @@ class SecretsManagerCredentials:
         except GetParameterError as exc:
             # Powertools raises it while handling the SDK's error, without ``from``: the context
             cause = exc.__cause__ or exc.__context__ or exc
+            code = describe_aws_error(cause)
             raise CredentialsError(
-                f"cannot read secret {self._secret_id!r}: {describe_aws_error(cause)}",
+                f"cannot read secret {self._secret_id!r}: {code}",
                 misconfigured=misconfigured(cause),
+                code=code,
             ) from None
         return parse_credentials(value, self._secret_id)
 

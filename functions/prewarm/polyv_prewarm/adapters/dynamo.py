@@ -50,7 +50,7 @@ def store_errors(store: str) -> Iterator[None]:
         yield
     except (ClientError, BotoCoreError) as exc:
         error = describe_aws_error(exc)
-        raise StoreUnavailable(f"{store}: {error}", misconfigured=misconfigured(exc)) from None
+        raise StoreUnavailable(f"{store}: {error}", misconfigured=misconfigured(exc), code=error) from None
 
 
 def batch_get(

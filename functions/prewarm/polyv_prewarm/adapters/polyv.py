@@ -311,7 +311,7 @@ def _observe(
 
 
 def _interpret(status: int, answer: dict[str, Any] | None, files: int) -> _Attempt:
-    """Polyv's answer to one attempt (see shared/polyv-api.md); raises the answers that end the call."""
+    """Polyv's answer to one attempt (see docs/polyv-api.md); raises the answers that end the call."""
     if 300 <= status < 400:
         # Polyv's API does not redirect; whatever answered so is not Polyv accepting the call.
         # Not followed (the signed form goes nowhere else) and in doubt: it may stand for anything.

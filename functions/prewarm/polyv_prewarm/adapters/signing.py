@@ -1,4 +1,4 @@
-"""Polyv's VOD SHA-1 signing rule, as a pure function (see shared/polyv-api.md).
+"""Polyv's VOD SHA-1 signing rule, as a pure function (see docs/polyv-api.md).
 
 Written by hand because no maintained library implements it: Polyv publishes no Python SDK
 for the VOD v2 API. The plain string contains the secretkey: it never leaves this module.

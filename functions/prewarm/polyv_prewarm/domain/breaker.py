@@ -42,16 +42,6 @@ class BreakerState(NamedTuple):
             return timedelta(0)
         return max(timedelta(0), now - datetime.fromisoformat(self.down_since))
 
-    def to_summary(self) -> dict[str, object]:
-        if not self.open:
-            return {"available": True}
-        return {
-            "available": False,
-            "downSince": self.down_since,
-            "failures": self.failures,
-            "nextProbeMs": self.down_until_ms,
-        }
-
     def retry_at(self, now: datetime) -> datetime:
         """When parked work may be tried again: the end of this opening, or now."""
         if self.down_until_ms is None:

@@ -29,15 +29,6 @@ class Catalogue(NamedTuple):
     lines: int  # lines read, skipped ones included
     repeated: int  # files named more than once
 
-    def to_summary(self) -> dict[str, object]:
-        return {
-            "lines": self.lines,
-            "files": len(self.files),
-            "repeated": self.repeated,
-            "refused": len(self.refused),
-            "refusedLines": [r._asdict() for r in self.refused[:REFUSED_SHOWN]],
-        }
-
 
 def read_catalogue(lines: Iterable[str], userid: str, default_br_indexes: Sequence[int]) -> Catalogue:
     files: dict[FileRef, None] = {}
@@ -62,7 +53,7 @@ def read_catalogue(lines: Iterable[str], userid: str, default_br_indexes: Sequen
 def _files(text: str, userid: str, default_br_indexes: Sequence[int]) -> list[FileRef]:
     parts = [part.strip() for part in text.split(",")]
     if len(parts) > 2:
-        raise InvalidFile("expected vid or vid,brIndex")
+        raise InvalidFile("expected vid or vid,brIndex", "not a catalogue line")
     vid = validate_vid(parts[0], userid)
     if len(parts) == 2 and parts[1]:
         return [FileRef(vid, validate_br_index(parts[1]))]

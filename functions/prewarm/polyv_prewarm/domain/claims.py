@@ -62,6 +62,7 @@ def held(entry: LedgerEntry, now: datetime) -> bool:
 
 
 NO_FLAGS = ClaimRequest()
+FORCE = ClaimRequest(force=True)  # a person's "send it again, even if it was sent today"
 
 
 class FileClaim(NamedTuple):

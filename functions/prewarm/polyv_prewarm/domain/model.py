@@ -6,12 +6,11 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
+from enum import Enum, StrEnum
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from .breaker import BreakerState
-from .preview import shown
 
 #: Polyv bitrate indexes: 1 流畅 (smooth), 2 高清 (high), 3 超清 (super).
 BR_INDEXES: tuple[int, ...] = (1, 2, 3)
@@ -106,21 +105,7 @@ class FileResult(NamedTuple):
     reason: str | None = None
     task_id: str | None = None
     call: int | None = None  # 1-based index of the Polyv call that carried it
-
-    def to_summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {  # an invalid request's values as the event had them, cut short
-            "vid": self.file.vid if self.file else shown(self.request.vid),
-            "brIndex": self.file.br_index if self.file else shown(self.request.br_index),
-            "fate": self.fate.value,
-        }
-        if self.reason is not None:
-            out["reason"] = self.reason
-        if self.task_id is not None:
-            out["taskId"] = self.task_id
-        if self.call is not None:
-            out["call"] = self.call
-        out.update(self.request.origin.log_keys())
-        return out
+    label: str | None = None  # a rejection's short, bounded name (else its reason, cut short)
 
 
 class EntryState(StrEnum):
@@ -179,15 +164,6 @@ class LedgerEntry(NamedTuple):
             return f"being submitted by another invocation (claimed at {self.at}): try again later"
         return f"{self.state.value} since {self.at}"
 
-    def to_summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"state": self.state.value, "at": self.at}
-        for name, value in (("taskId", self.task_id), ("reason", self.reason), ("origin", self.origin)):
-            if value:
-                out[name] = value
-        if self.state is EntryState.CLAIMED and self.lease_until_ms is not None:
-            out["leaseUntil"] = datetime.fromtimestamp(self.lease_until_ms / 1000, UTC).isoformat()
-        return out
-
 
 class Tier(StrEnum):
     """A deferred file's rank in the backlog: drains and sweeps spend quota tier by tier, in this
@@ -225,23 +201,19 @@ class DeferredFile(NamedTuple):
         """Not sent because Polyv was down or time ran out: the recovery drain sends it."""
         return self.retry_at is not None
 
-    def to_summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"deferredAt": self.deferred_at, "origin": self.origin}
-        if self.tier is not Tier.NORMAL:
-            out["tier"] = self.tier.value
-        if self.force:
-            out["force"] = True
-        if self.priority_high:
-            out["priority"] = "high"
-        if self.retry_at is not None:
-            out["retryAt"] = self.retry_at
-            out["waitReason"] = self.wait_reason
-        if self.failures:
-            out["failures"] = self.failures
-            out["lastError"] = self.last_error
-        if self.parked:
-            out["parked"] = True
-        return out
+
+class Stopped(Enum):
+    """Why a run stopped calling Polyv, as a kind: what a person (or the CLI's exit code) does
+    about it depends on the kind, never on the text that says it."""
+
+    CONFIGURATION = "a configuration only a person can fix (the secretkey Polyv refuses)"
+    BUG = "Polyv says a call broke a rule this package guarantees: a defect"
+    POLYV_DOWN = "Polyv is unavailable (its breaker is open, or a call found it down)"
+    CREDENTIALS = "the Polyv secret could not be read"
+    STORE = "the ledger, the backlog or the breaker could not be read or written"
+    DEADLINE = "too little time left in the invocation for another call"
+    INTERRUPTED = "the invocation stopped before the calls ended"
+    UNEXPECTED = "an error nobody expected"
 
 
 class CallRecord(NamedTuple):
@@ -264,28 +236,15 @@ class QuotaView(NamedTuple):
         return 0 if self.exhausted else max(0, self.limit - self.used)
 
     @property
+    def reserve_used(self) -> int:
+        """Of the reserve, what the count has reached into."""
+        return min(self.reserve, max(0, self.used - (self.limit - self.reserve)))
+
+    @property
     def in_doubt(self) -> int:
         """Units the count holds on calls whose outcome is unknown (and on live claims): Polyv
         may not have spent them, and a call beyond the count finds out at no cost."""
         return max(0, self.used - (self.confirmed or 0))
-
-    def to_summary(self) -> dict[str, Any]:
-        summary: dict[str, Any] = {
-            "day": self.day,
-            "used": self.used,
-            "limit": self.limit,
-            "remaining": self.remaining,
-        }
-        if self.confirmed is not None:
-            summary |= {"confirmed": self.confirmed, "inDoubt": self.in_doubt}
-        if self.exhausted:
-            summary["exhausted"] = True
-        if self.reserve:
-            summary["reserve"] = {
-                "files": self.reserve,
-                "used": min(self.reserve, max(0, self.used - (self.limit - self.reserve))),
-            }
-        return summary
 
 
 class BacklogFigures(NamedTuple):
@@ -293,14 +252,6 @@ class BacklogFigures(NamedTuple):
     oldest_deferred_at: str | None
     waiting: int = 0  # of them, waiting out an outage (sent by the recovery drain)
     tiers: Mapping[Tier, int] = MappingProxyType({})  # drainable files by tier (neither waiting nor parked)
-
-    def to_summary(self) -> dict[str, Any]:
-        return {
-            "files": self.files,
-            "oldestDeferredAt": self.oldest_deferred_at,
-            "waiting": self.waiting,
-            "tiers": {tier.value: self.tiers.get(tier, 0) for tier in Tier},
-        }
 
 
 class SweepPlan(NamedTuple):
@@ -311,13 +262,6 @@ class SweepPlan(NamedTuple):
     units: int  # what is left of the day's whole limit
     files: int  # backlog files the sweeps may spend it on (backfill only beyond fresh traffic's need)
 
-    def to_summary(self) -> dict[str, Any]:
-        return {
-            "reserveReleasedAt": self.reserve_released_at,
-            "released": self.released,
-            "willSpend": min(self.units, self.files),
-        }
-
 
 class QuotaSummary(NamedTuple):
     """The answer to "how much of a day's quota is used, and what waits for the next one"."""
@@ -327,14 +271,6 @@ class QuotaSummary(NamedTuple):
     polyv: BreakerState | None = None  # Polyv's breaker, when it could be read
     sweep: SweepPlan | None = None  # today's: when the reserve returns, what the sweeps spend
 
-    def to_summary(self) -> dict[str, Any]:
-        summary = {**self.quota.to_summary(), "backlog": self.backlog.to_summary()}
-        if self.polyv is not None:
-            summary["polyv"] = self.polyv.to_summary()
-        if self.sweep is not None:
-            summary["sweep"] = self.sweep.to_summary()
-        return summary
-
 
 class VideoStatus(NamedTuple):
     """What happened to each bitrate of one video, per retained day, and what still waits."""
@@ -342,16 +278,6 @@ class VideoStatus(NamedTuple):
     vid: str
     days: dict[str, dict[int, LedgerEntry]]  # day -> brIndex -> entry
     deferred: dict[int, DeferredFile]  # brIndex -> its backlog item
-
-    def to_summary(self) -> dict[str, Any]:
-        return {
-            "vid": self.vid,
-            "days": {
-                day: {str(br): entry.to_summary() for br, entry in sorted(by_br.items())}
-                for day, by_br in sorted(self.days.items(), reverse=True)
-            },
-            "deferred": {str(br): d.to_summary() for br, d in sorted(self.deferred.items())},
-        }
 
 
 @dataclass
@@ -363,6 +289,7 @@ class Report:
     quota: QuotaView | None = None
     dry_run: bool = False
     stopped_because: str | None = None  # why the service stopped calling Polyv early, if it did
+    stopped: Stopped | None = None  # ...and its kind
     backlog: BacklogFigures | None = None  # a drain's: what is left in the backlog after it
     polyv_down_since: str | None = None  # Polyv's breaker was open (since then) during this run
     polyv_down_minutes: float | None = None  # ...for this long, when the run found it so
@@ -407,22 +334,3 @@ class Report:
             for m, reasons in refused.items()
             if m not in fine
         }
-
-    def to_summary(self, *, files: bool = True) -> dict[str, Any]:
-        """``files=False``: without the per-file list, which can be 10,000 entries long (logs)."""
-        summary: dict[str, Any] = {
-            "dryRun": self.dry_run,
-            "counts": self.counts(),
-            "calls": [{"taskId": c.task_id, "files": c.files} for c in self.calls],
-        }
-        if files:
-            summary["files"] = [r.to_summary() for r in self.results]
-        if self.quota is not None:
-            summary["quota"] = self.quota.to_summary()
-        if self.stopped_because is not None:
-            summary["stoppedBecause"] = self.stopped_because
-        if self.backlog is not None:
-            summary["backlog"] = self.backlog.to_summary()
-        if self.polyv_down_since is not None:
-            summary["polyvDownSince"] = self.polyv_down_since
-        return summary

@@ -18,28 +18,38 @@ VID_RE = re.compile(r"[0-9a-z]{32}_[0-9a-z]")
 
 
 class InvalidFile(ValueError):
-    """A requested file cannot be sent; the message is the reason shown to users."""
+    """A requested file cannot be sent; the message is the reason shown to users, ``label`` its
+    short, bounded name (a metric's dimension)."""
+
+    def __init__(self, message: str, label: str) -> None:
+        super().__init__(message)
+        self.label = label
+
+
+INVALID_VID, FOREIGN_VID, INVALID_BR_INDEX = "invalid vid", "vid of another account", "invalid brIndex"
 
 
 def validate_vid(vid: object, userid: str) -> str:
     if not isinstance(vid, str):
-        raise InvalidFile(f"vid must be a string, got {type(vid).__name__}")
+        raise InvalidFile(f"vid must be a string, got {type(vid).__name__}", INVALID_VID)
     if not VID_RE.fullmatch(vid):
-        raise InvalidFile("vid does not have the Polyv shape <32 chars [0-9a-z]>_<1 char>")
+        raise InvalidFile("vid does not have the Polyv shape <32 chars [0-9a-z]>_<1 char>", INVALID_VID)
     if not vid.startswith(userid):
-        raise InvalidFile("vid belongs to another Polyv account (its first 10 chars are not the userid)")
+        raise InvalidFile(
+            "vid belongs to another Polyv account (its first 10 chars are not the userid)", FOREIGN_VID
+        )
     return vid
 
 
 def validate_br_index(br_index: object) -> int:
     # bool is an int subclass: True must not pass as brIndex 1.
     if isinstance(br_index, bool):
-        raise InvalidFile("brIndex must be 1, 2 or 3, got a boolean")
+        raise InvalidFile("brIndex must be 1, 2 or 3, got a boolean", INVALID_BR_INDEX)
     if isinstance(br_index, str) and br_index.strip() in ("1", "2", "3"):
         br_index = int(br_index.strip())
     if not isinstance(br_index, int) or br_index not in BR_INDEXES:
         got = repr(br_index[:40]) if isinstance(br_index, str) else preview(br_index, 40)
-        raise InvalidFile(f"brIndex must be 1, 2 or 3, got {got}")
+        raise InvalidFile(f"brIndex must be 1, 2 or 3, got {got}", INVALID_BR_INDEX)
     return br_index
 
 
@@ -118,7 +128,7 @@ def build_plan(requests: Iterable[FileRequest], userid: str) -> Plan:
         try:
             file = validate(request, userid)
         except InvalidFile as exc:
-            plan.decided.append(FileResult(request, Fate.REJECTED, reason=str(exc)))
+            plan.decided.append(FileResult(request, Fate.REJECTED, reason=str(exc), label=exc.label))
             continue
         if file in first_request:
             plan.decided.append(

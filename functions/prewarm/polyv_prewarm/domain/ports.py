@@ -79,20 +79,23 @@ class PolyvUnavailable(PolyvError):
 
 class StoreUnavailable(PrewarmError):
     """The ledger or the backlog could not be read or written: nothing may be sent unaccounted.
-    ``misconfigured``: no retry can help (no such table, access denied), a person must fix it."""
+    ``misconfigured``: no retry can help (no such table, access denied), a person must fix it;
+    ``code``: the service's error code, when it gave one."""
 
-    def __init__(self, message: str, *, misconfigured: bool = False) -> None:
+    def __init__(self, message: str, *, misconfigured: bool = False, code: str | None = None) -> None:
         super().__init__(message)
         self.misconfigured = misconfigured
+        self.code = code
 
 
 class CredentialsError(PrewarmError):
     """The secret could not be read or does not hold usable credentials. Never carries its value.
     ``misconfigured``: not JSON, a field missing, no such secret, access denied (not an outage)."""
 
-    def __init__(self, message: str, *, misconfigured: bool = False) -> None:
+    def __init__(self, message: str, *, misconfigured: bool = False, code: str | None = None) -> None:
         super().__init__(message)
         self.misconfigured = misconfigured
+        self.code = code  # Secrets Manager's error code, when the secret could not be read
 
 
 class QueueUnavailable(PrewarmError):

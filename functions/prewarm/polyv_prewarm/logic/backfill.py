@@ -42,14 +42,6 @@ class BackfillReport(NamedTuple):
             return 0
         return math.ceil(len(self.catalogue.files) / self.spare_per_day) if self.spare_per_day else None
 
-    def to_summary(self) -> dict[str, object]:
-        summary = {**self.catalogue.to_summary(), "dryRun": self.dry_run, "sparePerDay": self.spare_per_day}
-        summary["days"] = self.days
-        if not self.dry_run:
-            summary["stored"] = self.stored
-            summary["alreadyInBacklog"] = len(self.catalogue.files) - self.stored
-        return summary
-
 
 class Backfill:
     def __init__(

@@ -22,7 +22,7 @@ from aws_lambda_powertools import Logger
 
 from .. import SERVICE
 from ..domain.claims import FileClaim
-from ..domain.model import FileRef, Lease, epoch_ms
+from ..domain.model import FileRef, Lease, Stopped, epoch_ms
 from ..domain.placement import Disposition, Placed
 from ..domain.policy import Policy
 from ..domain.ports import ClaimResult, DayLedger, PolyvBreaker, PolyvGateway, Settlement, StoreUnavailable
@@ -82,12 +82,12 @@ class ChunkBudget:
     def time_for_a_call(self) -> bool:
         return self._run.time_for_a_call(self._ports.clock())
 
-    def count_again(self, files: int, resend: int) -> bool:
+    def count_again(self, files: int, attempt: int) -> bool:
         ports, run = self._ports, self._run
         spare = surplus(ports.ledger, ports.policy, run.limit, ports.clock(), asking=0)
         if not may_resend(run.resends, spare, files):  # never-sent files need the day's quota more
             return False
-        ports.sleep(ports.backoff(resend))
+        ports.sleep(ports.backoff(attempt))
         return ports.ledger.reserve_extra(self._day, files, self._limit)
 
     def take_bisection_call(self) -> bool:
@@ -146,7 +146,7 @@ class ChunkLife:
             claimed = self._ports.ledger.claim(day, claims, self._limit, lease=lease, now=now)
         except StoreUnavailable as exc:
             logger.error("ledger unavailable: sending nothing unaccounted", extra={"error": str(exc)})
-            run.stop("quota ledger unavailable")
+            run.stop("quota ledger unavailable", Stopped.STORE)
             placed += [Placed(c, Disposition.HANDED_BACK, "quota ledger unavailable") for c in claims]
             return None
         placed += [unclaimable(by_file[f], e, now) for f, e in {**claimed.known, **claimed.held}.items()]
@@ -186,10 +186,10 @@ class ChunkLife:
                     state = self._ports.breaker.state()
                 except StoreUnavailable:
                     state = None
-            run.stop(stop.reason, park_until=state.retry_at(clock()) if state else clock())
+            run.stop(stop.reason, stop.kind, park_until=state.retry_at(clock()) if state else clock())
             return After.STOPPED
         if stop.whole_run:
-            run.stop(stop.reason)
+            run.stop(stop.reason, stop.kind)
             return After.STOPPED
         return After.GO_ON
 

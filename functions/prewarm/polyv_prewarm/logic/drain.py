@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from aws_lambda_powertools import Logger
 
 from .. import SERVICE
-from ..domain.model import DeferredFile, QuotaView, Report, Tier
+from ..domain.model import DeferredFile, QuotaView, Report, Stopped, Tier
 from ..domain.placement import Caller
 from ..domain.plan import MAX_FILES_PER_CALL
 from ..domain.policy import Deadline, Policy
@@ -126,12 +126,12 @@ class DrainBacklog:
     def _next_slice(self, run: Run, size: int, cursor: DeferredFile | None, tier: Tier) -> list[DeferredFile]:
         """The next files of ``tier`` in the drain order after ``cursor``; none when the run must stop."""
         if not run.time_for_a_call(self._clock()):
-            run.stop(OUT_OF_TIME)
+            run.stop(OUT_OF_TIME, Stopped.DEADLINE)
             return []
         try:
             return self._slice_of(tier, size, cursor)
         except StoreUnavailable as exc:
-            run.stop(f"backlog unavailable: {exc}")
+            run.stop(f"backlog unavailable: {exc}", Stopped.STORE)
             return []
 
     def _slice_of(self, tier: Tier, size: int, cursor: DeferredFile | None = None) -> list[DeferredFile]:

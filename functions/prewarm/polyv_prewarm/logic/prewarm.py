@@ -12,10 +12,10 @@ from collections.abc import Callable, Sequence
 from aws_lambda_powertools import Logger
 
 from .. import SERVICE
-from ..domain.claims import ClaimRequest, FileClaim
+from ..domain.claims import NO_FLAGS, ClaimRequest, FileClaim
 from ..domain.model import Fate, FileRequest, FileResult, Report
 from ..domain.placement import DEFERRED_REASON, Caller, Disposition, Placed, placement
-from ..domain.plan import RequestedFile, build_plan, chunk
+from ..domain.plan import build_plan, chunk
 from ..domain.policy import Deadline
 from ..domain.ports import Backlog, StoreUnavailable
 from ..domain.quota import holds_back
@@ -41,10 +41,11 @@ class PrewarmFiles:
         *,
         deadline: Deadline | None = None,
         dry_run: bool = False,
-        force: bool = False,
+        rule: ClaimRequest = NO_FLAGS,
         priority_high: bool = False,
     ) -> Report:
-        """``force``: send again files already handled today. ``priority_high`` (a person's
+        """``rule``: how the request claims its files (``FORCE``: send again files already
+        handled today; an explicit bitrate is each file's own). ``priority_high`` (a person's
         request): may use the MANUAL_RESERVE of the day's quota, which automatic traffic leaves
         alone. On a tight day, a video's other definitions wait in the backlog for what its main
         definitions leave (``domain/quota.holds_back``)."""
@@ -54,11 +55,15 @@ class PrewarmFiles:
         run = new_run(ports.policy, deadline or Deadline.default(ports.clock()), limit=limit)
         run.report.results += plan.decided
         run.report.dry_run = dry_run
-        claims = [self._claim(u, force=force) for u in plan.unique]
+        policy = ports.policy
+        claims = [
+            FileClaim(u.file, u.request, rule._replace(explicit=u.request.explicit), policy.first_rank(u))
+            for u in plan.unique
+        ]
         if dry_run:
             self._dry_run(claims, run.report, limit=limit)
         else:
-            now, later = self._by_rank(claims, run, taken_as_asked=force or priority_high)
+            now, later = self._by_rank(claims, run, taken_as_asked=rule.force or priority_high)
             placed = self._submission.submit(now, run)
             placed = self._submission.resend_from_surplus(placed, run)
             placed += [Placed(c, Disposition.HELD_BACK) for c in later]
@@ -72,10 +77,6 @@ class PrewarmFiles:
             fresh.place(placed, run)
         finish(run.report, "prewarm finished", ledger=ports.ledger, policy=ports.policy, now=ports.clock())
         return run.report
-
-    def _claim(self, wanted: RequestedFile, *, force: bool) -> FileClaim:
-        rule = ClaimRequest(force=force, explicit=wanted.request.explicit)
-        return FileClaim(wanted.file, wanted.request, rule, self._ports.policy.first_rank(wanted))
 
     def _by_rank(
         self, claims: Sequence[FileClaim], run: Run, *, taken_as_asked: bool

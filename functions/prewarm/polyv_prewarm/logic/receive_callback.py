@@ -27,6 +27,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from enum import StrEnum
 from typing import NamedTuple
 
 from aws_lambda_powertools import Logger
@@ -80,10 +81,31 @@ class RereadBudget:
         return True
 
 
+class Outcome(StrEnum):
+    """What became of a callback: its metric, its log line's level, its answer's ``result``."""
+
+    QUEUED = "queued"  # verified, and its definitions are on the prewarm queue
+    REPLAYED = "replayed"  # verified, and its signed content was queued before (200)
+    IGNORED = "ignored"  # a kind that asks for no prewarm (200, nothing queued)
+    FORGED = "forged"  # absent or wrong sign (403)
+    UNVERIFIED = "unverified"  # a mismatch the spent re-read budget left unchecked (503)
+    MALFORMED = "malformed"  # not a well-formed notification (400, 413)
+    UNAVAILABLE = "unavailable"  # the secret unreadable, the record or SQS down, no time (503)
+
+    @property
+    def taken(self) -> bool:
+        """Answered as Polyv wants it: it need not call again."""
+        return self in (Outcome.QUEUED, Outcome.IGNORED, Outcome.REPLAYED)
+
+    @property
+    def retried(self) -> bool:
+        """Not taken for a reason that passes: Polyv may call again."""
+        return self in (Outcome.UNAVAILABLE, Outcome.UNVERIFIED)
+
+
 class CallbackAnswer(NamedTuple):
     status: int  # the HTTP status
-    #: queued, replayed, ignored, forged, unverified, malformed, unavailable: the metric and log
-    outcome: str
+    outcome: Outcome  # the metric and the log line
     reason: str  # short, never an echo of the request
     message_id: str | None = None  # the prewarm queue's message
     kind: str | None = None  # the notification's kind, once read (well-formed: safe to log)
@@ -102,10 +124,10 @@ class CallbackAnswer(NamedTuple):
         return json.dumps(answer)
 
 
-UNAVAILABLE_SECRET = CallbackAnswer(503, "unavailable", "cannot verify callbacks right now")
-UNAVAILABLE_TIME = CallbackAnswer(503, "unavailable", "cannot answer in time: try again")
-UNVERIFIED = CallbackAnswer(503, "unverified", "the sign cannot be checked right now: try again")
-FORGED = CallbackAnswer(403, "forged", "the sign is not right")
+UNAVAILABLE_SECRET = CallbackAnswer(503, Outcome.UNAVAILABLE, "cannot verify callbacks right now")
+UNAVAILABLE_TIME = CallbackAnswer(503, Outcome.UNAVAILABLE, "cannot answer in time: try again")
+UNVERIFIED = CallbackAnswer(503, Outcome.UNVERIFIED, "the sign cannot be checked right now: try again")
+FORGED = CallbackAnswer(403, Outcome.FORGED, "the sign is not right")
 
 
 class _OutOfTime(Exception):
@@ -142,9 +164,9 @@ class CallbackReceiver:
         try:
             notification = read(request)
         except TooLarge as exc:
-            return CallbackAnswer(413, "malformed", str(exc))
+            return CallbackAnswer(413, Outcome.MALFORMED, str(exc))
         except BadCallback as exc:
-            return CallbackAnswer(400, "malformed", str(exc))
+            return CallbackAnswer(400, Outcome.MALFORMED, str(exc))
         try:
             answer = self._answer(notification, deadline)
         except _OutOfTime:
@@ -153,9 +175,9 @@ class CallbackReceiver:
 
     def _answer(self, notification: Notification, deadline: float | None) -> CallbackAnswer:
         if notification.kind is None:  # nothing is done with it: no need to verify it
-            return CallbackAnswer(200, "ignored", notification.why_nothing())
+            return CallbackAnswer(200, Outcome.IGNORED, notification.why_nothing())
         if notification.sign is None:
-            return CallbackAnswer(403, "forged", "no sign: only signed callbacks are accepted")
+            return CallbackAnswer(403, Outcome.FORGED, "no sign: only signed callbacks are accepted")
         try:
             account = self._verify(notification, deadline)
         except CredentialsError as exc:
@@ -164,7 +186,7 @@ class CallbackReceiver:
         if isinstance(account, CallbackAnswer):
             return account
         if notification.vid is not None and not notification.vid.startswith(account.userid):
-            return CallbackAnswer(400, "malformed", "vid of another Polyv account")
+            return CallbackAnswer(400, Outcome.MALFORMED, "vid of another Polyv account")
         return self._act(notification, deadline)
 
     def _verify(self, notification: Notification, deadline: float | None) -> Credentials | CallbackAnswer:
@@ -183,7 +205,7 @@ class CallbackReceiver:
     def _act(self, notification: Notification, deadline: float | None) -> CallbackAnswer:
         message, content = notification.message(), notification.replay_key()
         if message is None or content is None or notification.vid is None:
-            return CallbackAnswer(200, "ignored", notification.why_nothing())
+            return CallbackAnswer(200, Outcome.IGNORED, notification.why_nothing())
         vid, owner = notification.vid, self._new_owner()
         try:
             self._in_time(deadline, steps=2)  # a read, then a conditional write
@@ -192,22 +214,26 @@ class CallbackReceiver:
             )
         except StoreUnavailable as exc:
             logger.error("cannot read the record of received callbacks", extra={"error": str(exc)})
-            return CallbackAnswer(503, "unavailable", "cannot check it against earlier callbacks: try again")
+            return CallbackAnswer(
+                503, Outcome.UNAVAILABLE, "cannot check it against earlier callbacks: try again"
+            )
         if arrival is Arrival.RECEIVED:
-            return CallbackAnswer(200, "replayed", "already received: nothing queued")
+            return CallbackAnswer(200, Outcome.REPLAYED, "already received: nothing queued")
         if arrival is Arrival.IN_FLIGHT:
-            return CallbackAnswer(503, "unavailable", "being received by another request: try again")
+            return CallbackAnswer(503, Outcome.UNAVAILABLE, "being received by another request: try again")
         try:
             self._in_time(deadline)
             message_id = self._queue.send(json.dumps(message, separators=(",", ":")))
         except (QueueUnavailable, _OutOfTime) as exc:
             logger.error("could not queue a verified callback", extra={"error": str(exc) or "out of time"})
             self._give_up(vid, content, owner, deadline)
-            return CallbackAnswer(503, "unavailable", "could not queue it: try again")
+            return CallbackAnswer(503, Outcome.UNAVAILABLE, "could not queue it: try again")
         self._mark_queued(vid, content, owner, message_id, deadline)
         definitions = ",".join(map(str, notification.definitions))
         hint = " (Polyv's video information decides)" if "askPolyv" in message else ""
-        return CallbackAnswer(200, "queued", f"queued to prewarm brIndex {definitions}{hint}", message_id)
+        return CallbackAnswer(
+            200, Outcome.QUEUED, f"queued to prewarm brIndex {definitions}{hint}", message_id
+        )
 
     def _give_up(self, vid: str, content: str, owner: str, deadline: float | None) -> None:
         """Nothing was queued: free the record for Polyv's retry (best effort: if this fails too,

@@ -16,7 +16,7 @@ from aws_lambda_powertools import Logger
 
 from .. import SERVICE
 from ..domain.breaker import BreakerState
-from ..domain.model import DeferredFile, Report
+from ..domain.model import DeferredFile, Report, Stopped
 from ..domain.placement import Caller
 from ..domain.policy import Deadline, Policy
 from ..domain.ports import Backlog, DayLedger, PolyvBreaker, StoreUnavailable
@@ -55,7 +55,7 @@ class RecoverWaiting:
         try:
             state = self._breaker.state()
         except StoreUnavailable as exc:
-            run.stop(f"Polyv's breaker unreadable: {exc}")
+            run.stop(f"Polyv's breaker unreadable: {exc}", Stopped.STORE)
             return report
         report.breaker = state
         report.polyv_down_minutes = state.down_for(now).total_seconds() / 60
@@ -67,7 +67,7 @@ class RecoverWaiting:
             try:
                 batch = self._backlog.due(slice_size, now=now, after=cursor)
             except StoreUnavailable as exc:
-                run.stop(f"backlog unavailable: {exc}")
+                run.stop(f"backlog unavailable: {exc}", Stopped.STORE)
                 break
             if not batch:
                 if cursor is None and state.open:

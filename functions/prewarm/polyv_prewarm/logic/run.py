@@ -7,21 +7,22 @@ through the :class:`Submits` interface.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from aws_lambda_powertools import Logger
 
 from .. import SERVICE
 from ..domain.claims import FileClaim, held
-from ..domain.model import BacklogFigures, Fate, FileResult, LedgerEntry, Origin, QuotaView, Report
+from ..domain.model import BacklogFigures, Fate, FileResult, LedgerEntry, Origin, QuotaView, Report, Stopped
 from ..domain.placement import Disposition, Placed
 from ..domain.plan import Asked
 from ..domain.policy import Deadline, Policy
 from ..domain.ports import Backlog, DayLedger, StoreUnavailable
+from ..domain.preview import shown
 from ..domain.quota import Resends
 from ..domain.quotaday import quota_day
 
@@ -64,8 +65,9 @@ class Run:
     polyv_spent: bool = False  # Polyv refused a call of this run for the daily limit
     no_room: bool = False  # a submission of this run found no room today (a drain's slice resets it)
 
-    def stop(self, reason: str, *, park_until: datetime | None = None) -> None:
+    def stop(self, reason: str, kind: Stopped, *, park_until: datetime | None = None) -> None:
         self.stopped = self.report.stopped_because = reason
+        self.report.stopped = kind
         self.retry_at = park_until
 
     @property
@@ -153,7 +155,9 @@ def finish(report: Report, message: str, *, ledger: DayLedger, policy: Policy, n
     except StoreUnavailable:
         logger.warning("ledger unreadable: summary has no quota figures")
     for fate, what in ((Fate.REJECTED, "files rejected"), (Fate.DUPLICATE, "duplicate files")):
-        log_tally(what, [r for r in report.results if r.fate is fate], warn=fate is Fate.REJECTED)
+        log_tally(
+            what, [r for r in report.results if r.fate is fate], file_example, warn=fate is Fate.REJECTED
+        )
     logger.info(
         message,
         extra={
@@ -167,17 +171,32 @@ def finish(report: Report, message: str, *, ledger: DayLedger, policy: Policy, n
 
 
 class Tallied(Protocol):
-    """What one aggregated log line counts: a file's result, an ignored record, a note."""
+    """What one aggregated log line counts: a file's result, a remark of an event."""
 
     @property
     def reason(self) -> str | None: ...
 
-    def to_summary(self) -> dict[str, Any]: ...
+
+T = TypeVar("T", bound=Tallied)
 
 
-def log_tally(message: str, items: Sequence[Tallied], *, warn: bool = False) -> None:
+def file_example(r: FileResult) -> dict[str, Any]:
+    """A file as a log line's example: an invalid request's values as the event had them, cut short."""
+    vid, br = (r.file.vid, r.file.br_index) if r.file else (shown(r.request.vid), shown(r.request.br_index))
+    return {
+        "vid": vid,
+        "brIndex": br,
+        "fate": r.fate.value,
+        "reason": r.reason,
+        **r.request.origin.log_keys(),
+    }
+
+
+def log_tally(
+    message: str, items: Sequence[T], example: Callable[[T], Mapping[str, Any]], *, warn: bool = False
+) -> None:
     """One line for all of them (a batch may hold thousands): how many, by reason, and a few
-    examples; each value is cut short (an invalid vid as sent)."""
+    examples (``example`` of each); each value is cut short (an invalid vid as sent)."""
     if not items:
         return
     by_reason = Counter(item.reason or "" for item in items).most_common(TALLY_REASONS)
@@ -187,7 +206,7 @@ def log_tally(message: str, items: Sequence[Tallied], *, warn: bool = False) -> 
         extra={
             "count": len(items),
             "by_reason": dict(by_reason),
-            "examples": [item.to_summary() for item in items[:TALLY_EXAMPLES]],
+            "examples": [example(item) for item in items[:TALLY_EXAMPLES]],
         },
     )
 

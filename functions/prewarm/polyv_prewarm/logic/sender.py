@@ -27,7 +27,7 @@ from aws_lambda_powertools import Logger
 
 from .. import SERVICE
 from ..domain.claims import FileClaim
-from ..domain.model import CallRecord, FileRef
+from ..domain.model import CallRecord, FileRef, Stopped
 from ..domain.placement import Disposition, Placed
 from ..domain.ports import (
     PolyvConfigurationError,
@@ -55,8 +55,8 @@ class CallBudget(Protocol):
 
     def time_for_a_call(self) -> bool: ...
 
-    def count_again(self, files: int, resend: int) -> bool:
-        """Back off before re-send number ``resend``, then count ``files`` more on the day's
+    def count_again(self, files: int, attempt: int) -> bool:
+        """Back off before re-send number ``attempt``, then count ``files`` more on the day's
         counter; False when the day has no room for them."""
         ...
 
@@ -72,6 +72,7 @@ class Stop(NamedTuple):
     message (Polyv down, the deadline near); ``polyv_down``: Polyv itself is unavailable."""
 
     reason: str
+    kind: Stopped = Stopped.UNEXPECTED
     whole_run: bool = True
     quota_spent: bool = False
     park: bool = False
@@ -99,7 +100,7 @@ class Stop(NamedTuple):
         return Disposition.HANDED_BACK
 
 
-NOT_ENDED = Stop(INTERRUPTED)
+NOT_ENDED = Stop(INTERRUPTED, Stopped.INTERRUPTED)
 
 
 class AcceptedCall(NamedTuple):
@@ -309,11 +310,11 @@ class ChunkSender:
             _log_accepted(group, task_id)
             return None
 
-    def _may_resend(self, files: int, resend: int) -> bool:
+    def _may_resend(self, files: int, attempt: int) -> bool:
         return (
-            resend < AMBIGUOUS_RESENDS
+            attempt < AMBIGUOUS_RESENDS
             and self._budget.time_for_a_call()
-            and self._budget.count_again(files, resend)
+            and self._budget.count_again(files, attempt)
         )
 
     def _isolate(self, group: Sequence[FileClaim], refusal: PolyvFilesRefused) -> None:
@@ -390,16 +391,16 @@ class _OutOfTime(Exception):
 def stop_for(exc: Exception) -> Stop:
     """Why the calls of a chunk ended, from what ended them; logs it once."""
     if isinstance(exc, _OutOfTime):
-        return Stop(OUT_OF_TIME, park=True)
+        return Stop(OUT_OF_TIME, Stopped.DEADLINE, park=True)
     if isinstance(exc, PolyvQuotaSpent):
         logger.warning("Polyv says today's quota is spent")
         return Stop("Polyv says today's quota is spent", whole_run=False, quota_spent=True)
     if isinstance(exc, PolyvConfigurationError):
         logger.error("configuration error: stopping all Polyv calls", extra={"error": str(exc)})
-        return Stop(f"configuration error: {exc}")
+        return Stop(f"configuration error: {exc}", Stopped.CONFIGURATION)
     if isinstance(exc, PolyvContractViolation):
         logger.critical("BUG: Polyv says a call broke its limits", extra={"error": str(exc)})
-        return Stop(f"bug: {exc}")
+        return Stop(f"bug: {exc}", Stopped.BUG)
     if isinstance(exc, PolyvUnavailable) and exc.refused:
         logger.warning("Polyv refused a call with an unknown error", extra={"error": str(exc)})
         return Stop(str(exc), whole_run=False)
@@ -408,10 +409,10 @@ def stop_for(exc: Exception) -> Stop:
         return Stop(str(exc), whole_run=False, answered_in_doubt=True)
     if isinstance(exc, PolyvUnavailable) and exc.secret:
         logger.error("the Polyv secret is unreadable: parking the work", extra={"error": str(exc)})
-        return Stop(str(exc), park=True)
+        return Stop(str(exc), Stopped.CREDENTIALS, park=True)
     if isinstance(exc, PolyvUnavailable):
         logger.warning("Polyv unavailable: parking the work", extra={"error": str(exc)})
-        return Stop(f"Polyv unavailable: {exc}", park=True, polyv_down=True)
+        return Stop(f"Polyv unavailable: {exc}", Stopped.POLYV_DOWN, park=True, polyv_down=True)
     # Anything else (the store failing while counting a re-send, a defect): the claims must still
     # end. The files of an unanswered call are in doubt, the rest handed back.
     logger.exception("unexpected error while calling Polyv: handing work back")

@@ -13,6 +13,7 @@ from aws_lambda_powertools import Logger
 
 from .. import SERVICE
 from ..domain.claims import FileClaim
+from ..domain.model import Stopped
 from ..domain.placement import Disposition, Placed
 from ..domain.plan import clean_first
 from ..domain.ports import StoreUnavailable
@@ -42,7 +43,7 @@ class Submission:
         for group, suspect in clean_first(files, run.suspects):
             not_now = _not_now(run, after, suspect=suspect)
             if not_now is None and not run.time_for_a_call(self._ports.clock()):
-                run.stop(OUT_OF_TIME, park_until=self._ports.clock())
+                run.stop(OUT_OF_TIME, Stopped.DEADLINE, park_until=self._ports.clock())
                 not_now = Disposition.PARKED
             if not_now is None:
                 after = ChunkLife(self._ports, run, limit or run.limit).live(group, placed)
@@ -90,7 +91,7 @@ class Submission:
             return
         since = state.down_since or now.isoformat()
         run.gate = Gate.CLOSED
-        run.stop(f"Polyv unavailable since {since[:19]}Z", park_until=state.retry_at(now))
+        run.stop(f"Polyv unavailable since {since[:19]}Z", Stopped.POLYV_DOWN, park_until=state.retry_at(now))
         run.report.polyv_down_since = since
         run.report.polyv_down_minutes = state.down_for(now).total_seconds() / 60
 

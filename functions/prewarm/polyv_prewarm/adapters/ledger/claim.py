@@ -99,7 +99,7 @@ def _parts(call: ClaimCall, files: Sequence[FileRef]) -> list[Part]:
         len(files),
         call.expires,
         limit=call.limit,
-        first_rank=sum(1 for f in files if call.claims[f].first_rank),
+        ranked=sum(1 for f in files if call.claims[f].first_rank),
         now=call.now,
     )
     parts = [Part(COUNTER, counter)]

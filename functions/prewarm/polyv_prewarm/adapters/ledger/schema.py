@@ -168,17 +168,17 @@ def count_action(
     expires: dict[str, str],
     *,
     limit: int | None = None,
-    first_rank: int = 0,
+    ranked: int = 0,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Count ``n`` more files on the day's counter (creating it), within ``limit`` if given:
     ``used <= limit - n`` and the day not exhausted; the counter is returned if it refuses.
-    ``first_rank`` of them are fresh first-rank files (the day's rate), claimed at ``now``."""
+    ``ranked`` of them are fresh first-rank files (the day's rate), claimed at ``now``."""
     expression = "SET used = if_not_exists(used, :zero) + :n, expiresAt = if_not_exists(expiresAt, :ttl)"
     values: dict[str, Any] = {":zero": {"N": "0"}, ":n": {"N": str(n)}, ":ttl": expires}
-    if first_rank and now is not None:
+    if ranked and now is not None:
         expression += ", fr = if_not_exists(fr, :zero) + :fr, frs = if_not_exists(frs, :frs)"
-        values |= {":fr": {"N": str(first_rank)}, ":frs": {"S": now.isoformat()}}
+        values |= {":fr": {"N": str(ranked)}, ":frs": {"S": now.isoformat()}}
     update: dict[str, Any] = {
         "TableName": table,
         "Key": quota_key(day),

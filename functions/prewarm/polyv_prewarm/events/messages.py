@@ -1,4 +1,4 @@
-"""Every accepted event shape -> file requests with their origin.
+"""Every accepted message shape -> file requests with their origin.
 
 Accepted message shapes (an SQS body, or a whole event delivered directly):
 
@@ -22,15 +22,13 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote_plus
 
-from .domain.callbacks import BadCallback, successful_definitions
-from .domain.model import BR_INDEXES, DefinitionsLookup, FileRequest, Origin
-from .domain.plan import VID_RE
-from .domain.ports import PrewarmError
-from .domain.preview import preview, sample_keys
+from ..domain.callbacks import BadCallback, successful_definitions
+from ..domain.model import BR_INDEXES, DefinitionsLookup, FileRequest, Origin
+from ..domain.ports import PrewarmError
+from ..domain.preview import preview, sample_keys
 
 #: A vid-shaped token anywhere in an S3 key (every one is considered; see ``_vids_in_key``).
 DEFAULT_VID_KEY_PATTERN = r"(?<![0-9a-z])(?P<vid>[0-9a-z]{32}_[0-9a-z])(?![0-9a-z])"
@@ -63,31 +61,20 @@ class ParseOptions(NamedTuple):
         return self.key_pattern.pattern != DEFAULT_VID_KEY_PATTERN
 
 
-class Ignored(NamedTuple):
-    """Something an event reported that is not a file to warm (an S3 test event, a deletion...)."""
+class Remark(NamedTuple):
+    """What an event said besides its files: something that is not a file to warm (an S3 test
+    event, a deletion...: ``Parsed.ignored``), or worth a log line about what was read (several
+    vids in one key: ``Parsed.notes``)."""
 
     origin: Origin
     reason: str
-
-    def to_summary(self) -> dict[str, str]:
-        return {"reason": self.reason, **self.origin.log_keys()}
-
-
-class Note(NamedTuple):
-    """Something worth a log line about what *was* read (several vids in one key...)."""
-
-    origin: Origin
-    reason: str
-
-    def to_summary(self) -> dict[str, str]:
-        return {"reason": self.reason, **self.origin.log_keys()}
 
 
 @dataclass
 class Parsed:
     requests: list[FileRequest] = field(default_factory=list)
-    ignored: list[Ignored] = field(default_factory=list)  # not a file to warm, and why
-    notes: list[Note] = field(default_factory=list)  # read, and worth a log line
+    ignored: list[Remark] = field(default_factory=list)  # not a file to warm, and why
+    notes: list[Remark] = field(default_factory=list)  # read, and worth a log line
     lookups: list[DefinitionsLookup] = field(default_factory=list)  # Polyv tells their definitions
 
     @property
@@ -102,124 +89,6 @@ class Parsed:
         self.lookups += other.lookups
 
 
-class UnsupportedEvent(PrewarmError):
-    """A Lambda event of no shape this function accepts."""
-
-
-class InvalidEvent(PrewarmError):
-    """An event of a known kind whose content cannot be read (a direct invocation, a notification
-    delivered directly, an SQS record without a messageId)."""
-
-
-class EventKind(StrEnum):
-    SQS = "sqs"  # the main path: partial batch response
-    S3 = "s3"  # S3 notification delivered directly to the function (asynchronous invocation)
-    SNS = "sns"  # SNS delivering directly to the function
-    EVENTBRIDGE = "eventbridge"  # an EventBridge rule targeting the function
-    DIRECT = "direct"  # a person invoking the function with a test event
-    SCHEDULED = "scheduled"  # an EventBridge rule's Scheduled Event: not this project's drain
-    ACTION = "action"  # a schedule or a person: {"action": "drain" | "sweep" | "recover" | ...}
-
-
-def classify(event: object) -> EventKind:
-    """Which kind of invocation this is; raises :class:`UnsupportedEvent` for anything else."""
-    if not isinstance(event, dict):
-        raise UnsupportedEvent(f"event must be a JSON object, got {type(event).__name__}")
-    records = event.get("Records")
-    if isinstance(records, list) and records and isinstance(records[0], dict):
-        source = records[0].get("eventSource") or records[0].get("EventSource")
-        kinds = {"aws:sqs": EventKind.SQS, "aws:s3": EventKind.S3, "aws:sns": EventKind.SNS}
-        if isinstance(source, str) and source in kinds:
-            return kinds[source]
-        raise UnsupportedEvent(f"records from {preview(source)!r} are not supported (sqs, s3, sns are)")
-    if event.get("detail-type") == "Scheduled Event":
-        return EventKind.SCHEDULED
-    if "detail-type" in event and "source" in event:
-        return EventKind.EVENTBRIDGE
-    if "action" in event:
-        return EventKind.ACTION
-    if event.keys() & {"videos", "vids", "vid"}:
-        return EventKind.DIRECT
-    raise UnsupportedEvent(
-        "unknown event: expected an SQS batch, an S3 or SNS notification, an EventBridge event, "
-        'a direct invocation like {"videos": [{"vid": ..., "brIndex": 1}]} or {"vids": [...]}, '
-        'or {"action": "drain" | "sweep" | "recover" | "status" | "quota"}'
-    )
-
-
-# -- a person's invocations: {"videos"/"vids"/"vid": ..., flags} and {"action": ...} --------------
-class DirectFlags(NamedTuple):
-    dry_run: bool = False
-    force: bool = False
-    priority_high: bool = False  # may use the day's MANUAL_RESERVE
-
-
-def direct_flags(event: Mapping[str, Any]) -> DirectFlags:
-    """The flags of a direct invocation: ``dryRun``, ``force`` (booleans), ``priority``."""
-    priority = event.get("priority", "normal")
-    if priority not in ("normal", "high"):
-        raise InvalidEvent('priority must be "high" or "normal"')
-    return DirectFlags(_flag(event, "dryRun"), _flag(event, "force"), priority == "high")
-
-
-def _flag(event: Mapping[str, Any], name: str) -> bool:
-    value = event.get(name, False)
-    if not isinstance(value, bool):
-        raise InvalidEvent(f"{name} must be true or false")
-    return value
-
-
-class DrainAction(NamedTuple):
-    """Submit deferred files as today's quota allows (the daily schedule sends this)."""
-
-
-class SweepAction(NamedTuple):
-    """Spend what is left of the day on the backlog, reserve included (the late schedule)."""
-
-
-class RecoverAction(NamedTuple):
-    """Send the files waiting out an outage, once Polyv answers (a schedule every few minutes)."""
-
-
-class QuotaAction(NamedTuple):
-    day: str | None = None  # YYYY-MM-DD; None: today
-
-
-class StatusAction(NamedTuple):
-    vid: str
-
-
-Action = DrainAction | SweepAction | RecoverAction | QuotaAction | StatusAction
-
-_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def parse_action(event: Mapping[str, Any]) -> Action:
-    """``{"action": "drain" | "sweep" | "recover" | "quota" [, "day"] | "status", "vid"}``;
-    raises :class:`InvalidEvent`."""
-    action = event.get("action")
-    if action == "drain":
-        return DrainAction()
-    if action == "sweep":
-        return SweepAction()
-    if action == "recover":
-        return RecoverAction()
-    if action == "quota":
-        day = event.get("day")
-        if day is not None and not (isinstance(day, str) and _DAY.fullmatch(day)):
-            raise InvalidEvent("day must be a YYYY-MM-DD string")
-        return QuotaAction(day)
-    if action == "status":
-        vid = event.get("vid")
-        if not isinstance(vid, str) or not VID_RE.fullmatch(vid):
-            raise InvalidEvent("status needs a vid of the Polyv shape")
-        return StatusAction(vid)
-    raise InvalidEvent(
-        f"unknown action {preview(action, 32)!r}: expected drain, sweep, recover, status or quota"
-    )
-
-
-# -- file requests ----------------------------------------------------------------------------------
 def parse_body(body: object, origin: Origin, options: ParseOptions) -> Parsed:
     """An SQS message body: JSON of any accepted shape, or a callback query string."""
     if not isinstance(body, str):
@@ -254,7 +123,7 @@ def parse_document(document: object, origin: Origin, options: ParseOptions, dept
         return _records(document, origin, options, depth)
     if document.get("Event") == "s3:TestEvent":
         return Parsed(
-            ignored=[Ignored(origin, "s3:TestEvent (sent when a bucket notification is configured)")]
+            ignored=[Remark(origin, "s3:TestEvent (sent when a bucket notification is configured)")]
         )
     if "detail-type" in document and "source" in document:
         return _eventbridge(document, origin, options)
@@ -367,7 +236,7 @@ def _callback(fields: Mapping[str, Any], origin: Origin, options: ParseOptions) 
     kind = fields.get("type")
     if kind not in (None, "", "encode"):
         reason = f"Polyv callback of type {preview(kind, 32)!r}, not 'encode'"
-        return Parsed(ignored=[Ignored(origin, reason)])
+        return Parsed(ignored=[Remark(origin, reason)])
     if "vid" not in fields:
         raise InvalidMessage("Polyv callback has no vid")
     # df names the definition that just finished: it exists now
@@ -382,12 +251,12 @@ def _polyv_event(document: Mapping[str, Any], origin: Origin, options: ParseOpti
     name = document.get("eventType")
     if name != "TranscodeComplete":
         return Parsed(
-            ignored=[Ignored(origin, f"Polyv notification {preview(name, 40)!r}: nothing to prewarm")]
+            ignored=[Remark(origin, f"Polyv notification {preview(name, 40)!r}: nothing to prewarm")]
         )
     if "vid" not in document:
         raise InvalidMessage("TranscodeComplete has no vid")
     if document.get("status") != "success":
-        return Parsed(ignored=[Ignored(origin, "TranscodeComplete: no definition transcoded successfully")])
+        return Parsed(ignored=[Remark(origin, "TranscodeComplete: no definition transcoded successfully")])
     try:
         definitions = successful_definitions(document.get("videoInfos"))
     except BadCallback as exc:
@@ -435,15 +304,15 @@ def _object_created(
         raise InvalidMessage(f"an S3 key is at most {S3_KEY_MAX} bytes; this one is longer")
     here = origin._replace(s3_key=key)
     if not isinstance(event_name, str) or not event_name.startswith(prefix):
-        return Parsed(ignored=[Ignored(here, f"S3 event {preview(event_name)!r} is not an object creation")])
+        return Parsed(ignored=[Remark(here, f"S3 event {preview(event_name)!r} is not an object creation")])
     if key.endswith("/"):
-        return Parsed(ignored=[Ignored(here, "a folder marker (the key ends in '/'), not a transcoded file")])
+        return Parsed(ignored=[Remark(here, "a folder marker (the key ends in '/'), not a transcoded file")])
     if size == 0:
-        return Parsed(ignored=[Ignored(here, "a zero-byte object, not a transcoded file")])
+        return Parsed(ignored=[Remark(here, "a zero-byte object, not a transcoded file")])
     if options.custom_key_pattern:  # VID_KEY_PATTERN overrides: its first match, as configured
         match = options.key_pattern.search(key)
         if match is None:
-            return Parsed(ignored=[Ignored(here, "no vid found in the S3 key (VID_KEY_PATTERN)")])
+            return Parsed(ignored=[Remark(here, "no vid found in the S3 key (VID_KEY_PATTERN)")])
         named = _named(match.groupdict().get("br"))
         return Parsed(requests=file_requests(match.group("vid"), named, here, options))
     return _vids_in_key(key, here, options)
@@ -454,19 +323,19 @@ def _vids_in_key(key: str, here: Origin, options: ParseOptions) -> Parsed:
     userid) are taken, all of them, and the others are passed by with a reason."""
     tokens = list(dict.fromkeys(m.group("vid") for m in options.key_pattern.finditer(key)))
     if not tokens:
-        return Parsed(ignored=[Ignored(here, "no vid found in the S3 key (VID_KEY_PATTERN)")])
+        return Parsed(ignored=[Remark(here, "no vid found in the S3 key (VID_KEY_PATTERN)")])
     userid = options.userid
     ours = tokens if userid is None else [t for t in tokens if t.startswith(userid)]
     parsed = Parsed()
     if not ours:
-        parsed.ignored.append(Ignored(here, f"the S3 key holds only vids of other accounts ({len(tokens)})"))
+        parsed.ignored.append(Remark(here, f"the S3 key holds only vids of other accounts ({len(tokens)})"))
         return parsed
     if len(ours) < len(tokens):
         parsed.notes.append(
-            Note(here, f"passed by {len(tokens) - len(ours)} vid-shaped token(s) of another account")
+            Remark(here, f"passed by {len(tokens) - len(ours)} vid-shaped token(s) of another account")
         )
     if len(ours) > 1:
-        parsed.notes.append(Note(here, f"the S3 key holds {len(ours)} vids of this account: all taken"))
+        parsed.notes.append(Remark(here, f"the S3 key holds {len(ours)} vids of this account: all taken"))
     _within(options, len(ours) * len(options.default_br_indexes))
     parsed.requests = [r for vid in ours for r in file_requests(vid, None, here, options)]
     return parsed
@@ -474,7 +343,7 @@ def _vids_in_key(key: str, here: Origin, options: ParseOptions) -> Parsed:
 
 def _sns_envelope(document: Mapping[str, Any], origin: Origin, options: ParseOptions, depth: int) -> Parsed:
     if document.get("Type") != "Notification":
-        return Parsed(ignored=[Ignored(origin, f"SNS {preview(document.get('Type'), 32)} message")])
+        return Parsed(ignored=[Remark(origin, f"SNS {preview(document.get('Type'), 32)} message")])
     message = document.get("Message")
     if not isinstance(message, str):
         raise InvalidMessage("SNS notification has no Message string")

@@ -1,0 +1,5 @@
+"""``python -m polyv_prewarm.cli``."""
+
+from . import entry
+
+entry()
