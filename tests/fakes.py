@@ -27,6 +27,7 @@ from polyv_prewarm.domain.ports import (
     PolyvFilesRefused,
     PolyvQuotaSpent,
     PolyvUnavailable,
+    Settled,
     Settlement,
     StoreUnavailable,
 )
@@ -153,19 +154,11 @@ class InMemoryLedger:
                 if current is not None and current.owner == lease.owner:  # only what we still own
                     entries[file] = LedgerEntry(state, at, origin=current.origin, owner=lease.owner, **fields)
 
-            for file, task in settlement.submitted.items():
-                put(file, EntryState.SUBMITTED, task_id=task)
-            for file, reason in settlement.rejected.items():
-                put(
-                    file,
-                    EntryState.REJECTED,
-                    reason=reason,
-                    retry_after_ms=settlement.retry_after_ms.get(file),
-                )
-            for file in settlement.in_doubt:
-                put(file, EntryState.IN_DOUBT)
-            for file, reason in settlement.handed_back.items():
-                put(file, EntryState.HANDED_BACK, reason=reason)
+            for file, settled in settlement.fates.items():
+                if settled.state is EntryState.SUBMITTED:
+                    put(file, settled.state, task_id=settled.text)
+                else:
+                    put(file, settled.state, reason=settled.text, retry_after_ms=settled.retry_after_ms)
             if settlement.release and (day, lease.owner) not in self.released:  # once per claim
                 self.released.add((day, lease.owner))
                 self.used[day] = self.used.get(day, 0) - settlement.release
@@ -442,3 +435,15 @@ def claims_of(files, rule=NO_FLAGS, *, first_rank=False) -> list[FileClaim]:
     return [
         FileClaim(f, FileRequest(f.vid, f.br_index, Origin(origin)), rule, first_rank) for f, origin in files
     ]
+
+
+def record_of(
+    *, submitted=None, rejected=None, retry_after_ms=None, in_doubt=(), handed_back=None, release=0
+) -> Settlement:
+    """A chunk's record, written the way a test reads it: the files by fate."""
+    fates = {f: Settled(EntryState.SUBMITTED, task) for f, task in (submitted or {}).items()}
+    later = retry_after_ms or {}
+    fates |= {f: Settled(EntryState.REJECTED, why, later.get(f)) for f, why in (rejected or {}).items()}
+    fates |= {f: Settled(EntryState.IN_DOUBT) for f in in_doubt}
+    fates |= {f: Settled(EntryState.HANDED_BACK, why) for f, why in (handed_back or {}).items()}
+    return Settlement(fates, release)

@@ -14,8 +14,7 @@ from polyv_prewarm.adapters.ledger import DynamoDayLedger, balanced_parts
 from polyv_prewarm.adapters.ledger.transactions import MAX_ACTIONS
 from polyv_prewarm.domain.claims import ClaimRequest
 from polyv_prewarm.domain.model import EntryState, FileRef, Lease
-from polyv_prewarm.domain.ports import Settlement
-from tests.fakes import claims_of
+from tests.fakes import claims_of, record_of
 from tests.helpers import vid
 
 pytestmark = pytest.mark.integration
@@ -130,7 +129,7 @@ def test_settled_files_are_known_and_force_claims_them_again(stack, ledger):
     claimed = ledger.claim(DAY, claims_of(files(2)), 2000, lease=mine, now=NOW)
     ledger.settle(
         DAY,
-        Settlement(submitted={claimed.granted[0]: "task-1"}, rejected={claimed.granted[1]: "illeagal vid"}),
+        record_of(submitted={claimed.granted[0]: "task-1"}, rejected={claimed.granted[1]: "illeagal vid"}),
         lease=mine,
         now=NOW,
     )
@@ -152,7 +151,7 @@ def test_a_record_leaves_alone_what_another_invocation_took_over(stack, ledger):
     )  # file 0 taken over after expiry
     ledger.settle(
         DAY,
-        Settlement(handed_back={FileRef(vid(0), 1): "slow gave up", FileRef(vid(1), 1): "slow gave up"}),
+        record_of(handed_back={FileRef(vid(0), 1): "slow gave up", FileRef(vid(1), 1): "slow gave up"}),
         lease=first,
         now=later,
     )
@@ -197,7 +196,7 @@ def test_every_ledger_item_stays_one_write_unit_whatever_it_holds(stack, ledger)
         claimed = ledger.claim(DAY, claims_of(batch), 100_000, lease=mine, now=NOW)
         ledger.settle(
             DAY,
-            Settlement(
+            record_of(
                 submitted={f: "b3ad461ef1df4afc9340427767968a4c" for f in claimed.granted[:50]},
                 rejected={f: "bitrate does not exist " * 20 for f in claimed.granted[50:]},
             ),
@@ -217,7 +216,7 @@ def test_every_ledger_item_stays_one_write_unit_whatever_it_holds(stack, ledger)
 def test_a_record_run_again_gives_its_quota_back_once(stack, ledger):
     mine = lease()
     claimed = ledger.claim(DAY, claims_of(files(100)), 2000, lease=mine, now=NOW)
-    settlement = Settlement(
+    settlement = record_of(
         submitted={f: "task" for f in claimed.granted[:40]},
         handed_back={f: "Polyv unavailable" for f in claimed.granted[40:]},
         release=60,
@@ -237,7 +236,7 @@ def test_an_explicit_request_reclaims_a_bitrate_refused_for_now_and_nothing_else
     later_ms = int((NOW + timedelta(minutes=30)).timestamp() * 1000)
     ledger.settle(
         DAY,
-        Settlement(
+        record_of(
             rejected={missing: "bitrate does not exist", illegal: "illeagal vid"},
             retry_after_ms={missing: later_ms},
             submitted={sent: "task"},

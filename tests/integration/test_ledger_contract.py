@@ -13,9 +13,8 @@ import pytest
 from polyv_prewarm.adapters.ledger import DynamoDayLedger
 from polyv_prewarm.domain.claims import ClaimRequest, Decision, in_doubt
 from polyv_prewarm.domain.model import EntryState, FileRef, Lease, LedgerEntry
-from polyv_prewarm.domain.ports import Settlement
 from tests.contract.claim_cases import CASES, NOW, at, entry
-from tests.fakes import InMemoryLedger, claims_of, vid
+from tests.fakes import InMemoryLedger, claims_of, record_of, vid
 
 pytestmark = pytest.mark.integration
 
@@ -151,7 +150,7 @@ def test_polyvs_spent_marks_the_day_and_keeps_its_count(ledgers):
 def test_a_record_run_twice_gives_its_quota_back_once(ledgers):
     files = [FileRef(vid(i), 1) for i in range(3)]
     ledgers.ledger.claim(DAY, claims_of([(f, "m") for f in files]), 10, lease=LEASE, now=NOW)
-    settlement = Settlement(submitted={files[0]: "t1"}, handed_back={files[1]: "x", files[2]: "x"}, release=2)
+    settlement = record_of(submitted={files[0]: "t1"}, handed_back={files[1]: "x", files[2]: "x"}, release=2)
     later = NOW + timedelta(seconds=1)
     ledgers.ledger.settle(DAY, settlement, lease=LEASE, now=later)
     ledgers.ledger.settle(DAY, settlement, lease=LEASE, now=later)  # an error whose write had committed
@@ -174,7 +173,7 @@ def test_a_record_leaves_a_claim_another_invocation_took_over_alone(ledgers):
         DAY, claims_of([(file, "m")], ClaimRequest(resend=True)), 10, lease=LEASE, now=NOW
     )
     assert again.granted == [file]
-    late = Settlement(submitted={file: "t-dead"})
+    late = record_of(submitted={file: "t-dead"})
     ledgers.ledger.settle(DAY, late, lease=Lease("dead", at(-10)), now=NOW)
     found = ledgers.ledger.lookup(DAY, [file])[file]
     assert (found.state, found.owner) == (EntryState.CLAIMED, "contract")

@@ -10,11 +10,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from .breaker import BreakerState
 from .claims import Decision, FileClaim
-from .model import BacklogFigures, DeferredFile, FileRef, Lease, LedgerEntry, QuotaView, Tier
+from .model import BacklogFigures, DeferredFile, EntryState, FileRef, Lease, LedgerEntry, QuotaView, Tier
 from .quota import DayOutlook
 
 
@@ -178,19 +178,30 @@ class ClaimResult:
         return True
 
 
+class Settled(NamedTuple):
+    """One claimed file's fate, as its owner records it: submitted (``text``: the taskId),
+    rejected (``text``: Polyv's reason; ``retry_after_ms`` when only for now), in doubt (stays
+    counted) or handed back (``text``: why; not counted)."""
+
+    state: EntryState
+    text: str | None = None
+    retry_after_ms: int | None = None
+
+
 @dataclass
 class Settlement:
-    """What happened to the files of one claim, to be written to the ledger by their owner."""
+    """What happened to the files of one claim, to be written to the ledger by their owner: one
+    fate a file, and the counted files Polyv certainly did not take (``release``)."""
 
-    submitted: dict[FileRef, str] = field(default_factory=dict)  # file -> taskId
-    rejected: dict[FileRef, str] = field(default_factory=dict)  # file -> Polyv's reason
-    retry_after_ms: dict[FileRef, int] = field(default_factory=dict)  # rejected for now: claimable then
-    in_doubt: set[FileRef] = field(default_factory=set)  # stays counted
-    handed_back: dict[FileRef, str] = field(default_factory=dict)  # file -> why; not counted
-    release: int = 0  # counted files Polyv certainly did not take
+    fates: dict[FileRef, Settled] = field(default_factory=dict)
+    release: int = 0
 
     def __bool__(self) -> bool:
-        return bool(self.submitted or self.rejected or self.in_doubt or self.handed_back or self.release)
+        return bool(self.fates or self.release)
+
+    def answered(self) -> int:
+        """Files whose fate Polyv's answer decided (submitted or rejected)."""
+        return sum(1 for s in self.fates.values() if s.state in (EntryState.SUBMITTED, EntryState.REJECTED))
 
 
 class PolyvGateway(Protocol):

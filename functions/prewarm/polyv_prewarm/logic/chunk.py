@@ -239,7 +239,7 @@ class ChunkLife:
         # Files Polyv accepted keep their fate (handing them back would only send them again).
         logger.error(
             "could not record outcomes in the ledger: the claims will be in doubt",
-            extra={"error": error, "files": len(settlement.submitted) + len(settlement.rejected)},
+            extra={"error": error, "files": settlement.answered()},
         )
 
     def _carry_over_late_answers(self, day: str, outcome: ChunkOutcome) -> None:

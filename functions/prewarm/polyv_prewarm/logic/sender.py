@@ -27,7 +27,7 @@ from aws_lambda_powertools import Logger
 
 from .. import SERVICE
 from ..domain.claims import FileClaim
-from ..domain.model import CallRecord, FileRef, Stopped
+from ..domain.model import CallRecord, EntryState, FileRef, Stopped
 from ..domain.placement import Disposition, Placed
 from ..domain.ports import (
     PolyvConfigurationError,
@@ -36,6 +36,7 @@ from ..domain.ports import (
     PolyvGateway,
     PolyvQuotaSpent,
     PolyvUnavailable,
+    Settled,
     Settlement,
 )
 
@@ -209,20 +210,19 @@ class ChunkOutcome:
         file = claim.file
         stop = self.stop or Stop("")  # ended normally: every file has an answer
         if file in self.task_ids:
-            settlement.submitted[file] = self.task_ids[file]
+            settlement.fates[file] = Settled(EntryState.SUBMITTED, self.task_ids[file])
             return Placed(claim, Disposition.SUBMITTED, task_id=self.task_ids[file], call=call)
         if file in self.rejected:
-            settlement.rejected[file] = self.rejected[file]
-            if file in self.refused_for_now:
-                settlement.retry_after_ms[file] = retry_after_ms
+            later = retry_after_ms if file in self.refused_for_now else None
+            settlement.fates[file] = Settled(EntryState.REJECTED, self.rejected[file], later)
             return Placed(claim, Disposition.REJECTED, self.rejected[file])
         if file in self.unisolated:  # not taken: not counted, claimable again
-            settlement.handed_back[file] = self.unisolated[file]
+            settlement.fates[file] = Settled(EntryState.HANDED_BACK, self.unisolated[file])
             return Placed(claim, Disposition.UNISOLATED, self.unisolated[file])
         if file in self.in_doubt:
-            settlement.in_doubt.add(file)  # stays counted; parked, a resend or handed back: sent again
+            settlement.fates[file] = Settled(EntryState.IN_DOUBT)  # stays counted; sent again later
             return Placed(claim, stop.of_in_doubt(), stop.reason)
-        settlement.handed_back[file] = stop.reason
+        settlement.fates[file] = Settled(EntryState.HANDED_BACK, stop.reason)
         return Placed(claim, stop.of_unsent(), stop.reason)
 
 

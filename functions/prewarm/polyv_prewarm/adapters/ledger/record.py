@@ -39,15 +39,12 @@ def settle(
     parts: list[Part] = []
     if settlement.release:
         parts += _release(table, expiry, day, settlement.release, lease)
-    fates = (
-        [(f, EntryState.SUBMITTED, {"t": task}) for f, task in settlement.submitted.items()]
-        + [(f, EntryState.REJECTED, {"r": why}) for f, why in settlement.rejected.items()]
-        + [(f, EntryState.IN_DOUBT, {}) for f in settlement.in_doubt]
-        + [(f, EntryState.HANDED_BACK, {"r": why}) for f, why in settlement.handed_back.items()]
-    )
-    for file, fate, texts in fates:
-        retry_after = settlement.retry_after_ms.get(file) if fate is EntryState.REJECTED else None
-        parts.append(Part(f"fate:{file.key}", _fate(table, day, file, fate, lease, now, texts, retry_after)))
+    for file, settled in settlement.fates.items():
+        # the taskId of a submitted file, the reason of a rejected or handed back one
+        name = "t" if settled.state is EntryState.SUBMITTED else "r"
+        texts = {name: settled.text} if settled.text is not None else {}
+        update = _fate(table, day, file, settled.state, lease, now, texts, settled.retry_after_ms)
+        parts.append(Part(f"fate:{file.key}", update))
     for start in range(0, len(parts), MAX_ACTIONS):  # the release and its receipt come first: together
         _transact_owned(client, parts[start : start + MAX_ACTIONS])
 
