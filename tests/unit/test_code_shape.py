@@ -23,14 +23,16 @@ def tree(path: Path) -> ast.Module:
     return ast.parse(path.read_text(encoding="utf-8"))
 
 
+#: Each of these is one more way the flow can go.
+BRANCHING = (ast.If, ast.IfExp, ast.For, ast.AsyncFor, ast.While, ast.ExceptHandler, ast.match_case)
+
+
 def branches(function: ast.AST) -> int:
     """Every way the flow can go another way: if/elif/ternary, loops, except, match cases,
     comprehension loops and their conditions, and each extra operand of and/or."""
     count = 0
     for node in ast.walk(function):
-        if isinstance(node, ast.If | ast.IfExp | ast.For | ast.AsyncFor | ast.While | ast.ExceptHandler):
-            count += 1
-        elif isinstance(node, ast.match_case):
+        if isinstance(node, BRANCHING):
             count += 1
         elif isinstance(node, ast.comprehension):
             count += 1 + len(node.ifs)

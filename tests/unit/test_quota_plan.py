@@ -13,6 +13,7 @@ from polyv_prewarm.domain.quota import (
     Resends,
     at_rate,
     beyond_the_count,
+    claim_limit,
     covers,
     drain_limits,
     holds_back,
@@ -41,6 +42,19 @@ def at(hour: int, minute: int = 0) -> datetime:
 )
 def test_the_one_rate_formula(count, seen_over, carried_over, expected):
     assert at_rate(count, seen_over, carried_over) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("priority_high", "released", "limit"),
+    [
+        (False, False, 95),  # automatic traffic leaves the reserve alone
+        (True, False, 100),  # a person's priority request may use it
+        (False, True, 100),  # once released, it is everyone's
+        (True, True, 100),
+    ],
+)
+def test_the_reserve_is_a_persons_until_its_release(priority_high, released, limit):
+    assert claim_limit(100, 5, priority_high=priority_high, reserve_released=released) == limit
 
 
 @pytest.mark.parametrize(

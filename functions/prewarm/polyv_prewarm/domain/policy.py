@@ -8,6 +8,7 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from .plan import RequestedFile
+from .quota import claim_limit
 from .quotaday import day_end, quota_day
 
 
@@ -26,11 +27,11 @@ class Policy(NamedTuple):
     backfill_max_age: timedelta  # backfilled files older than this expire
 
     def limit(self, *, priority_high: bool, now: datetime) -> int:
-        """What a request may claim within: the whole limit for a person's priority request, and
-        for everything once the day's reserve is released; else the limit less the reserve."""
-        if priority_high or self.reserve_released(now):
-            return self.daily_limit
-        return self.daily_limit - self.manual_reserve
+        """What a request may claim within now (``domain/quota.claim_limit``)."""
+        released = self.reserve_released(now)
+        return claim_limit(
+            self.daily_limit, self.manual_reserve, priority_high=priority_high, reserve_released=released
+        )
 
     def release_time(self, now: datetime) -> datetime:
         """When the reserve of ``now``'s quota day is released."""

@@ -57,6 +57,14 @@ class DayOutlook(NamedTuple):
         return max(0, math.floor(limit - self.used - asking - expected))
 
 
+def claim_limit(daily_limit: int, reserve: int, *, priority_high: bool, reserve_released: bool) -> int:
+    """What a request may claim within: the whole limit for a person's priority request, and for
+    everything once the day's reserve is released; else the limit less the reserve."""
+    if priority_high or reserve_released:
+        return daily_limit
+    return daily_limit - reserve
+
+
 def covers(surplus: int | None, files: int) -> bool:
     """Whether the surplus may be spent on ``files`` more (None: the counter is unreadable, and a
     day that cannot be read is taken as tight)."""

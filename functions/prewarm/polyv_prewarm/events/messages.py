@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote_plus
 
+from ..domain.accounts import of_account
 from ..domain.callbacks import BadCallback, successful_definitions
 from ..domain.model import BR_INDEXES, DefinitionsLookup, FileRequest, Origin
 from ..domain.ports import PrewarmError
@@ -325,7 +326,7 @@ def _vids_in_key(key: str, here: Origin, options: ParseOptions) -> Parsed:
     if not tokens:
         return Parsed(ignored=[Remark(here, "no vid found in the S3 key (VID_KEY_PATTERN)")])
     userid = options.userid
-    ours = tokens if userid is None else [t for t in tokens if t.startswith(userid)]
+    ours = tokens if userid is None else [t for t in tokens if of_account(t, userid)]
     parsed = Parsed()
     if not ours:
         parsed.ignored.append(Remark(here, f"the S3 key holds only vids of other accounts ({len(tokens)})"))

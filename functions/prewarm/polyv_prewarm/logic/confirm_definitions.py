@@ -18,6 +18,7 @@ from typing import NamedTuple
 from aws_lambda_powertools import Logger
 
 from .. import SERVICE
+from ..domain.accounts import of_account
 from ..domain.model import DefinitionsLookup, FileRequest
 from ..domain.plan import VID_RE
 from ..domain.policy import Deadline
@@ -90,7 +91,7 @@ class ConfirmDefinitions:
         if not isinstance(vid, str) or VID_RE.fullmatch(vid) is None:
             return False
         try:
-            return vid.startswith(self._videos.userid())
+            return of_account(vid, self._videos.userid())
         except PrewarmError:  # the secret unreadable: the prewarm hands the files back itself
             return False
 

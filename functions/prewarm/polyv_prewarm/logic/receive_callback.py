@@ -33,6 +33,7 @@ from typing import NamedTuple
 from aws_lambda_powertools import Logger
 
 from .. import SERVICE
+from ..domain.accounts import of_account
 from ..domain.callbacks import BadCallback, CallbackRequest, Notification, TooLarge, read
 from ..domain.ports import (
     Arrival,
@@ -185,7 +186,7 @@ class CallbackReceiver:
             return UNAVAILABLE_SECRET
         if isinstance(account, CallbackAnswer):
             return account
-        if notification.vid is not None and not notification.vid.startswith(account.userid):
+        if notification.vid is not None and not of_account(notification.vid, account.userid):
             return CallbackAnswer(400, Outcome.MALFORMED, "vid of another Polyv account")
         return self._act(notification, deadline)
 
