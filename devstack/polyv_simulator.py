@@ -3,8 +3,10 @@ documented contract (docs/polyv-api.md) and answers with Polyv's documented bodi
 
 It checks, in this order: POST to the path, form body, all parameters present, ``ptime`` within
 ±3 minutes, ``sign``, ``action=push`` / ``fileType=zip``, ``videos`` JSON, at most 100 files,
-every vid known (``illeagal vid``), every bitrate existing (``bitrate does not exist``), and
-the per-user daily limit in the configured time zone (accepted files only are counted).
+every vid known and of the posting account (its userid is the vid's prefix; else ``illeagal
+vid``), every bitrate existing (``bitrate does not exist``), and the account's daily limit (its
+own, or the simulator's) in the configured time zone (accepted files only are counted). Several
+accounts may be served, each with its secretkey and its count of the day.
 
 Answers Polyv does not document (missing parameter, bad ``videos`` JSON, wrong ``action``) use
 the same envelope with a message of this simulator's own, marked ``[simulator]``.
@@ -18,7 +20,7 @@ It also serves ``get-video-msg`` (``GET /v2/video/{userid}/get-video-msg``, sign
 SHA-1 rule over every parameter it is sent, ``ptime`` checked): a known video's ``df``, ``status``
 60, and one ``filesize`` and play URLs per definition it has (0 and empty for the others).
 
-Run it by hand: ``python -m devstack.polyv_simulator --port 8900 --account USERID:SECRETKEY
+Run it by hand: ``python -m devstack.polyv_simulator --port 8900 --account USERID:SECRETKEY[:LIMIT]
 --video VID:1,2,3``.
 """
 
@@ -198,6 +200,7 @@ class Window:
 @dataclass
 class Account:
     secretkey: str
+    daily_limit: int | None = None  # its own limit; None: the simulator's (every account alike)
 
 
 @dataclass
@@ -239,9 +242,11 @@ class PolyvSimulator:
         self._http = ServerThread(threaded_server(self._handler_class(), host, port), "polyv-simulator")
 
     # -- set-up -------------------------------------------------------------------------------
-    def add_account(self, userid: str, secretkey: str) -> None:
+    def add_account(self, userid: str, secretkey: str, *, daily_limit: int | None = None) -> None:
+        """An account (a userid of its own: a main account, or a group's 分帐号) with its secretkey
+        and, if given, a daily limit of its own (Polyv's is 2000 files per account and day)."""
         with self._lock:
-            self.state.accounts[userid] = Account(secretkey)
+            self.state.accounts[userid] = Account(secretkey, daily_limit)
 
     def add_video(self, vid: str, br_indexes: Iterable[int] = (1, 2, 3)) -> None:
         with self._lock:
@@ -420,12 +425,14 @@ class PolyvSimulator:
         if len(files) > 100:
             return error(TOO_MANY_FILES)
         with self._lock:
-            if any(vid not in self.state.videos for vid, _ in files):
+            # a vid is the account's own (its userid is the vid's prefix), or Polyv knows it not
+            if any(vid not in self.state.videos or not vid.startswith(params["userid"]) for vid, _ in files):
                 return error(ILLEGAL_VID)
             if any(br not in self.state.videos[vid] for vid, br in files):
                 return error(BITRATE_MISSING)
             key = (params["userid"], self.today())
-            if self.state.used[key] + len(files) > self.daily_limit:
+            limit = account.daily_limit if account.daily_limit is not None else self.daily_limit
+            if self.state.used[key] + len(files) > limit:
                 return error(DAILY_LIMIT)
             self.state.used[key] += len(files)
             task = Task(
@@ -585,13 +592,20 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Polyv refresh-cdn-cache simulator on loopback")
     parser.add_argument("--port", type=int, default=8900)
     parser.add_argument("--daily-limit", type=int, default=2000)
-    parser.add_argument("--account", action="append", default=[], metavar="USERID:SECRETKEY")
+    parser.add_argument(
+        "--account",
+        action="append",
+        default=[],
+        metavar="USERID:SECRETKEY[:LIMIT]",
+        help="an account, its limit",
+    )
     parser.add_argument("--video", action="append", default=[], metavar="VID[:1,2,3]")
     args = parser.parse_args(argv)
     simulator = PolyvSimulator(port=args.port, daily_limit=args.daily_limit)
     for account in args.account:
-        userid, _, secretkey = account.partition(":")
-        simulator.add_account(userid, secretkey)
+        userid, _, rest = account.partition(":")
+        secretkey, _, limit = rest.partition(":")
+        simulator.add_account(userid, secretkey, daily_limit=int(limit) if limit else None)
     for video in args.video:
         vid, _, brs = video.partition(":")
         simulator.add_video(vid, [int(b) for b in brs.split(",")] if brs else (1, 2, 3))

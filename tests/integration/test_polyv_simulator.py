@@ -48,6 +48,27 @@ def post(sim, data, **kwargs):
     return response.json()
 
 
+def test_each_account_has_its_own_key_limit_and_videos(sim):
+    other, other_secret, other_vid = "0a1b2c3d4e", "Zq8wE3rT6yU1iO4p", "0a1b2c3d4e" + "f" * 22 + "_e"
+    sim.add_account(other, other_secret, daily_limit=1)
+    sim.add_video(other_vid, (1, 2))
+    mine = {"vid": VID, "brIndex": 1}
+    # a vid of the other account, posted by this one: Polyv does not know it here
+    assert post(sim, form([{"vid": other_vid, "brIndex": 1}]))["message"] == "illeagal vid"
+    # the other account signs with its own key, and has a limit of its own
+    assert post(sim, form([mine], userid=other, secret=other_secret))["message"] == "illeagal vid"
+    theirs = form([{"vid": other_vid, "brIndex": 1}], userid=other, secret=other_secret)
+    assert post(sim, theirs)["status"] == "success"
+    assert (
+        post(sim, form([{"vid": other_vid, "brIndex": 2}], userid=other))["message"]
+        == "the sign is not right."
+    )
+    spent = form([{"vid": other_vid, "brIndex": 2}], userid=other, secret=other_secret)
+    assert post(sim, spent)["message"] == "can't submit more than 2000 files one day"
+    assert post(sim, form([mine]))["status"] == "success"  # this account's day is its own
+    assert (sim.used(other), sim.used(USERID)) == (1, 1)
+
+
 def test_accepts_a_valid_call_and_counts_it(sim):
     answer = post(sim, form([{"vid": VID, "brIndex": 1}, {"vid": VID, "brIndex": 2}]))
     assert answer["code"] == 200

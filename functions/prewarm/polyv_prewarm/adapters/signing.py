@@ -24,7 +24,8 @@ def sign(params: Mapping[str, str], secretkey: str) -> str:
 
 def videos_json(files: Iterable[FileRef]) -> str:
     """The ``videos`` parameter: compact JSON, the exact bytes that are both signed and sent."""
-    return json.dumps([f.to_api() for f in files], separators=(",", ":"), ensure_ascii=False)
+    videos = [{"vid": f.vid, "brIndex": f.br_index} for f in files]  # Polyv's field names
+    return json.dumps(videos, separators=(",", ":"), ensure_ascii=False)
 
 
 def signed_form(*, userid: str, secretkey: str, files: Iterable[FileRef], ptime_ms: int) -> dict[str, str]:

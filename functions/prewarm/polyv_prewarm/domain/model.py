@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from .breaker import BreakerState
 
@@ -25,9 +25,6 @@ class FileRef(NamedTuple):
 
     vid: str
     br_index: int
-
-    def to_api(self) -> dict[str, Any]:
-        return {"vid": self.vid, "brIndex": self.br_index}
 
     @property
     def key(self) -> str:
