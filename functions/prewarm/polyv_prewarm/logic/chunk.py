@@ -26,9 +26,9 @@ from ..domain.model import FileRef, Lease, Stopped, epoch_ms
 from ..domain.placement import Disposition, Placed
 from ..domain.policy import Policy
 from ..domain.ports import ClaimResult, DayLedger, PolyvBreaker, PolyvGateway, Settlement, StoreUnavailable
-from ..domain.quota import Resends, may_resend
+from ..domain.quota import Resends
 from ..domain.quotaday import quota_day
-from .run import Gate, Run, mark_exhausted, surplus, unclaimable
+from .run import Gate, Run, mark_exhausted, may_resend_now, unclaimable
 from .sender import NOT_ENDED, ChunkOutcome, ChunkSender
 
 logger = Logger(service=SERVICE, child=True)
@@ -84,9 +84,8 @@ class ChunkBudget:
 
     def count_again(self, files: int, attempt: int) -> bool:
         ports, run = self._ports, self._run
-        spare = surplus(ports.ledger, ports.policy, run.limit, ports.clock(), asking=0)
-        if not may_resend(run.resends, spare, files):  # never-sent files need the day's quota more
-            return False
+        if not may_resend_now(ports.ledger, ports.policy, run, ports.clock(), files):
+            return False  # never-sent files need the day's quota more
         ports.sleep(ports.backoff(attempt))
         return ports.ledger.reserve_extra(self._day, files, self._limit)
 

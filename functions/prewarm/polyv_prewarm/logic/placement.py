@@ -30,12 +30,14 @@ PARK_AFTER_FAILURES = 3
 SUSPECT_MAX_REFUSALS = 3
 
 
-def stated(row: Placement, placed: Placed, run: Run, retry_at: datetime | None = None) -> str | None:
-    """The reason a row states for a file."""
+def stated(
+    row: Placement, placed: Placed, stopped: str | None, retry_at: datetime | None = None
+) -> str | None:
+    """The reason a row states for a file (``stopped``: why its run stopped calling Polyv)."""
     if row.reason is None:
         return None
     when = f"{retry_at:%H:%M:%S}" if retry_at is not None else ""
-    return row.reason.format(why=placed.reason or "", stopped=run.stopped, retry_at=when)
+    return row.reason.format(why=placed.reason or "", stopped=stopped, retry_at=when)
 
 
 def file_result(placed: Placed, fate: Fate, reason: str | None) -> FileResult:
@@ -70,10 +72,10 @@ class FreshPlacement:
         for p in placed:
             row = placement(p.disposition, Caller.PREWARM)
             if row.action is Action.NONE:
-                run.report.results.append(file_result(p, row.fate, stated(row, p, run)))
+                run.report.results.append(fresh_result(p, run.stopped))
                 continue
             waiting = row.action is Action.DEFER_WAITING
-            reason = stated(row, p, run, retry_at if waiting else None)
+            reason = stated(row, p, run.stopped, retry_at if waiting else None)
             deferrals.setdefault((row.tier or Tier.NORMAL, waiting, reason), []).append(p.claim)
         for (tier, waiting, reason), claims in deferrals.items():
             self.defer(claims, run, reason=reason or "", tier=tier, retry_at=retry_at if waiting else None)
@@ -127,7 +129,7 @@ class FreshPlacement:
         waiting = []
         for claim in claims:
             if (handled := handled_today(claim, entries, now)) is not None:
-                run.report.results.append(file_result(handled, *_fate_of(handled, run)))
+                run.report.results.append(fresh_result(handled, run.stopped))
             else:
                 waiting.append(claim)
         return waiting
@@ -148,9 +150,10 @@ def _in(deferred: DeferredFile, tier: Tier) -> bool:
     return deferred.tier is tier and not deferred.waiting and not deferred.parked
 
 
-def _fate_of(placed: Placed, run: Run) -> tuple[Fate, str | None]:
+def fresh_result(placed: Placed, stopped: str | None = None) -> FileResult:
+    """The result of a fresh file that is not deferred (its row's action is none)."""
     row = placement(placed.disposition, Caller.PREWARM)
-    return row.fate, stated(row, placed, run)
+    return file_result(placed, row.fate, stated(row, placed, stopped))
 
 
 class DrainedPlacement:
@@ -165,7 +168,7 @@ class DrainedPlacement:
         refusals = self._count_refusals([p for p, row in rows if row.action is Action.COUNT_REFUSAL], by_file)
         moves: dict[Tier, list[DeferredFile]] = {}
         for p, row in rows:
-            fate, reason = row.fate, stated(row, p, run)
+            fate, reason = row.fate, stated(row, p, run.stopped)
             if row.action is Action.COUNT_REFUSAL and refusals.get(p.claim.file, 0) >= SUSPECT_MAX_REFUSALS:
                 n = refusals[p.claim.file]
                 fate, reason = (

@@ -14,13 +14,13 @@ from aws_lambda_powertools import Logger
 from .. import SERVICE
 from ..domain.claims import NO_FLAGS, ClaimRequest, FileClaim
 from ..domain.model import Fate, FileRequest, FileResult, Report
-from ..domain.placement import DEFERRED_REASON, Caller, Disposition, Placed, placement
+from ..domain.placement import DEFERRED_REASON, Disposition, Placed
 from ..domain.plan import build_plan, chunk
 from ..domain.policy import Deadline
 from ..domain.ports import Backlog, StoreUnavailable
 from ..domain.quota import holds_back
 from .chunk import Ports
-from .placement import FreshPlacement, file_result, handled_today
+from .placement import FreshPlacement, fresh_result, handled_today
 from .run import Run, finish, new_run, result, surplus
 from .submission import Submission
 
@@ -108,8 +108,7 @@ class PrewarmFiles:
         to_send: list[FileClaim] = []
         for claim in claims:
             if (handled := handled_today(claim, entries, now)) is not None:
-                fate = placement(handled.disposition, Caller.PREWARM).fate
-                report.results.append(file_result(handled, fate, handled.reason))
+                report.results.append(fresh_result(handled))
             elif len(to_send) < room:
                 to_send.append(claim)
             else:

@@ -23,7 +23,7 @@ from ..domain.plan import Asked
 from ..domain.policy import Deadline, Policy
 from ..domain.ports import Backlog, DayLedger, StoreUnavailable
 from ..domain.preview import shown
-from ..domain.quota import Resends
+from ..domain.quota import Resends, may_resend
 from ..domain.quotaday import quota_day
 
 logger = Logger(service=SERVICE, child=True)
@@ -130,6 +130,13 @@ def surplus(ledger: DayLedger, policy: Policy, limit: int, now: datetime, *, ask
         logger.warning("day's counter unreadable: taking the day as tight", extra={"error": str(exc)})
         return None
     return outlook.surplus(limit, now, policy.day_ends(now), asking=asking)
+
+
+def may_resend_now(ledger: DayLedger, policy: Policy, run: Run, now: datetime, files: int) -> bool:
+    """Whether ``files`` in doubt may be claimed again now (``domain/quota.may_resend``), reading
+    the day's counter only when the run's resends depend on its surplus."""
+    spare = surplus(ledger, policy, run.limit, now, asking=0) if run.resends is Resends.FROM_SURPLUS else None
+    return may_resend(run.resends, spare, files)
 
 
 def mark_exhausted(ledger: DayLedger, policy: Policy, day: str) -> None:

@@ -17,9 +17,8 @@ from ..domain.model import Stopped
 from ..domain.placement import Disposition, Placed
 from ..domain.plan import clean_first
 from ..domain.ports import StoreUnavailable
-from ..domain.quota import may_resend
 from .chunk import After, ChunkLife, Ports
-from .run import Gate, Run, surplus
+from .run import Gate, Run, may_resend_now
 from .sender import OUT_OF_TIME
 
 logger = Logger(service=SERVICE, child=True)
@@ -62,8 +61,7 @@ class Submission:
         if not doubtful:
             return placed
         ports = self._ports
-        spare = surplus(ports.ledger, ports.policy, run.limit, ports.clock(), asking=0)
-        if not may_resend(run.resends, spare, len(doubtful)):
+        if not may_resend_now(ports.ledger, ports.policy, run, ports.clock(), len(doubtful)):
             return placed
         again = self.submit([c.resent() for c in doubtful], run)
         kept = [p for p in placed if p.disposition is not Disposition.FOUND_IN_DOUBT]
