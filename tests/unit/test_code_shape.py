@@ -72,6 +72,49 @@ def test_the_claims_switches_are_no_functions_parameters(path):
     assert not loose
 
 
+#: What an exception's text is read through: ``str(e)``, ``repr(e)``, ``e.args``, ``e.message``.
+TEXT_OF = {"str", "repr", "format"}
+TEXT_ATTRIBUTES = {"args", "message", "msg", "text"}
+
+
+def is_name(node: ast.AST, name: str) -> bool:
+    return isinstance(node, ast.Name) and node.id == name
+
+
+def reads_text_of(node: ast.AST, name: str) -> bool:
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name) and sub.func.id in TEXT_OF:
+            if any(is_name(a, name) for a in sub.args):
+                return True
+        elif isinstance(sub, ast.Attribute) and sub.attr in TEXT_ATTRIBUTES and is_name(sub.value, name):
+            return True
+    return False
+
+
+def decisions_on_text(module: ast.Module) -> list[int]:
+    """Lines where a caught exception's text is compared, matched or searched: a decision taken on a
+    message's wording, which the next rewording breaks silently."""
+    lines = []
+    for handler in (n for n in ast.walk(module) if isinstance(n, ast.ExceptHandler) and n.name):
+        for node in ast.walk(handler):
+            tests = []
+            if isinstance(node, ast.Compare):
+                tests = [node.left, *node.comparators]
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                if node.func.attr in {"startswith", "endswith", "find", "index", "count"}:
+                    tests = [node.func.value, *node.args]
+                elif node.func.attr in {"match", "search", "fullmatch"}:
+                    tests = list(node.args)
+            if any(reads_text_of(t, handler.name) for t in tests):
+                lines.append(node.lineno)
+    return lines
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_decision_is_taken_on_an_exceptions_text(path):
+    assert not decisions_on_text(tree(path))
+
+
 #: A path in a docstring: folders and a file with an extension.
 PATH_IN_TEXT = re.compile(r"(?<![\w/.])((?:\.\./|[\w-]+/)+[\w.-]+\.(?:md|py|yaml|txt|json|toml))")
 
@@ -90,9 +133,16 @@ def test_docstrings_name_only_paths_inside_the_repository(path):
 
 
 def test_the_shape_checks_can_fail():
-    """The counters count: a function of 15 branches and a path that is not there are caught."""
+    """The counters count: a function of 15 branches, a decision on an exception's wording and a path
+    that is not there are caught."""
     wide = ast.parse("def f(x):\n" + "".join(f"    if x == {i}:\n        pass\n" for i in range(15)))
     assert branches(wide.body[0]) == 15
+    worded = ast.parse(
+        "try:\n    pass\nexcept ValueError as e:\n"
+        "    if str(e).startswith('configuration error'):\n        pass\n"
+        "    if 'timeout' in e.args[0]:\n        pass\n"
+    )
+    assert decisions_on_text(worded) == [4, 6]
     assert PATH_IN_TEXT.findall("see ../shared/polyv-api.md and docs/ledger.md") == [
         "../shared/polyv-api.md",
         "docs/ledger.md",
