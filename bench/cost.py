@@ -20,10 +20,22 @@ DYNAMODB_WRITE_UNIT = 0.625 / 1e6  # on-demand write request unit
 DYNAMODB_READ_UNIT = 0.125 / 1e6
 SQS_REQUEST = 0.40 / 1e6
 SECRET_MONTH = 0.40
-# 34 custom metrics ($0.30 each; BacklogFiles counts once per tier), the dashboard ($3), eight
-# alarms of nine metrics ($0.10 each), and the alarm topic's KMS key ($1: CloudWatch cannot publish
-# under the AWS managed key)
-OBSERVABILITY_MONTH = 34 * 0.30 + 3.00 + 9 * 0.10 + 1.00
+METRIC_MONTH = 0.30  # a custom metric
+ALARM_METRIC_MONTH = 0.10  # a metric an alarm watches (a Metrics Insights alarm: each time series)
+#: Per Polyv account served: its figures by account (telemetry.ACCOUNT_METRICS) and its time series
+#: in QuotaNearlySpentAlarm's query.
+METRICS_PER_ACCOUNT = 7
+
+
+def observability_month(accounts: int = 1) -> float:
+    """34 custom metrics of the service (BacklogFiles counts once per tier) and each account's 7,
+    the dashboard ($3), eight alarms of eight metrics and one per account, and the alarm topic's KMS
+    key ($1: CloudWatch cannot publish under the AWS managed key)."""
+    metrics = 34 + METRICS_PER_ACCOUNT * accounts
+    return metrics * METRIC_MONTH + 3.00 + (8 + accounts) * ALARM_METRIC_MONTH + 1.00
+
+
+OBSERVABILITY_MONTH = observability_month(1)
 # The recovery drain (template.yaml RecoveryDrain, every 5 minutes): with nothing parked, one read
 # of the breaker and one query of the due files, in a short invocation (modelled: 50 ms).
 RECOVERY_RUNS_PER_MONTH = 30 * 24 * 12

@@ -217,7 +217,7 @@ class Bench:
 
     def dynamodb_requests(self) -> Row:
         self.use(limit=2000)
-        service = runtime.current().cases.prewarm
+        service = runtime.current().cases().prewarm
         first = self._requests_for(service, 100)
         steady = self._requests_for(service, 100)
         large = self._requests_for(service, 1000) / 10
@@ -331,7 +331,7 @@ class Bench:
             batches.append({"Records": [_sqs_record(f"b{b}-m{i}", body) for i, body in enumerate(bodies)]})
         current = runtime.current()
         today = quota_day(current.clock(), current.settings.timezone)
-        current.userid(), current.cases.queries.quota(today)  # a warm container: clients ready
+        current.book(), current.cases().queries.quota(today)  # a warm container: clients ready
         self.requests.clear()
         stack.polyv.latency, stack.aws_faults.latency = polyv_latency, aws_latency
         stack.aws_faults.upstream_seconds = 0.0
@@ -428,7 +428,7 @@ class Bench:
         far the day has gone (every file has an item of its own), so setting it is the day."""
         self.use(limit=limit)
         current = runtime.current()
-        service = current.cases.prewarm
+        service = current.cases().prewarm
         day = quota_day(current.clock(), current.settings.timezone)
         if used_before:
             self.stack.client("dynamodb").put_item(

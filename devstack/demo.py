@@ -199,7 +199,7 @@ def show_faults(stack: DevStack, app: Any) -> None:
     # (The tests kill a child process for real; here the call is made, then the claim is written
     # back as the killed invocation would have left it: claimed, leased until its deadline + 30 s.)
     current = runtime.current()
-    report = current.cases.prewarm.prewarm([_request(FAULT_VIDS[3])], deadline=current.deadline(16_000))
+    report = current.accounts.prewarm([_request(FAULT_VIDS[3])], deadline=current.deadline(16_000))
     fates = [r.fate.value for r in report.results]
     if fates != ["submitted"]:  # the claim to write back is the one a submitted call leaves
         raise RuntimeError(f"the demo's call before the kill was not submitted: {fates}")

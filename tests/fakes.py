@@ -36,14 +36,18 @@ from polyv_prewarm.domain.quota import DayOutlook
 USERID = "e6b23c6f51"
 
 
-def vid(i: int) -> str:
-    return f"{USERID}{i:022x}_e"
+def vid(i: int, userid: str = USERID) -> str:
+    return f"{userid}{i:022x}_e"
 
 
 class FakePolyv:
-    """Accepts calls like Polyv: refuses a whole call holding an unknown vid or missing bitrate."""
+    """Accepts calls like Polyv: refuses a whole call holding an unknown vid or missing bitrate, or
+    a vid of another account than the one whose secretkey signs (``userid``'s)."""
 
-    def __init__(self, *, unknown: set[str] = frozenset(), missing: set[FileRef] = frozenset()) -> None:
+    def __init__(
+        self, *, unknown: set[str] = frozenset(), missing: set[FileRef] = frozenset(), userid: str = USERID
+    ) -> None:
+        self.account = userid
         self.unknown = set(unknown)
         self.missing = set(missing)
         self.calls: list[list[FileRef]] = []  # every call made, accepted or not
@@ -55,7 +59,7 @@ class FakePolyv:
         self.lookup_fails = False  # get-video-msg unreachable
 
     def userid(self) -> str:
-        return USERID
+        return self.account
 
     def definitions(self, vid: str) -> frozenset[int]:
         """get-video-msg: the bitrates a known vid has (all but the ``missing`` ones)."""
@@ -73,7 +77,7 @@ class FakePolyv:
             self.on_push(list(files))
         if self.fail_with:
             raise self.fail_with.pop(0)
-        if any(f.vid in self.unknown for f in files):
+        if any(f.vid in self.unknown or not f.vid.startswith(self.account) for f in files):
             raise PolyvFilesRefused("illeagal vid")
         if self.quota_left is not None and len(files) > self.quota_left:
             raise PolyvQuotaSpent("can't submit more than 2000 files one day")  # refused whole

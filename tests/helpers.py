@@ -13,8 +13,10 @@ from zoneinfo import ZoneInfo
 
 from polyv_prewarm import runtime
 from polyv_prewarm.config import DEFAULTS, Settings
+from polyv_prewarm.domain.accounts import Account, AccountBook
 from polyv_prewarm.domain.model import FileRequest, Origin
 from polyv_prewarm.domain.policy import Deadline
+from polyv_prewarm.logic.accounts import EveryAccount
 from polyv_prewarm.runtime import retry_policy, use_cases
 from tests.fakes import USERID, FakePolyv, InMemoryBacklog, InMemoryBreaker, InMemoryLedger, vid
 
@@ -179,9 +181,21 @@ class World:
             self.cases.confirm,
         )
 
+    def account(self) -> Account:
+        return Account(self.polyv.userid(), self.settings.daily_limit, self.settings.manual_reserve)
+
+    def every_account(self) -> EveryAccount:
+        """This world's one account, as the runtime serves accounts (read from the "secret", the
+        fake Polyv's userid, each time: a test may make it unreadable)."""
+
+        def book() -> AccountBook:
+            return AccountBook([self.account()], home=self.polyv.userid())
+
+        return EveryAccount(book, lambda account: self.cases)
+
     def serve_the_handler(self, monkeypatch: pytest.MonkeyPatch, messages: Any = None) -> None:
         """Make this world the function's runtime (``runtime.current``), for the handler's tests."""
-        fakes = runtime.Runtime(self.settings, self.cases, self.clock, self.polyv, messages=messages)
+        fakes = runtime.Runtime(self.settings, self.every_account(), self.clock, messages=messages)
         monkeypatch.setattr(runtime, "current", lambda: fakes)
 
     # -- the use cases, as the handler calls them ---------------------------------------------

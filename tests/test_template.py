@@ -243,6 +243,48 @@ def test_dashboard_body_is_valid_json_with_the_operator_widgets(template):
         assert words in titles
 
 
+def test_every_account_is_watched_by_name(template):
+    """The figures by account (docs/operations.md, "Metrics by account"): the dashboard's widgets
+    and the quota alarm read the metrics the code emits with an ``account`` dimension, and the
+    alarm has one contributor per account (a Metrics Insights query grouped by account)."""
+    import re
+
+    from polyv_prewarm import telemetry
+
+    (dashboard,) = resources(template, "AWS::CloudWatch::Dashboard").values()
+    body, _ = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+    by_account = re.findall(r"\{PolyvPrewarm,account,service\} MetricName=\\\"(\w+)\\\"", body)
+    assert set(by_account) == {"QuotaUsed", "FilesDeferred", "BacklogSize", "PolyvErrors"}
+    assert set(by_account) <= set(telemetry.ACCOUNT_METRICS)
+    alarm = template["Resources"]["QuotaNearlySpentAlarm"]["Properties"]
+    (query,) = [m["Expression"] for m in alarm["Metrics"] if m.get("ReturnData")]
+    assert re.fullmatch(
+        r'SELECT MAX\((\w+)\) FROM SCHEMA\("PolyvPrewarm", account, service\)\s+GROUP BY account\s*', query
+    )
+    assert re.search(r"MAX\((\w+)\)", query)[1] in telemetry.ACCOUNT_METRICS
+    for name in ("PrewarmFunction", "CallbackFunction"):  # both serve the accounts POLYV_ACCOUNTS names
+        variables = template["Resources"][name]["Properties"]["Environment"]["Variables"]
+        assert variables["POLYV_ACCOUNTS"] == {"Ref": "PolyvAccounts"}
+
+
+def test_the_accounts_parameter_admits_what_the_function_reads(template):
+    import re
+
+    from polyv_prewarm.config import ConfigurationError, _accounts
+
+    pattern = template["Parameters"]["PolyvAccounts"]["AllowedPattern"]
+    for value in ("", "e6b23c6f51", "e6b23c6f51:2000:100,b7c41a09d2:500"):
+        assert re.fullmatch(pattern, value)
+        _accounts(value)
+    for value in ("e6b23c6f5", "E6B23C6F51", "e6b23c6f51:", "e6b23c6f51:1:2:3"):
+        assert not re.fullmatch(pattern, value)
+        with pytest.raises(ConfigurationError):
+            _accounts(value)
+    with pytest.raises(ConfigurationError):  # a zero limit: the function's own check
+        _accounts("e6b23c6f51:0")
+    assert not re.fullmatch(pattern, "e6b23c6f51,")  # stricter than the function, which skips it
+
+
 def test_the_drain_is_scheduled_in_the_quota_time_zone(template):
     fn = template["Resources"]["PrewarmFunction"]
     props = fn["Properties"]["Events"]["DailyDrain"]["Properties"]

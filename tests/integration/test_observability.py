@@ -17,9 +17,13 @@ def emitted(text: str) -> tuple[list[dict], list[dict]]:
     return [d for d in docs if "_aws" in d], [d for d in docs if "level" in d]
 
 
-def metric_values(documents: list[dict]) -> dict[str, float]:
+def metric_values(documents: list[dict], account: str | None = None) -> dict[str, float]:
+    """Each metric's total over the documents of the service as a whole (``account`` None) or of
+    one account (dimension ``account``)."""
     values: dict[str, float] = {}
     for doc in documents:
+        if doc.get("account") != account:
+            continue
         for definition in doc["_aws"]["CloudWatchMetrics"]:
             for metric in definition["Metrics"]:
                 value = doc[metric["Name"]]
@@ -55,6 +59,20 @@ def test_metrics_and_correlated_logs(stack, invoke, capsys, monkeypatch, log_str
     assert values["QuotaUsedPercent"] == 0.1
     assert values["PolyvLatency"] > 0
     assert values["PolyvErrors"] == 1  # the refused call before bisection isolated the unknown vid
+    by_account = metric_values(documents, account=stack.userid)  # the dashboard's "by account"
+    assert by_account == {
+        "FilesSubmitted": 1,
+        "FilesDeferred": 0,
+        "QuotaUsed": 1,
+        "QuotaRemaining": 1999,
+        "QuotaUsedPercent": 0.1,
+        "PolyvErrors": 1,
+    }
+    assert all(
+        d["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service", "account"]]
+        for d in documents
+        if "account" in d
+    )
     reasons = {d["reason"] for d in documents if "FilesRejectedByReason" in d}
     assert reasons == {"invalid vid", "illeagal vid"}
     assert all(d["service"] == "polyv-prewarm" for d in documents)
@@ -82,6 +100,8 @@ def test_drain_reports_the_backlog(stack, invoke, capsys, monkeypatch):
         "waiting": 0,
         "tiers": {"normal": 0, "later": 0, "backfill": 0, "resend": 0, "suspect": 0},
     }
-    values = metric_values(emitted(capsys.readouterr().out)[0])
+    documents = emitted(capsys.readouterr().out)[0]
+    values = metric_values(documents)
     assert values["BacklogSize"] == 0
     assert values["BacklogOldestAgeHours"] == 0
+    assert metric_values(documents, account=stack.userid)["BacklogSize"] == 0

@@ -22,7 +22,7 @@ import pytest
 
 from devstack.stack import QUOTA_TIMEZONE
 from devstack.timeline import Timeline
-from polyv_prewarm.adapters.ledger import reads
+from polyv_prewarm.adapters.ledger import LedgerTable, reads
 from tests.helpers import pin_hour, set_limit, vid
 
 pytestmark = pytest.mark.integration
@@ -109,7 +109,7 @@ def test_a_seeded_soak_of_faults_under_a_binding_quota(stack, monkeypatch):
             )
             .get("Item", {})
         )
-        confirmed = reads.confirmed(stack.client("dynamodb"), stack.tables["QuotaTable"], day)
+        confirmed = reads.confirmed(stack.client("dynamodb"), LedgerTable(stack.tables["QuotaTable"]), day)
         print(
             f"soak {day}: Polyv accepted {stack.polyv.used(stack.userid, day)} of {LIMIT}, "
             f"the count {counter.get('used', {}).get('N')}, confirmed {confirmed}, "

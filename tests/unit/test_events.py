@@ -94,7 +94,7 @@ def test_sns_message_that_is_not_json_says_what_to_publish():
         parse_document(direct, ORIGIN, OPTS)
 
 
-OURS = ParseOptions(userid="e6b23c6f51")
+OURS = ParseOptions(userids=("e6b23c6f51",))
 FOREIGN = "0123456789abcdef0123456789abcdef_0"
 
 
@@ -107,7 +107,7 @@ def test_a_foreign_token_before_our_vid_is_passed_by_with_a_reason():
 def test_two_of_our_vids_in_one_key_are_both_taken_and_logged():
     parsed = parse_body(json.dumps(s3_notification(f"pairs/{V1}-{V2}.zip")), ORIGIN, OURS)
     assert {vid for vid, _ in files(parsed)} == {V1, V2}
-    assert any("2 vids of this account" in n.reason for n in parsed.notes)
+    assert any("2 vids of the accounts served" in n.reason for n in parsed.notes)
 
 
 def test_a_key_with_only_foreign_tokens_sends_nothing():

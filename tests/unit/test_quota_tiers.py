@@ -231,11 +231,11 @@ def test_a_catalogue_is_read_line_by_line_and_says_what_it_refused():
         "not a vid at all",
         f"{vid(5)},1,extra",
     ]
-    catalogue = read_catalogue(lines, USERID, (1, 2, 3))
+    catalogue = read_catalogue(lines, [USERID], (1, 2, 3))
     assert catalogue.files == [FileRef(vid(1), 2)] + [FileRef(vid(2), br) for br in (1, 2, 3)]
     assert catalogue.repeated == 1
     assert [(r.line, r.reason.split(" (")[0]) for r in catalogue.refused] == [
-        (7, "vid belongs to another Polyv account"),
+        (7, "no account for userid '0000000000': the vid belongs to another Polyv account"),
         (8, "brIndex must be 1, 2 or 3, got '7'"),
         (9, "vid does not have the Polyv shape <32 chars [0-9a-z]>_<1 char>"),
         (10, "expected vid or vid,brIndex"),

@@ -23,19 +23,23 @@ FOREIGN = "1b448be3231111222233334444555566_1"
 
 
 class Secret:
-    def __init__(self, secretkey: str = "current") -> None:
+    """The Polyv secret: the test account's secretkey (``cached``, ``stored``) and ``others``."""
+
+    def __init__(self, secretkey: str = "current", others: dict[str, str] | None = None) -> None:
         self.cached = self.stored = secretkey
+        self.others = others or {}
         self.reads = self.refreshes = 0
         self.unreadable = False
 
-    def get(self, *, refresh: bool = False) -> PolyvCredentials:
+    def accounts(self, *, refresh: bool = False) -> tuple[PolyvCredentials, ...]:
         self.reads += 1
         if self.unreadable:
             raise CredentialsError("cannot read secret 'polyv': InternalServiceError")
         if refresh:
             self.refreshes += 1
             self.cached = self.stored
-        return PolyvCredentials(USERID, self.cached)
+        others = (PolyvCredentials(u, k) for u, k in self.others.items())
+        return (PolyvCredentials(USERID, self.cached), *others)
 
 
 class Queue:
@@ -78,8 +82,8 @@ def complete(infos: list[dict], vid: str = VID, secretkey: str = "current") -> C
 
 
 class World:
-    def __init__(self) -> None:
-        self.secret, self.queue, self.clock = Secret(), Queue(), Clock()
+    def __init__(self, secret: Secret | None = None, userids: tuple[str, ...] = ()) -> None:
+        self.secret, self.queue, self.clock = secret or Secret(), Queue(), Clock()
         self.records = InMemoryReceivedCallbacks()
         self.wall_ms = 1_764_201_600_000
         self.receiver = CallbackReceiver(
@@ -89,6 +93,7 @@ class World:
             step_s=STEP_WORST_S,
             monotonic=self.clock,
             now_ms=lambda: self.wall_ms,
+            userids=userids,
         )
 
 
@@ -137,11 +142,43 @@ def test_malformed_requests_are_refused_before_the_secret_is_read(world):
     assert secret.reads == 0
 
 
-def test_a_vid_of_another_account_is_refused_after_its_sign(world):
-    _, queue, _, receiver = world
+def test_a_vid_of_no_account_is_refused_from_the_cached_secret_without_a_re_read(world):
+    secret, queue, _, receiver = world
     answer = receiver.receive(encode(vid=FOREIGN))
-    assert (answer.status, answer.reason) == (400, "vid of another Polyv account")
-    assert queue.sent == []
+    assert answer.status == 400
+    assert answer.reason.startswith("no account for userid '1b448be323'")
+    assert (secret.refreshes, queue.sent) == (0, [])
+
+
+# -- several accounts at one URL ------------------------------------------------------------------
+OTHER = "1b448be323"
+OTHER_VID = "1b448be3231111222233334444555566_1"
+
+
+def test_each_accounts_callback_is_verified_with_its_own_secretkey():
+    w = World(Secret("key-a", others={OTHER: "key-b"}))
+    assert w.receiver.receive(encode(secretkey="key-a")).status == 200
+    assert w.receiver.receive(encode(vid=OTHER_VID, secretkey="key-b")).status == 200
+    assert [m["vid"] for m in w.queue.sent] == [VID, OTHER_VID]
+
+
+def test_a_valid_sign_of_account_a_on_a_vid_of_account_b_is_refused():
+    w = World(Secret("key-a", others={OTHER: "key-b"}))
+    answer = w.receiver.receive(encode(vid=OTHER_VID, secretkey="key-a"))
+    assert (answer.status, answer.outcome) == (403, "forged")
+    answer = w.receiver.receive(complete([{"status": "success", "df": 1}], vid=OTHER_VID, secretkey="key-a"))
+    assert answer.status == 403
+    assert w.queue.sent == []
+
+
+def test_a_forgery_for_a_userid_not_configured_is_refused_before_any_secret_is_read():
+    w = World(Secret("key-a", others={OTHER: "key-b"}), userids=(USERID, OTHER))
+    stranger = "9z9z9z9z9z" + "1" * 22 + "_1"
+    answer = w.receiver.receive(encode(vid=stranger, secretkey="anything"))
+    assert answer.status == 400
+    assert answer.reason.startswith("no account for userid '9z9z9z9z9z'")
+    assert w.secret.reads == 0
+    assert w.receiver.receive(encode(vid=OTHER_VID, secretkey="key-b")).status == 200
 
 
 def test_a_rotated_secretkey_right_after_a_forged_callback_is_verified_at_once(world):

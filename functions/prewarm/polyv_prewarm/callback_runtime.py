@@ -52,7 +52,10 @@ def build_callback_runtime(
     received = DynamoReceivedCallbacks(
         settings.quota_table, session.client("dynamodb", config=CALLBACK_AWS_CONFIG)
     )
-    return CallbackRuntime(settings, CallbackReceiver(credentials, queue, received, step_s=STEP_WORST_S))
+    return CallbackRuntime(
+        settings,
+        CallbackReceiver(credentials, queue, received, step_s=STEP_WORST_S, userids=settings.userids),
+    )
 
 
 @functools.cache

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import time, timedelta
 from typing import NamedTuple
 from urllib.parse import urlsplit
@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
+from .domain.accounts import Account, AccountBook
 from .domain.model import BR_INDEXES
 from .domain.policy import Policy
 from .domain.ports import PrewarmError
@@ -49,11 +50,25 @@ DEFAULTS: dict[str, str] = {
     "DEAD_LETTER_QUEUE_URL": "",  # where it puts the messages no parser can read, at once
     "BISECTION_CALLS_PER_CHUNK": "16",  # one bad file among 100 takes 2*ceil(log2(100)) = 14
     "BISECTION_CALLS_PER_INVOCATION": "48",
+    # empty: every account of the Polyv secret, each with DAILY_FILE_LIMIT and MANUAL_RESERVE;
+    # else the accounts served, "userid[:dailyLimit[:manualReserve]]", comma-separated
+    "POLYV_ACCOUNTS": "",
 }
+
+#: A Polyv userid: 10 characters [0-9a-z] (docs/polyv-api.md).
+USERID_RE = re.compile(r"[0-9a-z]{10}")
 
 
 class ConfigurationError(PrewarmError):
     """An environment variable is missing or invalid; the message names it."""
+
+
+class AccountSetting(NamedTuple):
+    """An account as POLYV_ACCOUNTS names it; a limit or reserve it leaves out is the deployment's."""
+
+    userid: str
+    daily_limit: int | None = None
+    manual_reserve: int | None = None
 
 
 class Settings(NamedTuple):
@@ -81,6 +96,42 @@ class Settings(NamedTuple):
     bisection_calls_per_run: int
     queue_url: str | None  # the prewarm queue; None outside Lambda (the CLI)
     dead_letter_url: str | None
+    accounts: tuple[AccountSetting, ...]  # empty: every account of the secret
+    reserve_is_default: bool  # MANUAL_RESERVE unset: each account keeps 5 % of its own limit
+
+    def account_book(self, secret_userids: Iterable[str]) -> AccountBook:
+        """The accounts served: POLYV_ACCOUNTS's, each in the secret (else a configuration error),
+        or every account of the secret, each with the deployment's limit and reserve."""
+        userids = list(secret_userids)
+        home = userids[0] if userids else ""
+        if not self.accounts:
+            return AccountBook(
+                (Account(u, self.daily_limit, self.manual_reserve) for u in userids), home=home
+            )
+        missing = [a.userid for a in self.accounts if a.userid not in userids]
+        if missing:
+            raise ConfigurationError(
+                f"POLYV_ACCOUNTS names accounts the Polyv secret has no secretkey for: {missing}"
+            )
+        return AccountBook((self._account(a) for a in self.accounts), home=home)
+
+    def for_account(self, account: Account) -> Settings:
+        """These settings with the account's own limit and reserve (every other setting is the
+        deployment's)."""
+        return self._replace(daily_limit=account.daily_limit, manual_reserve=account.manual_reserve)
+
+    def _account(self, setting: AccountSetting) -> Account:
+        limit = setting.daily_limit or self.daily_limit
+        if setting.manual_reserve is not None:
+            reserve = setting.manual_reserve
+        else:
+            reserve = limit // 20 if self.reserve_is_default else self.manual_reserve
+        if reserve >= limit:
+            raise ConfigurationError(
+                f"POLYV_ACCOUNTS: account {setting.userid!r}'s reserve ({reserve}) must be below "
+                f"its limit ({limit})"
+            )
+        return Account(setting.userid, limit, reserve)
 
     @property
     def parse_options(self) -> ParseOptions:
@@ -144,6 +195,8 @@ class Settings(NamedTuple):
             ),
             queue_url=value("PREWARM_QUEUE_URL") or None,
             dead_letter_url=value("DEAD_LETTER_QUEUE_URL") or None,
+            accounts=_accounts(value("POLYV_ACCOUNTS")),
+            reserve_is_default=not value("MANUAL_RESERVE"),
         )
 
 
@@ -154,16 +207,40 @@ class CallbackSettings(NamedTuple):
     queue_url: str
     secret_max_age: int
     quota_table: str  # the record of received callbacks (CALLBACK# items)
+    userids: tuple[str, ...] = ()  # POLYV_ACCOUNTS's; empty: every account of the secret
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CallbackSettings:
-        max_age = (env.get("SECRET_MAX_AGE_SECONDS") or "").strip() or DEFAULTS["SECRET_MAX_AGE_SECONDS"]
+        def value(name: str) -> str:
+            return (env.get(name) or "").strip() or DEFAULTS[name]
+
         return cls(
             secret_id=_required(env, "POLYV_SECRET_ID"),
             queue_url=_required(env, "PREWARM_QUEUE_URL"),
             quota_table=_required(env, "QUOTA_TABLE"),
-            secret_max_age=_positive_int("SECRET_MAX_AGE_SECONDS", max_age),
+            secret_max_age=_positive_int("SECRET_MAX_AGE_SECONDS", value("SECRET_MAX_AGE_SECONDS")),
+            userids=tuple(a.userid for a in _accounts(value("POLYV_ACCOUNTS"))),
         )
+
+
+def _accounts(raw: str) -> tuple[AccountSetting, ...]:
+    """``userid[:dailyLimit[:manualReserve]]``, comma-separated; empty: every account of the secret."""
+    accounts: list[AccountSetting] = []
+    for entry in (part.strip() for part in raw.split(",") if part.strip()):
+        userid, *numbers = [field.strip() for field in entry.split(":")]
+        if not USERID_RE.fullmatch(userid) or len(numbers) > 2 or not all(n.isdigit() for n in numbers):
+            raise ConfigurationError(
+                "POLYV_ACCOUNTS must list userid[:dailyLimit[:manualReserve]], comma-separated, "
+                f"got {entry[:60]!r}"
+            )
+        limit = int(numbers[0]) if numbers else None
+        if limit == 0:
+            raise ConfigurationError(f"POLYV_ACCOUNTS: account {userid!r}'s daily limit must be positive")
+        reserve = int(numbers[1]) if len(numbers) == 2 else None
+        if any(a.userid == userid for a in accounts):
+            raise ConfigurationError(f"POLYV_ACCOUNTS lists account {userid!r} twice")
+        accounts.append(AccountSetting(userid, limit, reserve))
+    return tuple(accounts)
 
 
 def _required(env: Mapping[str, str], name: str) -> str:

@@ -203,7 +203,7 @@ class BatchRead(NamedTuple):
 
 
 UNREAD_OVER_BUDGET = "not read: this invocation already holds its most files"
-UNREAD_CREDENTIALS_DOWN = "not read: the Polyv secret is unreadable (it tells this account's vids)"
+UNREAD_CREDENTIALS_DOWN = "not read: the Polyv secret is unreadable (it tells the accounts' vids)"
 
 
 def _read_messages(batch: SQSEvent) -> BatchRead:
@@ -283,9 +283,9 @@ def _action(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         deadline = current.deadline(context.get_remaining_time_in_millis())
         recover = isinstance(action, RecoverAction)
         if recover:
-            report = current.cases.recover.recover(deadline=deadline)
+            report = current.accounts.recover(deadline=deadline)
         else:
-            report = current.cases.drain.run(deadline=deadline, sweep=isinstance(action, SweepAction))
+            report = current.accounts.drain(deadline=deadline, sweep=isinstance(action, SweepAction))
         telemetry.record_report(report)
         telemetry.record_polyv_down(report, always=recover)
         done = {
@@ -296,10 +296,17 @@ def _action(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         logger.info(done[type(action)], extra={"summary": _log_summary(report)})
         return summary(report)
     if isinstance(action, QuotaAction):
-        quota = current.cases.queries.quota(action.day)
-        telemetry.record_backlog(quota.backlog)
-        return summary(quota)
-    return summary(current.cases.queries.status(action.vid))
+        quotas = {a.userid: current.cases(a.userid).queries.quota(action.day) for a in current.book()}
+        for userid, quota in quotas.items():
+            telemetry.record_backlog(quota.backlog, account=userid)
+        return (
+            summary(next(iter(quotas.values())))
+            if len(quotas) == 1
+            else {"accounts": {userid: summary(quota) for userid, quota in quotas.items()}}
+        )
+    book = current.book()
+    account = book.of(action.vid) or book.first()
+    return summary(current.cases(account.userid).queries.status(action.vid))
 
 
 def _other_schedule(event: dict[str, Any]) -> dict[str, Any]:
@@ -321,13 +328,13 @@ def _prewarm(parsed: Parsed, context: LambdaContext, flags: DirectFlags = NO_FLA
     current = runtime.current()
     deadline = current.deadline(context.get_remaining_time_in_millis())
     if parsed.lookups:  # a TranscodeComplete's definitions: Polyv says which exist
-        confirmed = current.cases.confirm.confirm(parsed.lookups, deadline=deadline)
+        confirmed = current.accounts.confirm(parsed.lookups, deadline=deadline)
         parsed.requests += confirmed.requests
         parsed.ignored += [Remark(lookup.origin, why) for lookup, why in confirmed.ignored]
         parsed.lookups.clear()
     log_tally("ignored", parsed.ignored, summary)
     log_tally("read from the event", parsed.notes, summary)
-    report = current.cases.prewarm.prewarm(
+    report = current.accounts.prewarm(
         parsed.requests,
         dry_run=flags.dry_run,
         rule=flags.rule,
@@ -346,9 +353,9 @@ def _read_document(event: dict[str, Any], origin: Origin) -> Parsed:
 
 
 def _parse_options() -> ParseOptions:
-    """The configured options, with the account's userid: S3 keys yield only its vids."""
+    """The configured options, with the accounts' userids: S3 keys yield only their vids."""
     current = runtime.current()
-    return current.settings.parse_options._replace(userid=current.userid())
+    return current.settings.parse_options._replace(userids=tuple(a.userid for a in current.book()))
 
 
 def _correlation_id(event: dict[str, Any], kind: EventKind, context: LambdaContext) -> str:

@@ -1,5 +1,10 @@
 """Composition root: builds the use cases and their adapters from configuration, once per container.
 
+Every account served has use cases of its own, built on its first use: its Polyv client (its own
+credentials out of the secret, the shared HTTP session), its own part of the day ledger and of the
+backlog (``adapters/ledger/schema.LedgerTable``, ``adapters/backlog.backlog_pk``), its own limit
+and reserve; the breaker and the clients are shared (``logic/accounts.py``).
+
 AWS endpoints come from the SDK's standard settings (``AWS_ENDPOINT_URL``, ``AWS_REGION``...),
 so the same code talks to AWS in Lambda and to moto's server locally.
 """
@@ -17,15 +22,17 @@ import boto3
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from botocore.config import Config
 
-from .adapters.backlog import DynamoBacklog
+from .adapters.backlog import DynamoBacklog, backlog_pk
 from .adapters.breaker import DynamoBreaker
-from .adapters.credentials import SecretsManagerCredentials, keep_secrets_out_of_wire_logs
-from .adapters.ledger import DynamoDayLedger
-from .adapters.polyv import PolyvClient, RetryPolicy
+from .adapters.credentials import AccountCredentials, SecretsManagerCredentials, keep_secrets_out_of_wire_logs
+from .adapters.ledger import DynamoDayLedger, LedgerTable
+from .adapters.polyv import PolyvClient, RetryPolicy, build_session
 from .adapters.queue import SqsMessages
 from .config import Settings
+from .domain.accounts import Account, AccountBook
 from .domain.policy import Deadline
 from .domain.ports import Backlog, DayLedger, PolyvBreaker, PolyvGateway
+from .logic.accounts import EveryAccount, UseCases
 from .logic.backfill import Backfill
 from .logic.chunk import Ports
 from .logic.confirm_definitions import ConfirmDefinitions
@@ -45,23 +52,25 @@ AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_tim
 DYNAMODB_CONFIG = AWS_CONFIG.merge(Config(parameter_validation=False))
 
 
-class UseCases(NamedTuple):
-    prewarm: PrewarmFiles  # prewarm files: plan -> claim -> send -> record -> place
-    drain: DrainBacklog  # the morning drain and the late sweeps of the backlog
-    recover: RecoverWaiting  # the files waiting out an outage, once Polyv answers
-    queries: LedgerQueries  # quota, a video's status, the backlog
-    backfill: Backfill  # an operator's catalogue, to the backlog's lowest tier
-    confirm: ConfirmDefinitions  # a TranscodeComplete's definitions, from Polyv itself
+__all__ = [
+    "AccountPorts",
+    "Runtime",
+    "UseCases",
+    "build_runtime",
+    "current",
+    "every_account",
+    "retry_policy",
+    "use_cases",
+]
 
 
 class Runtime(NamedTuple):
-    """The deployed function's use cases, built once per container, with the clock and the
-    account they serve."""
+    """The deployed function's use cases, every account's, built once per container, with the
+    clock."""
 
     settings: Settings
-    cases: UseCases
+    accounts: EveryAccount
     clock: Callable[[], datetime]
-    polyv: PolyvGateway  # the account's Polyv: its userid
     messages: SqsMessages | None = None  # its own queue's messages (None outside Lambda: the CLI)
 
     def deadline(self, remaining_ms: float | None) -> Deadline:
@@ -69,8 +78,13 @@ class Runtime(NamedTuple):
         now = self.clock()
         return Deadline.default(now) if remaining_ms is None else Deadline.after(now, remaining_ms)
 
-    def userid(self) -> str:
-        return self.polyv.userid()
+    def book(self) -> AccountBook:
+        """The accounts served (reads the Polyv secret: cached)."""
+        return self.accounts.book()
+
+    def cases(self, userid: str | None = None) -> UseCases:
+        """One account's use cases (None: the first account's)."""
+        return self.accounts.of(userid)
 
 
 def build_runtime(
@@ -88,26 +102,76 @@ def build_runtime(
     secrets = SecretsProvider(boto3_client=session.client("secretsmanager", config=AWS_CONFIG))
     credentials = SecretsManagerCredentials(settings.secret_id, secrets, max_age=settings.secret_max_age)
     retry = retry_policy(settings)
-    polyv = PolyvClient(
-        settings.api_url,
-        credentials,
-        policy=retry,
-        proxy_url=settings.polyv_proxy_url,
-        now_ms=lambda: int(clock().timestamp() * 1000),
-    )
+    http = build_session(retry, proxy_url=settings.polyv_proxy_url)  # one connection pool for every account
     dynamodb = session.client("dynamodb", config=DYNAMODB_CONFIG)  # one client for the ledger and the backlog
-    cases = use_cases(
-        settings,
-        polyv=polyv,
-        ledger=DynamoDayLedger(
-            settings.quota_table, dynamodb, timezone=settings.timezone, retention_days=settings.retention_days
-        ),
-        backlog=DynamoBacklog(settings.quota_table, dynamodb),
-        breaker=DynamoBreaker(settings.quota_table, dynamodb),
-        clock=clock,
-        backoff=retry.backoff,
-    )
-    return Runtime(settings, cases, clock, polyv, messages=_messages(settings, session))
+    breaker = DynamoBreaker(settings.quota_table, dynamodb)  # Polyv's outage is every account's
+
+    def book() -> AccountBook:
+        return settings.account_book(c.userid for c in credentials.accounts())
+
+    def ports(account: Account, home: bool) -> AccountPorts:
+        return AccountPorts(
+            polyv=PolyvClient(
+                settings.api_url,
+                AccountCredentials(credentials, account.userid),
+                policy=retry,
+                session=http,
+                now_ms=lambda: int(clock().timestamp() * 1000),
+            ),
+            ledger=DynamoDayLedger(
+                settings.quota_table,
+                dynamodb,
+                timezone=settings.timezone,
+                retention_days=settings.retention_days,
+                account=LedgerTable.of_account(settings.quota_table, account.userid, home=home),
+            ),
+            backlog=DynamoBacklog(settings.quota_table, dynamodb, pk=backlog_pk(account.userid, home=home)),
+        )
+
+    accounts = every_account(settings, book, ports, breaker=breaker, clock=clock, backoff=retry.backoff)
+    return Runtime(settings, accounts, clock, messages=_messages(settings, session))
+
+
+class AccountPorts(NamedTuple):
+    """What one account has of its own: its Polyv client, its part of the ledger and the backlog."""
+
+    polyv: PolyvGateway
+    ledger: DayLedger
+    backlog: Backlog
+
+
+def every_account(
+    settings: Settings,
+    book: Callable[[], AccountBook],
+    ports: Callable[[Account, bool], AccountPorts],
+    *,
+    breaker: PolyvBreaker,
+    clock: Callable[[], datetime],
+    backoff: Callable[[int], float],
+    sleep: Callable[[float], None] = time.sleep,
+) -> EveryAccount:
+    """Every account's use cases, each built on its first use over its own ports (``ports(account,
+    home)``: the home account keeps the one-account keys), its own limit and reserve
+    (``Settings.for_account``), and the breaker and clock all accounts share: the function's
+    wiring, and (over fakes) the unit tests'."""
+    built: dict[Account, UseCases] = {}
+
+    def cases(account: Account) -> UseCases:
+        if account not in built:
+            own = ports(account, book().is_home(account))
+            built[account] = use_cases(
+                settings.for_account(account),
+                polyv=own.polyv,
+                ledger=own.ledger,
+                backlog=own.backlog,
+                breaker=breaker,
+                clock=clock,
+                backoff=backoff,
+                sleep=sleep,
+            )
+        return built[account]
+
+    return EveryAccount(book, cases)
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:

@@ -196,6 +196,11 @@ def report_summary(report: Report, *, files: bool = True) -> dict[str, Any]:
         out["backlog"] = summary(report.backlog)
     if report.polyv_down_since is not None:
         out["polyvDownSince"] = report.polyv_down_since
+    if report.accounts:  # a run of several accounts: each one's counts, calls, quota and backlog
+        out["accounts"] = {
+            userid: {k: v for k, v in report_summary(each, files=False).items() if k != "dryRun"}
+            for userid, each in report.accounts.items()
+        }
     return out
 
 

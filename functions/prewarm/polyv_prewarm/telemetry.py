@@ -18,7 +18,7 @@ from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
 from . import NAMESPACE, SERVICE
-from .domain.model import BacklogFigures, Fate, FileResult, Report
+from .domain.model import BacklogFigures, Fate, FileResult, QuotaView, Report
 
 #: Powertools keeps one metric set per namespace, shared by every ``Metrics`` of the process.
 metrics = Metrics(namespace=NAMESPACE)
@@ -48,6 +48,50 @@ def count_by(name: str, value: float, dimension: str, label: str) -> None:
     provider.flush_metrics()
 
 
+#: The figures a person needs per account (the dashboard's "by account" widgets and the per-account
+#: QuotaNearlySpentAlarm), each a custom metric of its own per account: kept to these seven
+#: (CloudWatch bills each metric; docs/operations.md, "Metrics by account").
+ACCOUNT_METRICS = (
+    "QuotaUsed",
+    "QuotaRemaining",
+    "QuotaUsedPercent",
+    "FilesSubmitted",
+    "FilesDeferred",
+    "BacklogSize",
+    "PolyvErrors",
+)
+
+
+def record_account(userid: str, figures: dict[str, float]) -> None:
+    """One EMF document of an account's figures (of :data:`ACCOUNT_METRICS`), dimensions
+    ``service`` and ``account``."""
+    provider = AmazonCloudWatchEMFProvider(namespace=NAMESPACE, service=SERVICE)
+    for name, value in figures.items():
+        unit = MetricUnit.Percent if name.endswith("Percent") else MetricUnit.Count
+        provider.add_metric(name=name, unit=unit, value=value)
+    provider.add_dimension(name="service", value=SERVICE)
+    provider.add_dimension(name="account", value=userid)
+    provider.flush_metrics()
+
+
+def _account_figures(report: Report) -> dict[str, float]:
+    figures: dict[str, float] = {
+        "FilesSubmitted": report.count(Fate.SUBMITTED),
+        "FilesDeferred": report.count(Fate.DEFERRED),
+    }
+    if report.quota is not None:
+        figures |= {
+            "QuotaUsed": report.quota.used,
+            "QuotaRemaining": report.quota.remaining,
+            "QuotaUsedPercent": used_percent(report.quota),
+        }
+    return figures
+
+
+def used_percent(quota: QuotaView) -> float:
+    return round(100.0 * quota.used / quota.limit, 1) if quota.limit else 0.0
+
+
 def rejection_reason(result: FileResult) -> str:
     """A short, bounded label for the FilesRejectedByReason dimension: the rejection's own, else
     its reason cut short (Polyv's, which is one of a few)."""
@@ -66,24 +110,41 @@ def record_report(report: Report) -> None:
     metrics.add_metric(name="PolyvCalls", unit=MetricUnit.Count, value=len(report.calls))
     # what re-sending files in doubt cost: units spent on files Polyv may have had already
     metrics.add_metric(name="FilesResentInDoubt", unit=MetricUnit.Count, value=report.resent_in_doubt)
+    each = list(report.accounts.values()) or [report]  # a run of several accounts: each one's
+    _record_quota([r.quota for r in each if r.quota is not None])
+    for account in each:
+        _record_day_closed(account)
+        if account.account is not None:
+            record_account(account.account, _account_figures(account))
+        if account.backlog is not None:
+            record_backlog(account.backlog, account=account.account)
+
+
+def _record_quota(quotas: list[QuotaView]) -> None:
+    """QuotaUsed and QuotaRemaining, of several accounts their sums; QuotaUsedPercent (the
+    alarm's), of several accounts the fullest one's."""
+    if not quotas:
+        return
+    metrics.add_metric(name="QuotaUsed", unit=MetricUnit.Count, value=sum(q.used for q in quotas))
+    metrics.add_metric(name="QuotaRemaining", unit=MetricUnit.Count, value=sum(q.remaining for q in quotas))
+    metrics.add_metric(name="QuotaUsedPercent", unit=MetricUnit.Percent, value=max(map(used_percent, quotas)))
+
+
+def _record_day_closed(report: Report) -> None:
     if report.day_closed is not None:  # the morning drain: the quota day that just ended
         metrics.add_metric(name="QuotaUnused", unit=MetricUnit.Count, value=report.day_closed.remaining)
         if report.day_closed.confirmed is not None:  # what Polyv accepted, against the own count
             metrics.add_metric(
                 name="QuotaConfirmed", unit=MetricUnit.Count, value=report.day_closed.confirmed
             )
-    if report.quota is not None:
-        metrics.add_metric(name="QuotaUsed", unit=MetricUnit.Count, value=report.quota.used)
-        metrics.add_metric(name="QuotaRemaining", unit=MetricUnit.Count, value=report.quota.remaining)
-        percent = 100.0 * report.quota.used / report.quota.limit if report.quota.limit else 0.0
-        metrics.add_metric(name="QuotaUsedPercent", unit=MetricUnit.Percent, value=round(percent, 1))
-    if report.backlog is not None:
-        record_backlog(report.backlog)
 
 
-def record_backlog(backlog: BacklogFigures) -> None:
+def record_backlog(backlog: BacklogFigures, *, account: str | None = None) -> None:
     """BacklogSize, BacklogWaiting, BacklogOldestAgeHours (the dashboard's and the alarms') and
-    BacklogFiles by tier."""
+    BacklogFiles by tier; with ``account``, its BacklogSize by account too (several accounts'
+    backlogs in one invocation add up, and the oldest age is the oldest of them)."""
+    if account is not None:
+        record_account(account, {"BacklogSize": backlog.files})
     metrics.add_metric(name="BacklogSize", unit=MetricUnit.Count, value=backlog.files)
     metrics.add_metric(name="BacklogWaiting", unit=MetricUnit.Count, value=backlog.waiting)
     for tier, files in backlog.tiers.items():

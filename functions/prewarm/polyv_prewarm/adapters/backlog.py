@@ -1,6 +1,7 @@
 """DynamoDB backlog of files deferred to a later quota day, by tier.
 
-Items ``pk = "BACKLOG"``, ``sk = "<vid>#<brIndex>"`` (so a file is stored once however often it
+Items ``pk = "BACKLOG"`` (the home account's; another account's ``"BACKLOG#<userid>"``:
+:func:`backlog_pk`), ``sk = "<vid>#<brIndex>"`` (so a file is stored once however often it
 is deferred), ``deferredAt``, ``origin``, ``force``/``priority`` when a forced or priority request
 deferred it, ``explicit`` when its event named its bitrate, ``tier`` (when not normal), and
 ``age`` for the ``byAge`` local secondary index, whose first characters are the file's place in
@@ -72,11 +73,20 @@ def _parked_age(deferred: DeferredFile) -> str:
     return f"{PARKED}{deferred.deferred_at}#{deferred.file.key}"
 
 
+def backlog_pk(userid: str, *, home: bool) -> str:
+    """An account's backlog partition: the home account (the one a deployment served before it had
+    several) keeps ``BACKLOG``, so its deferred files are drained on as they were; another
+    account's is ``BACKLOG#<userid>``, so each account's drains read its own order alone."""
+    return BACKLOG_PK if home else f"{BACKLOG_PK}#{userid}"
+
+
 class DynamoBacklog:
-    def __init__(self, table_name: str, client: DynamoDBClient) -> None:
+    def __init__(self, table_name: str, client: DynamoDBClient, *, pk: str = BACKLOG_PK) -> None:
+        """``pk``: the account's partition (:func:`backlog_pk`)."""
         self._client = client
         self._table = table_name
-        self._items = _Items(table_name, client)
+        self._pk = pk
+        self._items = _Items(table_name, client, pk)
 
     def defer(
         self,
@@ -95,7 +105,7 @@ class DynamoBacklog:
 
         def put(file: FileRef) -> dict[str, Any]:
             claim = wanted[file]
-            item = _item(file, deferred_at, claim.origin, tier)
+            item = _item(file, deferred_at, claim.origin, tier, self._pk)
             if claim.rule.force:
                 item["force"] = True
             if claim.rule.explicit:
@@ -128,12 +138,12 @@ class DynamoBacklog:
         args: dict[str, Any] = {
             "KeyConditionExpression": "pk = :pk AND age BETWEEN :first AND :now",
             "ExpressionAttributeValues": typed(
-                {":pk": BACKLOG_PK, ":first": WAITING, ":now": f"{WAITING}{stamp(now)}~"}
+                {":pk": self._pk, ":first": WAITING, ":now": f"{WAITING}{stamp(now)}~"}
             ),
             "Limit": limit,
         }
         if after is not None:
-            args["ExclusiveStartKey"] = typed({"pk": BACKLOG_PK, "sk": after.file.key, "age": _age(after)})
+            args["ExclusiveStartKey"] = typed({"pk": self._pk, "sk": after.file.key, "age": _age(after)})
         return [_deferred(item) for item in self._items.query(args)["Items"]]
 
     def wait(self, files: Sequence[DeferredFile], *, retry_at: datetime, reason: str) -> None:
@@ -172,7 +182,7 @@ class DynamoBacklog:
     def parked(self, limit: int) -> list[DeferredFile]:
         args = {
             "KeyConditionExpression": "pk = :pk AND begins_with(age, :parked)",
-            "ExpressionAttributeValues": typed({":pk": BACKLOG_PK, ":parked": PARKED}),
+            "ExpressionAttributeValues": typed({":pk": self._pk, ":parked": PARKED}),
             "Limit": limit,
         }
         return [_deferred(item) for item in self._items.query(args)["Items"]]
@@ -194,11 +204,11 @@ class DynamoBacklog:
 
     def remove(self, files: Sequence[FileRef]) -> None:
         keys = dict.fromkeys(files)
-        deletes = ({"DeleteRequest": {"Key": typed({"pk": BACKLOG_PK, "sk": f.key})}} for f in keys)
+        deletes = ({"DeleteRequest": {"Key": typed({"pk": self._pk, "sk": f.key})}} for f in keys)
         batch_write(self._client, self._table, deletes, store=STORE)
 
     def pending(self, files: Sequence[FileRef]) -> dict[FileRef, DeferredFile]:
-        keys = [typed({"pk": BACKLOG_PK, "sk": f.key}) for f in dict.fromkeys(files)]
+        keys = [typed({"pk": self._pk, "sk": f.key}) for f in dict.fromkeys(files)]
         found = (_deferred(item) for item in batch_get(self._client, self._table, keys, store=STORE))
         return {deferred.file: deferred for deferred in found}
 
@@ -207,7 +217,7 @@ class DynamoBacklog:
         ranges of it, and the oldest normal deferral is the first of its range."""
         args: dict[str, Any] = {
             "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": typed({":pk": BACKLOG_PK}),
+            "ExpressionAttributeValues": typed({":pk": self._pk}),
             "ProjectionExpression": "age",
         }
         everything = waiting = 0
@@ -235,18 +245,23 @@ class DynamoBacklog:
 class _Items:
     """The backlog's items in one table: the queries and updates its port is made of."""
 
-    def __init__(self, table_name: str, client: DynamoDBClient) -> None:
+    def __init__(self, table_name: str, client: DynamoDBClient, pk: str) -> None:
         self._client = client
         self._table = table_name
+        self._pk = pk
 
     def drainable(
         self, limit: int, after: DeferredFile | None, tier: Tier, *, oldest_first: bool
     ) -> list[DeferredFile]:
         """Up to ``limit`` files of ``tier`` (neither waiting nor parked), after ``after`` (a
         cursor of the same tier)."""
-        args: dict[str, Any] = {**_tier_range(tier), "ScanIndexForward": oldest_first, "Limit": limit}
+        args: dict[str, Any] = {
+            **_tier_range(tier, self._pk),
+            "ScanIndexForward": oldest_first,
+            "Limit": limit,
+        }
         if after is not None:
-            args["ExclusiveStartKey"] = typed({"pk": BACKLOG_PK, "sk": after.file.key, "age": _age(after)})
+            args["ExclusiveStartKey"] = typed({"pk": self._pk, "sk": after.file.key, "age": _age(after)})
         return [_deferred(item) for item in self.query(args)["Items"]]
 
     def move(self, deferred: DeferredFile, tier: Tier) -> None:
@@ -270,7 +285,7 @@ class _Items:
                     {
                         "Put": {
                             "TableName": self._table,
-                            "Item": typed(_item(file, deferred_at, origin, Tier.BACKFILL)),
+                            "Item": typed(_item(file, deferred_at, origin, Tier.BACKFILL, self._pk)),
                             "ConditionExpression": "attribute_not_exists(pk)",
                         }
                     },
@@ -312,7 +327,7 @@ class _Items:
         """Update one item; None when ``condition`` failed."""
         args: dict[str, Any] = {
             "TableName": self._table,
-            "Key": typed({"pk": BACKLOG_PK, "sk": file.key}),
+            "Key": typed({"pk": self._pk, "sk": file.key}),
             "UpdateExpression": expression,
             "ExpressionAttributeValues": typed(values),
             "ReturnValues": "ALL_NEW",
@@ -333,16 +348,16 @@ def _tier_of(age: str) -> Tier | None:
     return next((t for t, prefix in PREFIXES.items() if prefix and age.startswith(prefix)), None)
 
 
-def _tier_range(tier: Tier) -> dict[str, Any]:
+def _tier_range(tier: Tier, pk: str) -> dict[str, Any]:
     """The key condition of one tier's range of the ``byAge`` index."""
     if tier is Tier.NORMAL:
         return {
             "KeyConditionExpression": "pk = :pk AND age < :below",
-            "ExpressionAttributeValues": typed({":pk": BACKLOG_PK, ":below": NORMAL_BELOW}),
+            "ExpressionAttributeValues": typed({":pk": pk, ":below": NORMAL_BELOW}),
         }
     return {
         "KeyConditionExpression": "pk = :pk AND begins_with(age, :tier)",
-        "ExpressionAttributeValues": typed({":pk": BACKLOG_PK, ":tier": PREFIXES[tier]}),
+        "ExpressionAttributeValues": typed({":pk": pk, ":tier": PREFIXES[tier]}),
     }
 
 
@@ -352,9 +367,9 @@ def _chunks(items: list[tuple[FileRef, str]], size: int) -> Iterator[list[tuple[
         yield chunk
 
 
-def _item(file: FileRef, deferred_at: str, origin: str, tier: Tier) -> dict[str, Any]:
+def _item(file: FileRef, deferred_at: str, origin: str, tier: Tier, pk: str) -> dict[str, Any]:
     item: dict[str, Any] = {
-        "pk": BACKLOG_PK,
+        "pk": pk,
         "sk": file.key,
         "age": _tier_age(tier, deferred_at, file),
         "vid": file.vid,

@@ -27,7 +27,7 @@ from ..domain.ports import (
     PolyvQuotaSpent,
     PolyvUnavailable,
 )
-from ..telemetry import count_by, metrics, per_call_metrics_enabled
+from ..telemetry import count_by, metrics, per_call_metrics_enabled, record_account
 from ..tracing import tracer
 from .credentials import CredentialsError, CredentialsSource
 from .signing import sign, signed_form
@@ -35,9 +35,11 @@ from .signing import sign, signed_form
 logger = Logger(service=SERVICE, child=True)
 
 
-def _count_error(message: str) -> None:
-    """PolyvErrors, dimension ``message``: Polyv's own message, or the transport fault."""
+def _count_error(message: str, userid: str) -> None:
+    """PolyvErrors, dimension ``message`` (Polyv's own message, or the transport fault), and by
+    ``account``: the userid the call was signed with."""
     count_by("PolyvErrors", 1, "message", message)
+    record_account(userid, {"PolyvErrors": 1})
 
 
 # Polyv's error messages, verbatim (typos included).
@@ -220,7 +222,7 @@ class PolyvClient:
         try:
             status, body = self._post(form)
         except requests.RequestException as exc:
-            _count_error(type(exc).__name__)
+            _count_error(type(exc).__name__, creds.userid)
             if not _never_sent(exc):
                 # It may have been accepted: retrying would risk a second, uncounted submission.
                 raise PolyvUnavailable(
@@ -229,7 +231,9 @@ class PolyvClient:
             logger.warning("Polyv unreachable", extra={"attempt": attempt, "error": type(exc).__name__})
             return _Attempt.transient(f"cannot connect to Polyv: {type(exc).__name__}")
         answer = _json_answer(body)
-        _observe(status, answer, files, attempt, latency_ms=(time.perf_counter() - started) * 1000)
+        _observe(
+            status, answer, files, attempt, creds.userid, latency_ms=(time.perf_counter() - started) * 1000
+        )
         return _interpret(status, answer, len(files))
 
     def _post(self, form: dict[str, str]) -> tuple[int, bytes | None]:
@@ -289,6 +293,7 @@ def _observe(
     answer: dict[str, Any] | None,
     files: Sequence[FileRef],
     attempt: int,
+    userid: str,
     *,
     latency_ms: float,
 ) -> None:
@@ -297,7 +302,7 @@ def _observe(
         metrics.add_metric(name="PolyvLatency", unit=MetricUnit.Milliseconds, value=round(latency_ms, 1))
     message = str(answer.get("message", "")) if answer else None
     if message != "success":
-        _count_error(message or f"HTTP {status}")
+        _count_error(message or f"HTTP {status}", userid)
     logger.debug(
         "Polyv answered",
         extra={

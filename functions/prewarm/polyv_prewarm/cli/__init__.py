@@ -29,6 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .. import SERVICE
 from ..adapters.aws_errors import misconfigured
 from ..config import ConfigurationError
+from ..domain.accounts import UnknownAccount
 from ..domain.ports import CredentialsError, PolyvConfigurationError, PolyvError, StoreUnavailable
 from ..events import UnsupportedEvent
 from .commands import COMMANDS
@@ -96,7 +97,7 @@ def _run(args: argparse.Namespace) -> int:
         log_handler.setLevel(logging.INFO if args.verbose else logging.CRITICAL)
     try:
         return COMMANDS[args.command](args)
-    except (ConfigurationError, UnsupportedEvent, PolyvConfigurationError) as exc:
+    except (ConfigurationError, UnsupportedEvent, PolyvConfigurationError, UnknownAccount) as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     except (StoreUnavailable, CredentialsError) as exc:
         raise CliError(reason(exc), EXIT_USAGE if exc.misconfigured else EXIT_UNAVAILABLE) from None

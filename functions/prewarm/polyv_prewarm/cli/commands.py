@@ -4,6 +4,7 @@ its Lambda handler) and prints a typed result (``render``) or its JSON (``summar
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Callable
@@ -15,6 +16,7 @@ import boto3
 from rich.progress import Progress
 
 from .. import deployment, handler, runtime
+from ..domain.accounts import no_account
 from ..domain.claims import FORCE, NO_FLAGS
 from ..domain.model import Fate, Origin, QuotaSummary, Report
 from ..domain.plan import VID_RE
@@ -48,13 +50,31 @@ def _emit(args: argparse.Namespace, data: Any, render: Callable[[Any, Any], None
         render(console(), data)
 
 
-def _preflight(current: runtime.Runtime) -> QuotaSummary:
-    """Before a command that sends: the table and the secret can be read, so that a wrong name,
+def _emit_each(args: argparse.Namespace, each: dict[str, Any], render: Callable[[Any, Any], None]) -> None:
+    """One account's result as :func:`_emit` prints it; several accounts' each under its userid
+    (JSON: ``{"accounts": {userid: summary}}``)."""
+    if len(each) == 1:
+        _emit(args, next(iter(each.values())), render)
+    elif args.json:
+        print(to_json({"accounts": {userid: summary(data) for userid, data in each.items()}}))
+    else:
+        for userid, data in each.items():
+            console().rule(f"account {userid}")
+            render(console(), data)
+
+
+def _accounts(args: argparse.Namespace, current: runtime.Runtime) -> list[str]:
+    """The accounts a command is about: ``--account``'s (one the deployment serves), or all."""
+    book = current.book()
+    chosen = getattr(args, "account", None)
+    return [a.userid for a in book] if chosen is None else [book.served(chosen).userid]
+
+
+def _preflight(current: runtime.Runtime, args: argparse.Namespace) -> dict[str, QuotaSummary]:
+    """Before a command that sends: the secret and the table can be read, so that a wrong name,
     a missing permission or a malformed secret stops it with exit 2 rather than handing every
-    file back. Two reads (an outage of either is exit 3); the day's quota, as read."""
-    quota = current.cases.queries.quota()
-    current.userid()
-    return quota
+    file back (an outage of either is exit 3); each account's quota of the day, as read."""
+    return {userid: current.cases(userid).queries.quota() for userid in _accounts(args, current)}
 
 
 def _outcome(report: Report) -> int:
@@ -63,11 +83,15 @@ def _outcome(report: Report) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     current = runtime.current()
-    _preflight(current)
+    _preflight(current, args)
     named = None if args.br is None else args.br.split(",")
     options = current.settings.parse_options
     requests = [r for vid in args.vids for r in file_requests(vid, named, Origin("cli"), options)]
-    report = current.cases.prewarm.prewarm(
+    # --account: its prewarm alone, whose plan refuses another account's vids with their reason
+    prewarm = (
+        current.accounts.prewarm if args.account is None else current.cases(args.account).prewarm.prewarm
+    )
+    report = prewarm(
         requests,
         dry_run=args.dry_run,
         rule=FORCE if args.force else NO_FLAGS,
@@ -101,30 +125,40 @@ def cmd_quota(args: argparse.Namespace) -> int:
             date.fromisoformat(args.day)
         except ValueError:
             raise CliError(f"--day must be YYYY-MM-DD, got {args.day!r}", EXIT_USAGE) from None
-    _emit(args, runtime.current().cases.queries.quota(args.day), render_quota)
+    current = runtime.current()
+    each = {userid: current.cases(userid).queries.quota(args.day) for userid in _accounts(args, current)}
+    _emit_each(args, each, render_quota)
     return EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     if not VID_RE.fullmatch(args.vid):
         raise CliError(f"{args.vid!r} is not a Polyv vid (32 chars [0-9a-z], '_', 1 char)", EXIT_USAGE)
-    _emit(args, runtime.current().cases.queries.status(args.vid), render_status)
+    current = runtime.current()
+    book = current.book()
+    account = book.of(args.vid)
+    if account is None or (args.account is not None and account.userid != book.served(args.account).userid):
+        raise CliError(no_account(args.vid), EXIT_USAGE)
+    _emit(args, current.cases(account.userid).queries.status(args.vid), render_status)
     return EXIT_OK
 
 
 def cmd_backlog(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise CliError("--limit must be at least 1", EXIT_USAGE)
-    queries = runtime.current().cases.queries
-    files = queries.deferred(args.limit)
-    _emit(args, BacklogListing(queries.backlog_figures(), files), render_backlog)
+    current = runtime.current()
+    each = {}
+    for userid in _accounts(args, current):
+        queries = current.cases(userid).queries
+        each[userid] = BacklogListing(queries.backlog_figures(), queries.deferred(args.limit))
+    _emit_each(args, each, render_backlog)
     return EXIT_OK
 
 
 def cmd_drain(args: argparse.Namespace) -> int:
     current = runtime.current()
-    before = _preflight(current)
-    expected = min(before.backlog.files, before.quota.remaining)
+    before = _preflight(current, args).values()
+    expected = sum(min(b.backlog.files, b.quota.remaining) for b in before)
     with Progress(transient=True, disable=args.json or expected == 0, console=console()) as progress:
         task = progress.add_task("draining the backlog", total=expected)
 
@@ -132,8 +166,11 @@ def cmd_drain(args: argparse.Namespace) -> int:
             done = sum(1 for r in report.results if r.fate in (Fate.SUBMITTED, Fate.REJECTED, Fate.DUPLICATE))
             progress.update(task, completed=done)
 
-        report = current.cases.drain.run(
-            sweep=args.sweep, on_slice=advance, deadline=current.deadline(CLI_TIMEOUT_MS)
+        report = current.accounts.drain(
+            sweep=args.sweep,
+            on_slice=advance,
+            deadline=current.deadline(CLI_TIMEOUT_MS),
+            account=args.account,
         )
     _emit(args, report, render_drain)
     return _outcome(report)
@@ -141,15 +178,15 @@ def cmd_drain(args: argparse.Namespace) -> int:
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     current = runtime.current()
-    _preflight(current)
-    backfill = current.cases.backfill
+    _preflight(current, args)
+    backfill = functools.partial(current.accounts.backfill, dry_run=args.dry_run, account=args.account)
     if args.file == "-":
-        report = backfill.run(sys.stdin, source="stdin", dry_run=args.dry_run)
+        report = backfill(sys.stdin, source="stdin")
     else:
         path = Path(args.file)
         try:
             with path.open(encoding="utf-8", newline="") as lines:
-                report = backfill.run(lines, source=path.name, dry_run=args.dry_run)
+                report = backfill(lines, source=path.name)
         except (OSError, UnicodeDecodeError) as exc:
             raise CliError(f"cannot read {args.file!r}: {type(exc).__name__}", EXIT_USAGE) from None
     _emit(args, report, render_backfill)

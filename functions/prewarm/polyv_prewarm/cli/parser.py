@@ -27,6 +27,7 @@ exit codes:
 examples:
   polyv-prewarm --stack polyv-prewarm quota
   polyv-prewarm quota --day 2026-11-27 --json
+  polyv-prewarm quota --account e6b23c6f51
   polyv-prewarm submit e6b23c6f513fbe025b94efdd10d7ab47_e --br 1,2 --dry-run
   polyv-prewarm invoke events/sqs-pipeline-messages.json
   polyv-prewarm status e6b23c6f513fbe025b94efdd10d7ab47_e
@@ -56,7 +57,14 @@ def _global_options(parser: argparse.ArgumentParser, *, after_the_command: bool)
         **unset,
     )
     parser.add_argument(
-        "--secret-id", help="Secrets Manager secret with userid and secretkey (POLYV_SECRET_ID)", **unset
+        "--account",
+        metavar="USERID",
+        help="one Polyv account of the deployment's: its quota, backlog, drain or backfill; a submit "
+        "or status of its vids only (default: every account, each vid to its own)",
+        **unset,
+    )
+    parser.add_argument(
+        "--secret-id", help="Secrets Manager secret with the Polyv accounts (POLYV_SECRET_ID)", **unset
     )
     parser.add_argument("--table", help="the DynamoDB table of the deployed stack (QUOTA_TABLE)", **unset)
     parser.add_argument("--api-url", help="Polyv refresh-cdn-cache endpoint (POLYV_API_URL)", **unset)

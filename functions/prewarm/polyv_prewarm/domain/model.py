@@ -295,6 +295,8 @@ class Report:
     day_closed: QuotaView | None = None  # a morning drain's: the quota day that just ended
     suspects: set[FileRef] = field(default_factory=set)  # deferred to the suspect tier
     refused_by_polyv: set[FileRef] = field(default_factory=set)  # rejected by Polyv for good (alone)
+    account: str | None = None  # the account's userid, for a run of one account
+    accounts: dict[str, Report] = field(default_factory=dict)  # a run of several accounts: each one's
 
     def count(self, fate: Fate) -> int:
         return sum(1 for r in self.results if r.fate is fate)

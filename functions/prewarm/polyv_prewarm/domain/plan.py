@@ -7,7 +7,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol, TypeVar
 
-from .accounts import of_account
+from .accounts import no_account, of_account
 from .model import BR_INDEXES, Fate, FileRef, FileRequest, FileResult, Origin
 from .preview import preview
 
@@ -36,9 +36,7 @@ def validate_vid(vid: object, userid: str) -> str:
     if not VID_RE.fullmatch(vid):
         raise InvalidFile("vid does not have the Polyv shape <32 chars [0-9a-z]>_<1 char>", INVALID_VID)
     if not of_account(vid, userid):
-        raise InvalidFile(
-            "vid belongs to another Polyv account (its first 10 chars are not the userid)", FOREIGN_VID
-        )
+        raise InvalidFile(no_account(vid), FOREIGN_VID)
     return vid
 
 

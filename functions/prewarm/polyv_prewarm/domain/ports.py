@@ -118,6 +118,12 @@ class CredentialsSource(Protocol):
         ...
 
 
+class AccountsSource(Protocol):
+    def accounts(self, *, refresh: bool = False) -> Sequence[Credentials]:
+        """Every account's credentials (cached), in the secret's order; ``refresh``: read again."""
+        ...
+
+
 class Arrival(StrEnum):
     """What the record of a verified notification's signed content says of one more arrival."""
 

@@ -54,7 +54,7 @@ _DEFAULT_KEY_PATTERN = re.compile(DEFAULT_VID_KEY_PATTERN)
 class ParseOptions(NamedTuple):
     default_br_indexes: tuple[int, ...] = (1, 2, 3)
     key_pattern: re.Pattern[str] = _DEFAULT_KEY_PATTERN
-    userid: str | None = None  # the account's: S3 keys yield only its vids (default pattern)
+    userids: tuple[str, ...] | None = None  # the accounts': S3 keys yield only their vids (default pattern)
     max_files: int = MAX_FILES_PER_MESSAGE
 
     @property
@@ -320,13 +320,13 @@ def _object_created(
 
 
 def _vids_in_key(key: str, here: Origin, options: ParseOptions) -> Parsed:
-    """Every vid-shaped token of the key; those of this account (their first 10 characters are the
-    userid) are taken, all of them, and the others are passed by with a reason."""
+    """Every vid-shaped token of the key; those of the accounts served (their first 10 characters
+    are one's userid) are taken, all of them, and the others are passed by with a reason."""
     tokens = list(dict.fromkeys(m.group("vid") for m in options.key_pattern.finditer(key)))
     if not tokens:
         return Parsed(ignored=[Remark(here, "no vid found in the S3 key (VID_KEY_PATTERN)")])
-    userid = options.userid
-    ours = tokens if userid is None else [t for t in tokens if of_account(t, userid)]
+    userids = options.userids
+    ours = tokens if userids is None else [t for t in tokens if any(of_account(t, u) for u in userids)]
     parsed = Parsed()
     if not ours:
         parsed.ignored.append(Remark(here, f"the S3 key holds only vids of other accounts ({len(tokens)})"))
@@ -336,7 +336,8 @@ def _vids_in_key(key: str, here: Origin, options: ParseOptions) -> Parsed:
             Remark(here, f"passed by {len(tokens) - len(ours)} vid-shaped token(s) of another account")
         )
     if len(ours) > 1:
-        parsed.notes.append(Remark(here, f"the S3 key holds {len(ours)} vids of this account: all taken"))
+        served = f"the S3 key holds {len(ours)} vids of the accounts served: all taken"
+        parsed.notes.append(Remark(here, served))
     _within(options, len(ours) * len(options.default_br_indexes))
     parsed.requests = [r for vid in ours for r in file_requests(vid, None, here, options)]
     return parsed

@@ -32,12 +32,17 @@ RATE_AFTER = timedelta(hours=1)
 class BackfillReport(NamedTuple):
     catalogue: Catalogue
     stored: int  # new in the backlog (0 for a dry run)
-    spare_per_day: int  # units a day leaves for the backfill, at today's rate
+    spare_per_day: int  # units a day leaves for the backfill, at today's rate (every account's)
     dry_run: bool
+    accounts: tuple[BackfillReport, ...] = ()  # a catalogue of several accounts: each one's part
 
     @property
     def days(self) -> int | None:
-        """Quota days the backfill takes at today's rate (None: fresh traffic takes every unit)."""
+        """Quota days the backfill takes at today's rate (None: fresh traffic takes every unit);
+        of several accounts, the slowest account's (each spends its own quota)."""
+        if self.accounts:
+            days = [a.days for a in self.accounts]
+            return None if None in days else max(d or 0 for d in days)
         if not self.catalogue.files:
             return 0
         return math.ceil(len(self.catalogue.files) / self.spare_per_day) if self.spare_per_day else None
@@ -59,12 +64,15 @@ class Backfill:
         self._policy = policy
         self._clock = clock
         self._userid = userid
-        self._default_br_indexes = default_br_indexes
+        self.default_br_indexes = default_br_indexes
 
     def run(self, lines: Iterable[str], *, source: str, dry_run: bool = False) -> BackfillReport:
         """Read the catalogue (``source``: where it came from, kept as the files' origin), and
         unless ``dry_run`` store its files in the backfill tier."""
-        catalogue = read_catalogue(lines, self._userid(), self._default_br_indexes)
+        return self.store(read_catalogue(lines, [self._userid()], self.default_br_indexes), source, dry_run)
+
+    def store(self, catalogue: Catalogue, source: str, dry_run: bool) -> BackfillReport:
+        """Store the catalogue's files (this account's) in the backfill tier, unless ``dry_run``."""
         stored = 0
         if not dry_run and catalogue.files:
             origin = f"backfill:{source}"[:200]

@@ -6,7 +6,10 @@ The order is the cost order, cheapest refusal first:
    refused (400, 413) before the secret is read;
 2. a notification that asks for no prewarm and has no kind this endpoint acts on is answered
    200 unverified: nothing is done with it;
-3. an absent sign is refused (403); a sign is checked against the cached secretkey, and after a
+3. an absent sign is refused (403); a vid of no account this endpoint serves is refused (400, "no
+   account for userid ..."): before the secret is read when the accounts are configured by
+   userid (``POLYV_ACCOUNTS``), else against the cached secret's accounts, with no re-read; a
+   sign is checked against the secretkey of the vid's own account (cached), and after a
    mismatch against a freshly read one, within a re-read budget (:class:`RereadBudget`): a
    mismatch that a fresh secretkey confirms is 403, one that the spent budget leaves unchecked is
    503 (it may be a genuine callback signed with a rotated secretkey: Polyv may call again);
@@ -26,20 +29,20 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from enum import StrEnum
 from typing import NamedTuple
 
 from aws_lambda_powertools import Logger
 
 from .. import SERVICE
-from ..domain.accounts import of_account
+from ..domain.accounts import no_account, of_account
 from ..domain.callbacks import BadCallback, CallbackRequest, Notification, TooLarge, read
 from ..domain.ports import (
+    AccountsSource,
     Arrival,
     Credentials,
     CredentialsError,
-    CredentialsSource,
     PrewarmQueue,
     QueueUnavailable,
     ReceivedCallbacks,
@@ -131,6 +134,10 @@ UNVERIFIED = CallbackAnswer(503, Outcome.UNVERIFIED, "the sign cannot be checked
 FORGED = CallbackAnswer(403, Outcome.FORGED, "the sign is not right")
 
 
+def _no_account(vid: str) -> CallbackAnswer:
+    return CallbackAnswer(400, Outcome.MALFORMED, no_account(vid))
+
+
 class _OutOfTime(Exception):
     """The next AWS call's worst case would not end before the deadline."""
 
@@ -138,7 +145,7 @@ class _OutOfTime(Exception):
 class CallbackReceiver:
     def __init__(
         self,
-        credentials: CredentialsSource,
+        credentials: AccountsSource,
         queue: PrewarmQueue,
         received: ReceivedCallbacks,
         *,
@@ -147,10 +154,14 @@ class CallbackReceiver:
         now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
         rereads: RereadBudget | None = None,
         new_owner: Callable[[], str] = lambda: uuid.uuid4().hex,
+        userids: Collection[str] = (),
     ) -> None:
         """``step_s``: the worst case of one AWS call with the clients' timeouts and retries
-        (``callback_runtime``), checked against the deadline before each call."""
+        (``callback_runtime``), checked against the deadline before each call. ``userids``: the
+        accounts served, when configured by userid (a vid of another is refused unread); empty:
+        every account of the secret."""
         self._credentials = credentials
+        self._userids = frozenset(userids)
         self._queue = queue
         self._received = received
         self._step_s = step_s
@@ -179,29 +190,41 @@ class CallbackReceiver:
             return CallbackAnswer(200, Outcome.IGNORED, notification.why_nothing())
         if notification.sign is None:
             return CallbackAnswer(403, Outcome.FORGED, "no sign: only signed callbacks are accepted")
+        vid = notification.vid
+        if vid is not None and self._userids and not any(of_account(vid, u) for u in self._userids):
+            return _no_account(vid)
         try:
-            account = self._verify(notification, deadline)
+            verified = self._verify(notification, deadline)
         except CredentialsError as exc:
             logger.error("cannot read the Polyv secret: callback not verified", extra={"error": str(exc)})
             return UNAVAILABLE_SECRET
-        if isinstance(account, CallbackAnswer):
-            return account
-        if notification.vid is not None and not of_account(notification.vid, account.userid):
-            return CallbackAnswer(400, Outcome.MALFORMED, "vid of another Polyv account")
+        if isinstance(verified, CallbackAnswer):
+            return verified
         return self._act(notification, deadline)
 
     def _verify(self, notification: Notification, deadline: float | None) -> Credentials | CallbackAnswer:
-        """The account whose secretkey made the sign, or the answer that refuses it: 403 when a
-        freshly read secretkey confirms the mismatch, 503 when the re-read budget is spent."""
+        """The account whose secretkey made the sign, the vid's own (the first account's for a
+        notification without a vid), or the answer that refuses it: 400 for a vid of no account,
+        403 when a freshly read secretkey confirms the mismatch, 503 when the re-read budget is
+        spent. A sign of another account's secretkey is a mismatch like any other."""
         self._in_time(deadline)
-        account = self._credentials.get()
-        if notification.signed_by(account.secretkey):
+        account = self._account_of(notification.vid, refresh=False)
+        if isinstance(account, CallbackAnswer) or notification.signed_by(account.secretkey):
             return account
         if not self._rereads.take():
             return UNVERIFIED
         self._in_time(deadline)
-        account = self._credentials.get(refresh=True)
-        return account if notification.signed_by(account.secretkey) else FORGED
+        account = self._account_of(notification.vid, refresh=True)
+        if isinstance(account, CallbackAnswer) or notification.signed_by(account.secretkey):
+            return account
+        return FORGED
+
+    def _account_of(self, vid: str | None, *, refresh: bool) -> Credentials | CallbackAnswer:
+        accounts = self._credentials.accounts(refresh=refresh)
+        if vid is None:
+            return accounts[0]
+        found = next((a for a in accounts if of_account(vid, a.userid)), None)
+        return _no_account(vid) if found is None else found
 
     def _act(self, notification: Notification, deadline: float | None) -> CallbackAnswer:
         message, content = notification.message(), notification.replay_key()

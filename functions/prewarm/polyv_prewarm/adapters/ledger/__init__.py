@@ -19,17 +19,26 @@ from ...domain.quota import DayOutlook
 from . import claim as claims
 from . import reads, record
 from .claim import balanced_parts
-from .schema import Expiry, parse_entry
+from .schema import Expiry, LedgerTable, parse_entry
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
-__all__ = ["DynamoDayLedger", "balanced_parts", "parse_entry"]
+__all__ = ["DynamoDayLedger", "LedgerTable", "balanced_parts", "parse_entry"]
 
 
 class DynamoDayLedger:
-    def __init__(self, table_name: str, client: DynamoDBClient, *, timezone: ZoneInfo, retention_days: int):
-        self._table = table_name
+    def __init__(
+        self,
+        table_name: str,
+        client: DynamoDBClient,
+        *,
+        timezone: ZoneInfo,
+        retention_days: int,
+        account: LedgerTable | None = None,
+    ):
+        """``account``: the account's part of the table (none: the home account's keys)."""
+        self._table = account or LedgerTable(table_name)
         self._client = client
         self._expiry = Expiry(timezone, timedelta(days=retention_days))
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from ...domain.claims import Decision, FileClaim, decide
 from ...domain.model import FileRef, Lease
 from ...domain.ports import ClaimResult, StoreUnavailable
-from .schema import Expiry, claim_condition, claimed_item, count_action, parse_entry
+from .schema import Expiry, LedgerTable, claim_condition, claimed_item, count_action, parse_entry
 from .transactions import MAX_ACTIONS, Cancelled, Part, transact
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def file_part(file: FileRef) -> str:
 class ClaimCall(NamedTuple):
     """What one claim asks, shared by its parts and their attempts."""
 
-    table: str
+    table: LedgerTable
     day: str
     claims: Mapping[FileRef, FileClaim]
     limit: int
@@ -50,7 +50,7 @@ class ClaimCall(NamedTuple):
 
 def claim(
     client: DynamoDBClient,
-    table: str,
+    table: LedgerTable,
     expiry: Expiry,
     day: str,
     claims: Sequence[FileClaim],
@@ -109,7 +109,7 @@ def _parts(call: ClaimCall, files: Sequence[FileRef]) -> list[Part]:
             call.day, file, call.claims[file].origin or "-", call.lease, call.now, call.expires
         )
         put = {
-            "TableName": call.table,
+            "TableName": call.table.name,
             "Item": item,
             "ConditionExpression": condition.expression,
             "ExpressionAttributeNames": condition.names,

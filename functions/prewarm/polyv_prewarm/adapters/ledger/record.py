@@ -15,7 +15,7 @@ from ...domain.ports import Settlement, StoreUnavailable
 from ..aws_errors import error_code
 from ..dynamo import store_errors
 from .claim import MAX_CLAIM_FILES, balanced_parts
-from .schema import RELEASE_SK, STORE, Expiry, count_action, file_key, quota_key, state, text
+from .schema import RELEASE_SK, STORE, Expiry, LedgerTable, count_action, file_key, quota_key, state, text
 from .transactions import MAX_ACTIONS, Cancelled, Part, transact
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ RELEASE, RECEIPT = "release", "receipt"
 
 def settle(
     client: DynamoDBClient,
-    table: str,
+    table: LedgerTable,
     expiry: Expiry,
     day: str,
     settlement: Settlement,
@@ -50,7 +50,7 @@ def settle(
 
 
 def _fate(
-    table: str,
+    table: LedgerTable,
     day: str,
     file: FileRef,
     fate: EntryState,
@@ -70,7 +70,7 @@ def _fate(
         sets += ", x = :x"
     return {
         "Update": {
-            "TableName": table,
+            "TableName": table.name,
             "Key": file_key(day, file),
             "UpdateExpression": sets + " REMOVE #l",
             "ConditionExpression": "#w = :owner",
@@ -80,18 +80,18 @@ def _fate(
     }
 
 
-def _release(table: str, expiry: Expiry, day: str, release: int, lease: Lease) -> list[Part]:
+def _release(table: LedgerTable, expiry: Expiry, day: str, release: int, lease: Lease) -> list[Part]:
     """Give back ``release`` files of quota, once: with a receipt item (``RELEASE#<owner>``) that
     only the first run can create, so a record run again (after an error whose write had
     committed) cannot give the same quota back twice."""
     give_back = {
-        "TableName": table,
-        "Key": quota_key(day),
+        "TableName": table.name,
+        "Key": quota_key(day, table.counter),
         "UpdateExpression": "SET used = used - :released",
         "ExpressionAttributeValues": {":released": {"N": str(release)}},
     }
     receipt = {
-        "TableName": table,
+        "TableName": table.name,
         "Item": {
             "pk": {"S": f"DAY#{day}"},
             "sk": {"S": RELEASE_SK + lease.owner},
@@ -122,7 +122,7 @@ def _transact_owned(client: DynamoDBClient, parts: list[Part]) -> None:
 
 def carry_over(
     client: DynamoDBClient,
-    table: str,
+    table: LedgerTable,
     expiry: Expiry,
     day: str,
     submitted: Mapping[FileRef, str],
@@ -145,12 +145,12 @@ def carry_over(
                 "w": {"S": uuid.uuid4().hex},
                 "expiresAt": expires,
             }
-            parts.append(Part(f"file:{file.key}", {"Put": {"TableName": table, "Item": item}}))
+            parts.append(Part(f"file:{file.key}", {"Put": {"TableName": table.name, "Item": item}}))
         transact(client, parts, retry_conflicts=True)
 
 
 # -- the counter alone --------------------------------------------------------------------------
-def reserve_extra(client: DynamoDBClient, table: str, day: str, count: int, limit: int) -> bool:
+def reserve_extra(client: DynamoDBClient, table: LedgerTable, day: str, count: int, limit: int) -> bool:
     """Count ``count`` more files (all or nothing), to re-send a call of unknown outcome."""
     return _update_counter(
         client,
@@ -162,7 +162,7 @@ def reserve_extra(client: DynamoDBClient, table: str, day: str, count: int, limi
     )
 
 
-def mark_exhausted(client: DynamoDBClient, table: str, expiry: Expiry, day: str) -> None:
+def mark_exhausted(client: DynamoDBClient, table: LedgerTable, expiry: Expiry, day: str) -> None:
     """Polyv itself says the day's quota is spent: no further claim today (the count stays)."""
     _update_counter(
         client,
@@ -176,7 +176,7 @@ def mark_exhausted(client: DynamoDBClient, table: str, expiry: Expiry, day: str)
 
 def _update_counter(
     client: DynamoDBClient,
-    table: str,
+    table: LedgerTable,
     day: str,
     expression: str,
     values: dict[str, Any],
@@ -185,8 +185,8 @@ def _update_counter(
 ) -> bool:
     """False when ``condition`` failed."""
     args: dict[str, Any] = {
-        "TableName": table,
-        "Key": quota_key(day),
+        "TableName": table.name,
+        "Key": quota_key(day, table.counter),
         "UpdateExpression": expression,
         "ExpressionAttributeValues": values,
     }

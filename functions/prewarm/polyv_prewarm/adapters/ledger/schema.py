@@ -3,7 +3,8 @@
 Items of one quota day (``pk = "DAY#<YYYY-MM-DD>"``), all with ``expiresAt`` (TTL: the end of the
 day plus the retention):
 
-* ``sk = "QUOTA"``: ``used`` (N), ``exhausted`` (BOOL: Polyv said so), ``fr`` (N: the fresh
+* ``sk = "QUOTA"`` (the home account's; ``"QUOTA#<userid>"`` another account's,
+  :class:`LedgerTable`): ``used`` (N), ``exhausted`` (BOOL: Polyv said so), ``fr`` (N: the fresh
   traffic's first-rank files claimed, the day's rate for ``domain/quota.py``) and ``frs`` (ISO:
   when the first of them was claimed)
 * ``sk = "FILE#<vid>#<brIndex>"``: ``s`` state, ``at``, ``t`` taskId, ``r`` reason, ``o`` origin,
@@ -40,8 +41,26 @@ TEXT_CAP = 200  # origins and reasons: keeps every file item under 1 KB (one wri
 STORE = "day ledger"
 
 
-def quota_key(day: str) -> dict[str, Any]:
-    return {"pk": {"S": f"DAY#{day}"}, "sk": {"S": QUOTA_SK}}
+class LedgerTable(NamedTuple):
+    """Where one account's part of the day ledger is: the table, the sort key of its day counter,
+    and the prefix of its file items (a vid starts with its account's userid, so the file items of
+    every account share the day's partition without a key of their own).
+
+    The home account, the one a deployment served before it had several, keeps the keys it always
+    had (``QUOTA``): its counters and fates are read on as they were, with no migration step;
+    another account's counter is ``QUOTA#<userid>`` (docs/ledger.md, "Accounts")."""
+
+    name: str
+    counter: str = QUOTA_SK
+    files: str = FILE_SK
+
+    @classmethod
+    def of_account(cls, name: str, userid: str, *, home: bool) -> LedgerTable:
+        return cls(name, QUOTA_SK if home else f"{QUOTA_SK}#{userid}", FILE_SK + userid)
+
+
+def quota_key(day: str, counter: str = QUOTA_SK) -> dict[str, Any]:
+    return {"pk": {"S": f"DAY#{day}"}, "sk": {"S": counter}}
 
 
 def file_key(day: str, file: FileRef) -> dict[str, Any]:
@@ -162,7 +181,7 @@ def claimed_item(
 
 
 def count_action(
-    table: str,
+    table: LedgerTable,
     day: str,
     n: int,
     expires: dict[str, str],
@@ -180,8 +199,8 @@ def count_action(
         expression += ", fr = if_not_exists(fr, :zero) + :fr, frs = if_not_exists(frs, :frs)"
         values |= {":fr": {"N": str(ranked)}, ":frs": {"S": now.isoformat()}}
     update: dict[str, Any] = {
-        "TableName": table,
-        "Key": quota_key(day),
+        "TableName": table.name,
+        "Key": quota_key(day, table.counter),
         "UpdateExpression": expression,
         "ExpressionAttributeValues": values,
     }

@@ -1,0 +1,191 @@
+"""Every account a deployment serves, as one: each file goes to the use cases of the account its
+vid names, and a drain, a sweep or a recovery runs over each account in turn.
+
+Each account has use cases of its own (:class:`UseCases`: its Polyv client signing with its own
+secretkey, its own day counter, backlog and policy), so that a Polyv call never mixes accounts and
+one account's busy day never takes another's units: a request's files are split by account before
+anything is planned, and the reports are combined afterwards. A file of no account served goes to
+the first account's use cases, whose plan rejects it with its reason (``no account for userid``)
+before anything is claimed or sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import NamedTuple, TypeVar
+
+from aws_lambda_powertools import Logger
+
+from .. import SERVICE
+from ..domain.accounts import Account, AccountBook
+from ..domain.catalogue import read_catalogue
+from ..domain.claims import NO_FLAGS, ClaimRequest
+from ..domain.model import DefinitionsLookup, FileRequest, FileResult, Report
+from ..domain.policy import Deadline
+from .backfill import Backfill, BackfillReport
+from .confirm_definitions import ConfirmDefinitions, Confirmed
+from .drain import DrainBacklog
+from .prewarm import PrewarmFiles
+from .queries import LedgerQueries
+from .recovery import RecoverWaiting
+
+logger = Logger(service=SERVICE, child=True)
+
+T = TypeVar("T")
+
+
+class UseCases(NamedTuple):
+    """One account's use cases."""
+
+    prewarm: PrewarmFiles  # prewarm files: plan -> claim -> send -> record -> place
+    drain: DrainBacklog  # the morning drain and the late sweeps of the backlog
+    recover: RecoverWaiting  # the files waiting out an outage, once Polyv answers
+    queries: LedgerQueries  # quota, a video's status, the backlog
+    backfill: Backfill  # an operator's catalogue, to the backlog's lowest tier
+    confirm: ConfirmDefinitions  # a TranscodeComplete's definitions, from Polyv itself
+
+
+def by_account(book: AccountBook, items: Iterable[T], vid: Callable[[T], object]) -> dict[Account, list[T]]:
+    """``items`` split by the account of their vid, in the book's order; an item whose vid is of no
+    account served (or not a string) goes with the first account's, whose plan rejects it."""
+    groups: dict[Account, list[T]] = {}
+    first = book.first()
+    for item in items:
+        value = vid(item)
+        account = (book.of(value) if isinstance(value, str) else None) or first
+        groups.setdefault(account, []).append(item)
+    order = list(book)
+    return dict(sorted(groups.items(), key=lambda group: order.index(group[0])))
+
+
+def combined(reports: Mapping[str, Report]) -> Report:
+    """One report of several accounts' runs: every file's result and every call, the first reason
+    to stop, and each account's own report (its quota, its backlog) in ``accounts``. One account's
+    report is returned as it is."""
+    for userid, report in reports.items():
+        report.account = userid
+    if len(reports) == 1:
+        return next(iter(reports.values()))
+    out = Report(accounts=dict(reports))
+    for report in reports.values():
+        out.results += report.results
+        out.calls += report.calls
+        out.dry_run = out.dry_run or report.dry_run
+        out.resent_in_doubt += report.resent_in_doubt
+        out.suspects |= report.suspects
+        out.refused_by_polyv |= report.refused_by_polyv
+        if out.stopped is None and report.stopped is not None:
+            out.stopped, out.stopped_because = report.stopped, report.stopped_because
+        if report.polyv_down_minutes is not None:
+            out.polyv_down_minutes = max(out.polyv_down_minutes or 0.0, report.polyv_down_minutes)
+            out.polyv_down_since = out.polyv_down_since or report.polyv_down_since
+        out.breaker = out.breaker or report.breaker
+    return out
+
+
+class EveryAccount:
+    """The use cases of every account served, as one (this module's docstring)."""
+
+    def __init__(self, book: Callable[[], AccountBook], cases: Callable[[Account], UseCases]) -> None:
+        """``book``: the accounts served (read from the Polyv secret: cached); ``cases``: an
+        account's use cases (built once each)."""
+        self._book = book
+        self._cases = cases
+
+    def book(self) -> AccountBook:
+        return self._book()
+
+    def of(self, userid: str | None = None) -> UseCases:
+        """An account's use cases (``userid`` None: the first account's)."""
+        book = self._book()
+        return self._cases(book.first() if userid is None else book.served(userid))
+
+    def prewarm(
+        self,
+        requests: Sequence[FileRequest],
+        *,
+        deadline: Deadline | None = None,
+        dry_run: bool = False,
+        rule: ClaimRequest = NO_FLAGS,
+        priority_high: bool = False,
+    ) -> Report:
+        """Each account's files through its own prewarm, one account after the other, within the
+        one deadline (the Polyv calls are paced as one invocation's)."""
+        book = self._book()
+        groups = by_account(book, requests, lambda r: r.vid) or {book.first(): []}
+        reports = {
+            account.userid: self._cases(account).prewarm.prewarm(
+                files, deadline=deadline, dry_run=dry_run, rule=rule, priority_high=priority_high
+            )
+            for account, files in groups.items()
+        }
+        return combined(reports)
+
+    def confirm(self, lookups: Sequence[DefinitionsLookup], *, deadline: Deadline) -> Confirmed:
+        """Each account's TranscodeComplete definitions asked of Polyv under its own secretkey."""
+        answers = [
+            self._cases(account).confirm.confirm(group, deadline=deadline)
+            for account, group in by_account(self._book(), lookups, lambda lookup: lookup.vid).items()
+        ]
+        return Confirmed(
+            requests=[r for a in answers for r in a.requests],
+            ignored=[i for a in answers for i in a.ignored],
+            asked=sum(a.asked for a in answers),
+            fell_back=sum(a.fell_back for a in answers),
+        )
+
+    def drain(
+        self,
+        *,
+        deadline: Deadline | None = None,
+        sweep: bool = False,
+        account: str | None = None,
+        on_slice: Callable[[Report], None] | None = None,
+    ) -> Report:
+        """The morning drain (or a late sweep) of each account's backlog on its own quota, one
+        account after the other; one account (``account``) alone when given. ``on_slice``: after
+        every slice, with the results so far of every account drained."""
+        done: list[FileResult] = []
+
+        def progress(report: Report) -> None:
+            if on_slice is not None:
+                on_slice(Report(results=done + report.results))
+
+        reports = {}
+        for a in self._chosen(account):
+            reports[a.userid] = self._cases(a).drain.run(deadline=deadline, sweep=sweep, on_slice=progress)
+            done += reports[a.userid].results
+        return combined(reports)
+
+    def recover(self, *, deadline: Deadline | None = None, account: str | None = None) -> Report:
+        """Each account's files waiting out an outage, once Polyv answers (one breaker for all:
+        an outage of Polyv is every account's)."""
+        return combined(
+            {a.userid: self._cases(a).recover.recover(deadline=deadline) for a in self._chosen(account)}
+        )
+
+    def backfill(
+        self, lines: Iterable[str], *, source: str, dry_run: bool = False, account: str | None = None
+    ) -> BackfillReport:
+        """A catalogue's files, each to its own account's backfill tier (``account``: only that
+        account's vids are taken; the others are refused with their reason)."""
+        chosen = self._chosen(account)
+        if len(chosen) == 1:
+            return self._cases(chosen[0]).backfill.run(lines, source=source, dry_run=dry_run)
+        first = self._cases(chosen[0]).backfill
+        catalogue = read_catalogue(lines, [a.userid for a in chosen], first.default_br_indexes)
+        parts = [
+            self._cases(a).backfill.store(catalogue._replace(files=files), source, dry_run)
+            for a, files in by_account(self._book(), catalogue.files, lambda f: f.vid).items()
+        ]
+        return BackfillReport(
+            catalogue,
+            stored=sum(p.stored for p in parts),
+            spare_per_day=sum(p.spare_per_day for p in parts),
+            dry_run=dry_run,
+            accounts=tuple(parts),
+        )
+
+    def _chosen(self, account: str | None) -> list[Account]:
+        book = self._book()
+        return list(book) if account is None else [book.served(account)]
