@@ -7,7 +7,7 @@ The daily limit is small (12 files by default) so the demo also shows files bein
 then the clock moves to the next quota day and the scheduled drain submits them. Last, Polyv's own
 callbacks: an upload the simulator transcodes, its signed notifications to the callback endpoint
 on loopback, the queue, the prewarm function; one forged callback, refused; one replayed, answered
-"already received".
+"already received". Then two Polyv accounts in one deployment, each filling its own quota.
 """
 
 from __future__ import annotations
@@ -327,6 +327,74 @@ def show_callbacks(stack: DevStack, app: Any, buffer: io.StringIO, *, verbose: b
         api.stop()
 
 
+OTHER_ACCOUNT = "b7c41a09d2"  # a group's 分帐号: a userid, a secretkey and a quota of its own
+
+
+def show_accounts(stack: DevStack, app: Any, buffer: io.StringIO) -> None:
+    """Two Polyv accounts in one deployment (docs/ledger.md, "Accounts"): the secret holds both,
+    one invocation carries files of each, every Polyv call is one account's, signed with its own
+    secretkey, and each account fills its own quota; the next day's drain sends what each
+    deferred; a callback for one account's vid signed with the other's secretkey is refused."""
+    assert stack.polyv is not None
+    from polyv_prewarm import callback_runtime, runtime
+
+    stack.move_to_hour(STORY_HOUR, next_day=True)  # a quota day of its own
+    stack.add_account(OTHER_ACCOUNT)
+    runtime.current.cache_clear()  # a new container: the secret read afresh
+    callback_runtime.current.cache_clear()
+    limit, accounts = stack.daily_limit, (stack.userid, OTHER_ACCOUNT)
+    vids = {u: [f"{u}acc{i:019x}_e" for i in range(limit + 4)] for u in accounts}
+    for each in vids.values():
+        for vid in each:
+            stack.polyv.add_video(vid, (1,))
+    print(
+        f"\n── two Polyv accounts in one deployment: {' and '.join(accounts)}, {limit} files a day "
+        f"each ({stack.polyv.today()}); the secret holds both, each with its own secretkey"
+    )
+    before = len(stack.polyv.tasks())
+    files = [{"vid": vid, "brIndex": 1} for each in vids.values() for vid in each]
+    answer = app.lambda_handler({"videos": files}, LocalLambdaContext())
+    log_records(buffer)
+    print(f"   one invocation of {len(files)} files, {limit + 4} of each account: {_counts(answer)}")
+    _account_lines(stack, answer, before)
+    stack.move_to_hour(STORY_HOUR, next_day=True)
+    before = len(stack.polyv.tasks())
+    answer = app.lambda_handler({"action": "drain"}, LocalLambdaContext())
+    log_records(buffer)
+    print(f"   the next day's drain ({stack.polyv.today()}): {_counts(answer)}")
+    _account_lines(stack, answer, before)
+    callback_app = importlib.import_module("callback_app")
+    api = LocalHttpApi(callback_app.lambda_handler).start()
+    try:
+        theirs = vids[OTHER_ACCOUNT][0]
+        forged = callback("encode", theirs, stack.secretkey, format="mp4", df=1)
+        status = deliver(api.url, forged)
+        reason = next(r["reason"] for r in log_records(buffer) if "reason" in r)
+        print(
+            f"   a callback for {OTHER_ACCOUNT}'s vid signed with {stack.userid}'s secretkey: "
+            f"HTTP {status}, {reason}"
+        )
+    finally:
+        api.stop()
+
+
+def _counts(summary: dict[str, Any]) -> str:
+    return ", ".join(f"{n} {fate}" for fate, n in summary["counts"].items()) or "no files"
+
+
+def _account_lines(stack: DevStack, summary: dict[str, Any], before: int) -> None:
+    assert stack.polyv is not None
+    for task in stack.polyv.tasks()[before:]:
+        owners = sorted({vid[:10] for vid, _ in task.files})
+        print(f"   Polyv call signed by {task.userid}: {len(task.files)} files, vids of {', '.join(owners)}")
+    for userid, each in summary["accounts"].items():
+        quota = each["quota"]
+        print(
+            f"   account {userid}: {_counts(each)}; quota used {quota['used']} of {quota['limit']}, "
+            f"Polyv counted {stack.polyv.used(userid)}"
+        )
+
+
 def _logs(buffer: io.StringIO, verbose: bool) -> list[dict[str, Any]]:
     records = log_records(buffer)
     if verbose:
@@ -426,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         show_callbacks(stack, app, buffer, verbose=args.verbose)
         show_outage(stack, app, buffer)
+        show_accounts(stack, app, buffer)
         print()
         tasks = stack.polyv.tasks()
         files = [f for t in tasks for f in t.files]

@@ -210,6 +210,7 @@ class DevStack:
     polyv: PolyvSimulator | None = None
     tables: dict[str, str] = field(default_factory=dict)  # logical id -> table name
     queues: dict[str, str] = field(default_factory=dict)  # logical id -> queue URL
+    others: dict[str, str] = field(default_factory=dict)  # more accounts served: userid -> secretkey
     day_offset: int = 0  # a controllable clock: how many days ahead of real time the stack lives
     seconds_offset: float = 0.0  # ...and how many seconds more (a redelivery after a visibility timeout)
 
@@ -320,9 +321,28 @@ class DevStack:
             name = f"polyv-prewarm-{logical_id}"
             create_table_from_template(dynamodb, logical_id, props, name)
             self.tables[logical_id] = name
-        self.client("secretsmanager").create_secret(
-            Name=SECRET_NAME, SecretString=json.dumps({"userid": self.userid, "secretkey": self.secretkey})
+        self.client("secretsmanager").create_secret(Name=SECRET_NAME, SecretString=self._secret_string())
+
+    def _secret_string(self) -> str:
+        """The Polyv secret as a person writes it: the one-account form, or with more accounts
+        the ``accounts`` form, this stack's own account first (the home account, docs/ledger.md)."""
+        if not self.others:
+            return json.dumps({"userid": self.userid, "secretkey": self.secretkey})
+        accounts = {self.userid: self.secretkey, **self.others}
+        return json.dumps({"accounts": [{"userid": u, "secretkey": k} for u, k in accounts.items()]})
+
+    def add_account(self, userid: str, *, daily_limit: int | None = None) -> str:
+        """Serve one more Polyv account (a group's 分帐号): a secretkey of its own in the simulator
+        (with its own daily limit, if given) and in the Polyv secret, rewritten in the ``accounts``
+        form. Returns the secretkey. :meth:`reset` goes back to the one account."""
+        assert self.polyv is not None, "start() first"
+        secretkey = secrets.token_urlsafe(18)
+        self.polyv.add_account(userid, secretkey, daily_limit=daily_limit)
+        self.others[userid] = secretkey
+        self.client("secretsmanager").put_secret_value(
+            SecretId=SECRET_NAME, SecretString=self._secret_string()
         )
+        return secretkey
 
     def reset(self, *, daily_limit: int | None = None) -> None:
         """Empty every AWS resource and the simulator's counts; create the resources again."""
@@ -336,6 +356,7 @@ class DevStack:
             self.daily_limit = daily_limit
         self.day_offset = 0
         self.seconds_offset = 0.0
+        self.others.clear()
         self.polyv.reset(daily_limit=self.daily_limit)
         self.polyv.add_account(self.userid, self.secretkey)
         self.tables.clear()
@@ -347,29 +368,34 @@ class DevStack:
         self.secretkey = secrets.token_urlsafe(18)
         self.polyv.add_account(self.userid, self.secretkey)
         self.client("secretsmanager").put_secret_value(
-            SecretId=SECRET_NAME,
-            SecretString=json.dumps({"userid": self.userid, "secretkey": self.secretkey}),
+            SecretId=SECRET_NAME, SecretString=self._secret_string()
         )
         return self.secretkey
 
-    def quota_used(self, day: str) -> int:
-        """The day's count in the ledger, read directly (not through the product's code)."""
+    def _scoped(self, key: str, userid: str | None) -> str:
+        """An account's key (docs/ledger.md, "Accounts"): the home account's is the one-account
+        version's, another's is suffixed with its userid."""
+        return key if userid in (None, self.userid) else f"{key}#{userid}"
+
+    def quota_used(self, day: str, userid: str | None = None) -> int:
+        """An account's day count in the ledger (None: this stack's own account's), read directly
+        (not through the product's code)."""
         item = self.client("dynamodb").get_item(
             TableName=self.tables["QuotaTable"],
-            Key={"pk": {"S": f"DAY#{day}"}, "sk": {"S": "QUOTA"}},
+            Key={"pk": {"S": f"DAY#{day}"}, "sk": {"S": self._scoped("QUOTA", userid)}},
             ConsistentRead=True,
         )
         return int(item["Item"]["used"]["N"]) if "Item" in item else 0
 
-    def backlog_keys(self) -> list[str]:
-        """``vid#brIndex`` of every deferred file, read directly."""
+    def backlog_keys(self, userid: str | None = None) -> list[str]:
+        """``vid#brIndex`` of every file an account deferred (None: this stack's own), read directly."""
         pages = (
             self.client("dynamodb")
             .get_paginator("query")
             .paginate(
                 TableName=self.tables["QuotaTable"],
                 KeyConditionExpression="pk = :b",
-                ExpressionAttributeValues={":b": {"S": "BACKLOG"}},
+                ExpressionAttributeValues={":b": {"S": self._scoped("BACKLOG", userid)}},
             )
         )
         return [item["sk"]["S"] for page in pages for item in page["Items"]]

@@ -42,10 +42,19 @@ def test_the_demo_runs_every_event_the_next_days_drain_and_the_faults():
     assert "Polyv call: 2 files, brIndex [1, 2]" in callbacks
     assert "from Polyv's get-video-msg: ['" in callbacks
     assert "replayed: HTTP 200, already received: nothing queued (Polyv calls since: 0)" in callbacks
-    outage = out.split("── Polyv answers 503")[1].split("── faults")[0]
+    outage = out.split("── Polyv answers 503")[1].split("── two Polyv accounts")[0]
     assert "handed back: 0" in outage
     assert "Polyv call: 4 files" in outage  # the 4 files of its 2 messages (one repeats a file), once
     assert "dead-lettered by the outage: 0" in outage
+    accounts = out.split("── two Polyv accounts")[1].split("── faults")[0]
+    calls = re.findall(r"Polyv call signed by (\w+): (\d+) files, vids of ([\w, ]+)", accounts)
+    assert len({signer for signer, _, _ in calls}) == 2
+    assert all(owners == signer for signer, _, owners in calls)  # never mixed
+    quotas = re.findall(r"account (\w+): .*quota used (\d+) of (\d+), Polyv counted (\d+)", accounts)
+    assert len(quotas) == 4  # each account on the first day and after the next day's drain
+    first_day = quotas[:2]
+    assert all(used == limit == polyv for _, used, limit, polyv in first_day)  # each filled its own
+    assert "signed with e6b23c6f51's secretkey: HTTP 403" in accounts
     faults = out.split("── faults")[1]
     assert faults.count("fate: submitted") == 4
     assert "fate: handed_back — being submitted by another invocation" in faults
