@@ -18,7 +18,12 @@ is not JSON, slow answers, connections reset without an answer, and any document
 
 It also serves ``get-video-msg`` (``GET /v2/video/{userid}/get-video-msg``, signed by the same
 SHA-1 rule over every parameter it is sent, ``ptime`` checked): a known video's ``df``, ``status``
-60, and one ``filesize`` and play URLs per definition it has (0 and empty for the others).
+60, and one ``filesize`` and play URLs per definition it has (0 and empty for the others). And
+``get-new-list`` (``GET /v2/video/{userid}/get-new-list``: the account's videos by upload time,
+newest first, ``numPerPage`` a page, ``pageNum`` from 1, optional ``startDate``/``endDate``
+``yyyy-MM-dd`` in the configured time zone, inclusive; each entry ``vid``, ``df``, ``status``,
+``uploadTime``, ``times``) and ``ranklist`` (``GET /v2/videoview/{userid}/ranklist``: the account's
+videos with plays, most played first), both signed and ``ptime``-checked the same way.
 
 Run it by hand: ``python -m devstack.polyv_simulator --port 8900 --account USERID:SECRETKEY[:LIMIT]
 --video VID:1,2,3``.
@@ -47,6 +52,11 @@ from .loopback_http import LoopbackHandler, ServerThread, threaded_server
 
 PATH = "/v2/video/refresh-cdn-cache"
 VIDEO_MSG = re.compile(r"/v2/video/(?P<userid>[0-9a-z]{1,32})/get-video-msg")
+NEW_LIST = re.compile(r"/v2/video/(?P<userid>[0-9a-z]{1,32})/get-new-list")
+RANKLIST = re.compile(r"/v2/videoview/(?P<userid>[0-9a-z]{1,32})/ranklist")
+#: The read APIs: signed GETs that cost no prewarm quota (answers() records the prewarm calls only).
+READ_APIS = (VIDEO_MSG, NEW_LIST, RANKLIST)
+MAX_PER_PAGE = 100  # get-new-list's numPerPage above this is answered as this (an assumption)
 REQUIRED = ("userid", "ptime", "sign", "action", "fileType", "videos")
 
 PTIME_TOO_OLD = "ptime is too old"
@@ -204,9 +214,21 @@ class Account:
 
 
 @dataclass
+class Upload:
+    """What get-new-list and ranklist say of a video: when it was uploaded (Unix seconds, the
+    simulator's clock), its status (60 published) and its plays."""
+
+    at: float
+    status: int = 60
+    plays: int = 0
+
+
+@dataclass
 class SimulatorState:
     accounts: dict[str, Account] = field(default_factory=dict)
     videos: dict[str, frozenset[int]] = field(default_factory=dict)
+    uploads: dict[str, Upload] = field(default_factory=dict)  # every video's, since add_video
+    listings: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)  # (userid, API, params)
     tasks: list[Task] = field(default_factory=list)
     used: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     answers: list[str] = field(default_factory=list)  # the message of every answer, in order
@@ -238,6 +260,7 @@ class PolyvSimulator:
         self.clock = clock
         self.state = SimulatorState()
         self.video_msg_down = False  # get-video-msg answers HTTP 503 (the prewarm API does not)
+        self.listing_down = False  # get-new-list and ranklist answer HTTP 503
         self._lock = threading.Lock()
         self._http = ServerThread(threaded_server(self._handler_class(), host, port), "polyv-simulator")
 
@@ -248,9 +271,33 @@ class PolyvSimulator:
         with self._lock:
             self.state.accounts[userid] = Account(secretkey, daily_limit)
 
-    def add_video(self, vid: str, br_indexes: Iterable[int] = (1, 2, 3)) -> None:
+    def add_video(
+        self,
+        vid: str,
+        br_indexes: Iterable[int] = (1, 2, 3),
+        *,
+        uploaded_at: float | None = None,
+        status: int | None = None,
+        plays: int | None = None,
+    ) -> None:
+        """A video Polyv has, with its definitions; uploaded now (the simulator's clock) unless
+        ``uploaded_at`` says otherwise, published (status 60) unless ``status`` does. Adding it
+        again changes what is given and keeps the rest."""
         with self._lock:
             self.state.videos[vid] = frozenset(br_indexes)
+            upload = self.state.uploads.setdefault(vid, Upload(at=self.clock()))
+            if uploaded_at is not None:
+                upload.at = uploaded_at
+            if status is not None:
+                upload.status = status
+            if plays is not None:
+                upload.plays = plays
+
+    def listings(self, api: str | None = None) -> list[tuple[str, dict[str, str]]]:
+        """(userid, parameters) of every get-new-list or ranklist request answered with a list
+        (``api``: ``"get-new-list"`` or ``"ranklist"`` only)."""
+        with self._lock:
+            return [(u, params) for u, name, params in self.state.listings if api in (None, name)]
 
     def inject(self, kind: str, count: int = 1, **options: Any) -> None:
         """Queue a fault for the next ``count`` requests (see :class:`Fault`)."""
@@ -329,8 +376,10 @@ class PolyvSimulator:
             self.state.windows.clear()
             self.state.requests.clear()
             self.state.lookups.clear()
+            self.state.listings.clear()
             self.state.asked.clear()
             self.video_msg_down = False
+            self.listing_down = False
             if daily_limit is not None:
                 self.daily_limit = daily_limit
 
@@ -379,7 +428,7 @@ class PolyvSimulator:
         self, method: str, path: str, content_type: str, body: bytes, *, faulted: bool = False
     ) -> tuple[int, dict[str, Any]]:
         status, answer = self._decide(method, path, content_type, body, faulted=faulted)
-        if VIDEO_MSG.fullmatch(urlsplit(path).path) is None:  # answers(): the prewarm calls' only
+        if not any(api.fullmatch(urlsplit(path).path) for api in READ_APIS):  # the prewarm calls only
             self._record(str(answer.get("message")))
             outcome = "accepted" if status == 200 else str(answer.get("message"))
             self._note_asked(body, f"{outcome} [faulted]" if faulted else outcome)
@@ -395,6 +444,14 @@ class PolyvSimulator:
         video_msg = VIDEO_MSG.fullmatch(urlsplit(path).path)
         if video_msg is not None:
             return self._video_msg(video_msg["userid"], urlsplit(path).query, method, body)
+        for api, answer in ((NEW_LIST, self._new_list), (RANKLIST, self._ranklist)):
+            listing = api.fullmatch(urlsplit(path).path)
+            if listing is not None:
+                if self.listing_down:
+                    return 503, {"code": 503, "status": "error", "message": "[simulator] down", "data": None}
+                if method != "GET":
+                    return error("[simulator] GET only")
+                return answer(listing["userid"], urlsplit(path).query)
         if urlsplit(path).path != PATH:
             return 404, {"code": 404, "status": "error", "message": "[simulator] not found", "data": None}
         if method != "POST":
@@ -451,8 +508,30 @@ class PolyvSimulator:
                 "data": None,
             }
         raw = query if method == "GET" else body.decode("utf-8", "replace")
+        params = self._signed(userid, raw, ("vid", "ptime", "sign"))
+        if isinstance(params, tuple):
+            return params
+        with self._lock:
+            vid = params["vid"]
+            if not vid.startswith(userid) or vid not in self.state.videos:
+                return error(ILLEGAL_VID)
+            have = self.state.videos[vid]
+            self.state.lookups.append(vid)
+            upload = self.state.uploads.get(vid)
+        video: dict[str, Any] = {"vid": vid, "df": len(have), "status": upload.status if upload else 60}
+        video["filesize"] = [1_000_000 * br if br in have else 0 for br in (1, 2, 3)]
+        for br in (1, 2, 3):
+            video[f"hls_{br}"] = f"https://hls.videocc.net/{vid[:10]}/{vid}_{br}.m3u8" if br in have else ""
+            video[f"mp4_{br}"] = f"https://mpv.videocc.net/{vid[:10]}/{vid}_{br}.mp4" if br in have else ""
+        return 200, {"code": 200, "status": "success", "message": "", "data": [video]}
+
+    def _signed(
+        self, userid: str, raw: str, required: tuple[str, ...]
+    ) -> dict[str, str] | tuple[int, dict[str, Any]]:
+        """A read API's parameters, once present, ``ptime`` within the window and signed with the
+        account's secretkey over every parameter sent; else Polyv's answer."""
         params = {name: values[-1] for name, values in parse_qs(raw, keep_blank_values=True).items()}
-        missing = [name for name in ("vid", "ptime", "sign") if not params.get(name)]
+        missing = [name for name in required if not params.get(name)]
         if missing:
             return error(f"[simulator] missing parameter: {', '.join(missing)}")
         ptime = params["ptime"]
@@ -465,17 +544,53 @@ class PolyvSimulator:
             account = self.state.accounts.get(userid)
             if account is None or params["sign"] != expected_sign(params, account.secretkey):
                 return error(SIGN_NOT_RIGHT)
-            vid = params["vid"]
-            if not vid.startswith(userid) or vid not in self.state.videos:
-                return error(ILLEGAL_VID)
-            have = self.state.videos[vid]
-            self.state.lookups.append(vid)
-        video: dict[str, Any] = {"vid": vid, "df": len(have), "status": 60}
-        video["filesize"] = [1_000_000 * br if br in have else 0 for br in (1, 2, 3)]
-        for br in (1, 2, 3):
-            video[f"hls_{br}"] = f"https://hls.videocc.net/{vid[:10]}/{vid}_{br}.m3u8" if br in have else ""
-            video[f"mp4_{br}"] = f"https://mpv.videocc.net/{vid[:10]}/{vid}_{br}.mp4" if br in have else ""
-        return 200, {"code": 200, "status": "success", "message": "", "data": [video]}
+        return params
+
+    def _new_list(self, userid: str, query: str) -> tuple[int, dict[str, Any]]:
+        """get-new-list: a page of the account's videos, newest upload first."""
+        params = self._signed(userid, query, ("catatree", "numPerPage", "pageNum", "ptime", "sign"))
+        if isinstance(params, tuple):
+            return params
+        try:
+            per_page = min(MAX_PER_PAGE, max(1, int(params["numPerPage"])))
+            page = max(1, int(params["pageNum"]))
+        except ValueError:
+            return error("[simulator] numPerPage and pageNum must be numbers")
+        first, last = params.get("startDate") or "0000-00-00", params.get("endDate") or "9999-99-99"
+        with self._lock:
+            mine = [
+                (vid, self.state.uploads[vid], self.state.videos[vid])
+                for vid in self.state.videos
+                if vid.startswith(userid) and vid in self.state.uploads
+            ]
+            self.state.listings.append((userid, "get-new-list", params))
+        mine.sort(key=lambda video: (video[1].at, video[0]), reverse=True)
+        dated = [(vid, up, brs, self._local(up.at)) for vid, up, brs in mine]
+        chosen = [d for d in dated if first <= d[3][:10] <= last]
+        entries = [
+            {"vid": vid, "df": len(brs), "status": up.status, "uploadTime": local, "times": up.plays}
+            for vid, up, brs, local in chosen[(page - 1) * per_page : page * per_page]
+        ]
+        return 200, {"code": 200, "status": "success", "message": "", "data": entries}
+
+    def _ranklist(self, userid: str, query: str) -> tuple[int, dict[str, Any]]:
+        """ranklist: the account's videos with plays, most played first."""
+        params = self._signed(userid, query, ("dr", "ptime", "sign"))
+        if isinstance(params, tuple):
+            return params
+        with self._lock:
+            played = [
+                (vid, up.plays)
+                for vid, up in self.state.uploads.items()
+                if vid.startswith(userid) and up.plays
+            ]
+            self.state.listings.append((userid, "ranklist", params))
+        played.sort(key=lambda p: (-p[1], p[0]))
+        data = [{"vid": vid, "times": plays} for vid, plays in played]
+        return 200, {"code": 200, "status": "success", "message": "", "data": data}
+
+    def _local(self, at: float) -> str:
+        return datetime.fromtimestamp(at, UTC).astimezone(self.tz).strftime("%Y-%m-%d %H:%M:%S")
 
     @staticmethod
     def _files(videos: str) -> list[tuple[str, int]] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
@@ -263,3 +264,66 @@ def test_get_video_msgs_sign_never_reaches_a_log_line_at_debug(sim, caplog, monk
     )
     assert client.definitions(VID) == frozenset({1, 2})
     assert sign({"vid": VID, "ptime": "1764201600000", "format": "json"}, "fresh") not in caplog.text
+
+
+def test_get_new_list_pages_and_ranklist_signed_and_resigned_after_a_rotation(sim):
+    sim.add_account(USERID, "fresh")
+    sim.reset()
+    now = time.time()
+    new = [f"{USERID}{i:022x}_n" for i in range(5)]
+    for i, vid in enumerate(new):
+        sim.add_video(vid, (1, 2, 3)[: 1 + i % 3], uploaded_at=now + 60 * i, plays=i)  # the last is newest
+    secret = RotatingSecret("stale", "fresh")
+    client = PolyvClient(sim.url, secret, policy=FAST)
+    first = client.new_videos(page=1, per_page=2)
+    assert [v.vid for v in first] == [new[4], new[3]]
+    assert (first[0].definitions, first[0].status, first[0].plays) == (2, 60, 4)
+    assert len(first[0].uploaded) == len("2026-12-04 10:00:00")
+    assert secret.refreshes == 1  # the stale key refused once, the fresh one read and used
+    pages = [client.new_videos(page=n, per_page=2) for n in (2, 3, 4)]
+    assert [v.vid for page in [first, *pages] for v in page][:5] == new[::-1]
+    day = first[0].uploaded[:10]
+    that_day = client.new_videos(page=1, per_page=100, start_date=day, end_date=day)
+    assert first[0] in that_day
+    assert all(v.uploaded.startswith(day) for v in that_day)
+    assert client.ranked(days=7)[:4] == [(new[4], 4), (new[3], 3), (new[2], 2), (new[1], 1)]
+    assert [params["dr"] for _, params in sim.listings("ranklist")] == ["7days"]
+    sim.listing_down = True
+    try:
+        with pytest.raises(PolyvUnavailable, match="get-new-list"):
+            client.new_videos(page=1, per_page=10)
+    finally:
+        sim.listing_down = False
+    with pytest.raises(PolyvConfigurationError):
+        PolyvClient(sim.url, RotatingSecret("wrong", "wrong"), policy=FAST).new_videos(page=1, per_page=1)
+
+
+def test_listing_entries_of_another_shape_are_left_out_not_guessed():
+    from polyv_prewarm.adapters.polyv import _listed, _listed_video
+
+    entries = _listed(
+        200,
+        {
+            "code": 200,
+            "status": "success",
+            "data": [
+                {"videoId": VID, "df": 3, "status": 61, "uploadTime": "2026-12-04 10:00:00", "extra": 1},
+                {"vid": "not-a-vid", "df": 1},
+                {"df": 2},
+                "a string",
+            ],
+        },
+        "get-new-list",
+    )
+    assert [_listed_video(e) for e in entries] == [
+        (VID, 3, 61, "2026-12-04 10:00:00", 0),
+        None,
+        None,
+    ]
+    for answer in (
+        None,
+        {"code": 400, "status": "error", "message": "x"},
+        {"code": 200, "status": "success"},
+    ):
+        with pytest.raises(PolyvUnavailable):
+            _listed(200, answer, "get-new-list")

@@ -120,3 +120,77 @@ def test_rejects_json_body_and_missing_params(sim):
 
 def test_rejects_wrong_action(sim):
     assert "action=push" in post(sim, form([{"vid": VID, "brIndex": 1}], action="refresh"))["message"]
+
+
+def listing(sim, api, params, *, secret=SECRET, userid=USERID):
+    """A signed GET of a read API (``get-new-list`` or ``ranklist``)."""
+    query = {**params, "ptime": str(int(time.time() * 1000))}
+    query["sign"] = expected_sign(query, secret)
+    base = sim.url.rsplit("/", 2)[0]  # .../v2
+    path = f"video/{userid}/get-new-list" if api == "get-new-list" else f"videoview/{userid}/ranklist"
+    return requests.get(f"{base}/{path}", params=query, timeout=5).json()
+
+
+def test_get_new_list_pages_the_accounts_videos_newest_first_within_the_dates():
+    sim = PolyvSimulator(timezone="Asia/Shanghai").start()
+    try:
+        sim.add_account(USERID, SECRET)
+        now = time.time()
+        mine = [f"{USERID}{i:022x}_a" for i in range(7)]
+        for i, vid in enumerate(mine):  # one a day further back each, the first uploaded now
+            sim.add_video(vid, (1, 2, 3)[: 1 + i % 3], uploaded_at=now - i * 86_400, plays=10 * i)
+        sim.add_video("0a1b2c3d4e" + "0" * 22 + "_a", (1,), uploaded_at=now)  # another account's
+        pages = [
+            listing(sim, "get-new-list", {"catatree": "1", "numPerPage": "3", "pageNum": str(n)})["data"]
+            for n in (1, 2, 3, 4)
+        ]
+        assert [len(p) for p in pages] == [3, 3, 1, 0]
+        assert [e["vid"] for page in pages for e in page] == mine  # newest first, only this account's
+        second = pages[0][1]
+        assert second == {
+            "vid": mine[1],
+            "df": 2,
+            "status": 60,
+            "uploadTime": second["uploadTime"],
+            "times": 10,
+        }
+        day = second["uploadTime"][:10]  # yesterday, in Shanghai
+        one_day = listing(
+            sim,
+            "get-new-list",
+            {"catatree": "1", "numPerPage": "100", "pageNum": "1", "startDate": day, "endDate": day},
+        )["data"]
+        assert [e["vid"] for e in one_day] == [mine[1]]
+        assert sim.listings("get-new-list")[0] == (
+            USERID,
+            {**sim.listings("get-new-list")[0][1], "numPerPage": "3", "pageNum": "1"},
+        )
+    finally:
+        sim.stop()
+
+
+def test_the_read_apis_check_their_sign_and_ptime(sim):
+    params = {"catatree": "1", "numPerPage": "10", "pageNum": "1"}
+    assert listing(sim, "get-new-list", params, secret="not-the-key")["message"] == "the sign is not right."
+    assert (
+        listing(sim, "ranklist", {"dr": "7days"}, secret="not-the-key")["message"] == "the sign is not right."
+    )
+    stale = {**params, "ptime": str(int(time.time() * 1000) - 600_000)}
+    stale["sign"] = expected_sign(stale, SECRET)
+    base = sim.url.rsplit("/", 2)[0]
+    answer = requests.get(f"{base}/video/{USERID}/get-new-list", params=stale, timeout=5).json()
+    assert answer["message"] == "ptime is too old"
+    assert sim.listings() == []  # nothing listed for a refused request
+
+
+def test_ranklist_ranks_the_accounts_played_videos(sim):
+    sim.add_video(f"{USERID}{1:022x}_r", (1,), plays=5)
+    sim.add_video(f"{USERID}{2:022x}_r", (1,), plays=50)
+    sim.add_video(f"{USERID}{3:022x}_r", (1,), plays=0)
+    sim.add_video(f"0a1b2c3d4e{4:022x}_r", (1,), plays=500)  # another account's
+    data = listing(sim, "ranklist", {"dr": "7days"})["data"]
+    ranked = [e for e in data if e["vid"].endswith("_r")]
+    assert ranked == [
+        {"vid": f"{USERID}{2:022x}_r", "times": 50},
+        {"vid": f"{USERID}{1:022x}_r", "times": 5},
+    ]

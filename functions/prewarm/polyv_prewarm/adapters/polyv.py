@@ -18,8 +18,8 @@ from urllib3.exceptions import NewConnectionError
 from urllib3.util.retry import Retry
 
 from .. import SERVICE
-from ..domain.model import BR_INDEXES, FileRef
-from ..domain.plan import MAX_FILES_PER_CALL
+from ..domain.model import BR_INDEXES, FileRef, ListedVideo
+from ..domain.plan import MAX_FILES_PER_CALL, VID_RE
 from ..domain.ports import (
     PolyvConfigurationError,
     PolyvContractViolation,
@@ -146,6 +146,42 @@ class PolyvClient:
         size and a play URL. One signed GET (no prewarm quota), re-signed once with a freshly read
         secret after "the sign is not right"; any other failure raises :class:`PolyvUnavailable`
         at once (the caller falls back: this is a refinement, never worth a wait)."""
+        status, answer = self._read(
+            "get-video-msg", lambda u: f"video/{u}/get-video-msg", {"vid": vid, "format": "json"}
+        )
+        return _video_definitions(status, answer, vid)
+
+    def new_videos(
+        self, *, page: int, per_page: int, start_date: str | None = None, end_date: str | None = None
+    ) -> list[ListedVideo]:
+        """One page (from 1) of ``get-new-list``: the account's videos by upload time, newest
+        first, uploaded from ``start_date`` to ``end_date`` (``yyyy-MM-dd``, both optional,
+        inclusive). Entries without a vid of the account's shape are left out (docs/polyv-api.md:
+        the field is ``vid`` or ``videoId``). Raises :class:`PolyvUnavailable` when Polyv cannot
+        say (no prewarm quota is at stake: the caller tries again later)."""
+        params = {"catatree": "1", "numPerPage": str(per_page), "pageNum": str(page)}
+        params |= {k: v for k, v in (("startDate", start_date), ("endDate", end_date)) if v}
+        status, answer = self._read("get-new-list", lambda u: f"video/{u}/get-new-list", params)
+        return [video for entry in _listed(status, answer, "get-new-list") if (video := _listed_video(entry))]
+
+    def ranked(self, *, days: int) -> list[tuple[str, int]]:
+        """``ranklist``'s videos of the last ``days`` days, most played first: (vid, plays)."""
+        status, answer = self._read("ranklist", lambda u: f"videoview/{u}/ranklist", {"dr": f"{days}days"})
+        ranked = []
+        for entry in _listed(status, answer, "ranklist"):
+            vid, plays = entry.get("vid", entry.get("videoId")), entry.get("times", 0)
+            if isinstance(vid, str) and VID_RE.fullmatch(vid) and isinstance(plays, int):
+                ranked.append((vid, plays))
+        return ranked
+
+    def _read(
+        self, api: str, path: Callable[[str], str], params: dict[str, str]
+    ) -> tuple[int, dict[str, Any] | None]:
+        """One signed GET of a read API (no prewarm quota: get-video-msg, get-new-list, ranklist)
+        under ``https://<Polyv>/v2/<path(userid)>``, re-signed once with a freshly read secret
+        after "the sign is not right"; its status and JSON envelope. Any other failure raises
+        :class:`PolyvUnavailable` at once: a read is never worth a wait."""
+        base = self._url.rsplit("/", 2)[0]  # https://api.polyv.net/v2
         for refresh in (False, True):
             try:
                 creds = self._credentials.get(refresh=refresh)
@@ -153,17 +189,16 @@ class PolyvClient:
                 raise PolyvUnavailable(
                     f"cannot read the Polyv secret: {exc}", ambiguous=False, secret=True
                 ) from None
-            params = {"vid": vid, "ptime": str(self._now_ms()), "format": "json"}
-            params["sign"] = sign(params, creds.secretkey)
-            url = f"{self._url.rsplit('/', 1)[0]}/{creds.userid}/get-video-msg"
+            query = {**params, "ptime": str(self._now_ms())}
+            query["sign"] = sign(query, creds.secretkey)
             try:
-                status, body = self._send("GET", url, params=params)
+                status, body = self._send("GET", f"{base}/{path(creds.userid)}", params=query)
             except requests.RequestException as exc:
-                raise PolyvUnavailable(f"get-video-msg: {type(exc).__name__}", ambiguous=False) from None
+                raise PolyvUnavailable(f"{api}: {type(exc).__name__}", ambiguous=False) from None
             answer = _json_answer(body)
             if answer is not None and answer.get("message") == SIGN_NOT_RIGHT:
                 continue  # a rotated secret: read it again and sign again, once
-            return _video_definitions(status, answer, vid)
+            return status, answer
         raise PolyvConfigurationError("Polyv rejects the signature even with a freshly read secret")
 
     def push(self, files: Sequence[FileRef]) -> str:
@@ -378,6 +413,38 @@ def _video_definitions(status: int, answer: dict[str, Any] | None, vid: str) -> 
     if not isinstance(sizes, list):
         raise PolyvUnavailable("get-video-msg: no filesize list", ambiguous=False)
     return frozenset(br for br, size in zip(BR_INDEXES, sizes, strict=False) if _exists(video, br, size))
+
+
+def _listed(status: int, answer: dict[str, Any] | None, api: str) -> list[dict[str, Any]]:
+    """A listing's entries (``data``, a list), the objects among them; anything but a success
+    envelope raises :class:`PolyvUnavailable`."""
+    if answer is None or not _says_success(answer):
+        message = str(answer.get("message", ""))[:80] if answer else f"HTTP {status}"
+        raise PolyvUnavailable(f"{api}: {message!r}", ambiguous=False, refused=answer is not None)
+    data = answer.get("data")
+    if not isinstance(data, list):
+        raise PolyvUnavailable(f"{api}: no list of videos", ambiguous=False)
+    return [entry for entry in data if isinstance(entry, dict)]
+
+
+def _listed_video(entry: dict[str, Any]) -> ListedVideo | None:
+    """One get-new-list entry, or None when it has no vid of Polyv's shape (then it is absent)."""
+    vid = entry.get("vid", entry.get("videoId"))
+    if not isinstance(vid, str) or not VID_RE.fullmatch(vid):
+        return None
+
+    def number(name: str) -> int:
+        value = entry.get(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+    uploaded = entry.get("uploadTime")
+    return ListedVideo(
+        vid,
+        definitions=number("df"),
+        status=number("status"),
+        uploaded=uploaded if isinstance(uploaded, str) else "",
+        plays=number("times"),
+    )
 
 
 def _exists(video: dict[str, Any], br: int, size: object) -> bool:

@@ -220,6 +220,16 @@ class CallRecord(NamedTuple):
     files: int
 
 
+class ListedVideo(NamedTuple):
+    """A video as Polyv's ``get-new-list`` lists it (docs/polyv-api.md, "Other facts")."""
+
+    vid: str
+    definitions: int  # df: how many definitions it has
+    status: int  # 60/61 published, 10/20 waiting or encoding, 50/51 audit, -1 deleted
+    uploaded: str  # uploadTime, "yyyy-MM-dd HH:mm:ss" (Polyv's local time)
+    plays: int  # times
+
+
 class QuotaView(NamedTuple):
     day: str
     used: int
