@@ -100,6 +100,11 @@ def test_quota_and_status_actions_answer_typed_summaries(world):
     assert status["days"][DAY]["2"]["state"] == "submitted"
 
 
+def test_a_status_of_a_vid_of_no_account_served_is_refused_with_the_reason(world):
+    with pytest.raises(InvalidEvent, match="no account for userid '1b448be323'"):
+        invoke({"action": "status", "vid": vid(1, userid="1b448be323")})
+
+
 def test_another_rules_scheduled_event_drains_nothing(world):
     invoke({"vids": [vid(i) for i in range(10)]})
     world.clock.advance(days=1)

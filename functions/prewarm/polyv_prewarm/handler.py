@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from polyv_prewarm import SERVICE, runtime, telemetry
+from polyv_prewarm.domain.accounts import no_account
 from polyv_prewarm.domain.model import Origin, Report
 from polyv_prewarm.domain.ports import CredentialsError, PrewarmError, QueueUnavailable
 from polyv_prewarm.domain.preview import preview
@@ -304,8 +305,9 @@ def _action(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             if len(quotas) == 1
             else {"accounts": {userid: summary(quota) for userid, quota in quotas.items()}}
         )
-    book = current.book()
-    account = book.of(action.vid) or book.first()
+    account = current.book().of(action.vid)
+    if account is None:  # a status of no account's ledger: say so, as the CLI does
+        raise InvalidEvent(no_account(action.vid))
     return summary(current.cases(account.userid).queries.status(action.vid))
 
 
