@@ -49,7 +49,7 @@ from polyv_prewarm.events import ParseOptions, parse_body  # noqa: E402
 from polyv_prewarm.lambda_context import LocalLambdaContext  # noqa: E402
 from polyv_prewarm.logic.prewarm import PrewarmFiles  # noqa: E402
 from polyv_prewarm.telemetry import metrics  # noqa: E402
-from tests.fakes import FakePolyv, InMemoryBacklog, InMemoryBreaker, InMemoryLedger  # noqa: E402
+from tests.fakes import FakePolyv, InMemoryBacklog, InMemoryBreaker, InMemoryLedger, InMemoryMarks  # noqa: E402
 
 USERID = "e6b23c6f51"
 
@@ -524,6 +524,7 @@ class Bench:
                     polyv=_SigningFakePolyv(),
                     ledger=InMemoryLedger(),
                     backlog=InMemoryBacklog(),
+                    marks=InMemoryMarks(),
                     breaker=InMemoryBreaker(),
                     clock=lambda: datetime.now(UTC),
                     backoff=lambda _: 0.0,

@@ -367,8 +367,10 @@ class PolyvSimulator:
             return fault
 
     def reset(self, *, daily_limit: int | None = None) -> None:
-        """Forget tasks, counts and faults (accounts and videos stay)."""
+        """Forget tasks, counts and faults (accounts and videos stay; the list of new videos
+        starts empty: a video added again is uploaded again, then)."""
         with self._lock:
+            self.state.uploads.clear()
             self.state.tasks.clear()
             self.state.used.clear()
             self.state.answers.clear()

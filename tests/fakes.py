@@ -16,6 +16,7 @@ from polyv_prewarm.domain.model import (
     FileRef,
     FileRequest,
     LedgerEntry,
+    ListedVideo,
     Origin,
     QuotaView,
     Tier,
@@ -32,6 +33,7 @@ from polyv_prewarm.domain.ports import (
     StoreUnavailable,
 )
 from polyv_prewarm.domain.quota import DayOutlook
+from polyv_prewarm.domain.reconcile import Mark
 
 USERID = "e6b23c6f51"
 
@@ -57,6 +59,9 @@ class FakePolyv:
         self.quota_left: int | None = None  # Polyv's own count of the day: None, no limit
         self.lookups: list[str] = []  # every get-video-msg asked
         self.lookup_fails = False  # get-video-msg unreachable
+        self.listed: list[ListedVideo] = []  # get-new-list's videos, newest first
+        self.listing_fails = False  # get-new-list unreachable
+        self.pages_asked: list[tuple[int, str | None, str | None]] = []  # (page, startDate, endDate)
 
     def userid(self) -> str:
         return self.account
@@ -69,6 +74,16 @@ class FakePolyv:
         if vid in self.unknown:
             raise PolyvUnavailable("get-video-msg: 'illeagal vid'", ambiguous=False, refused=True)
         return frozenset(br for br in (1, 2, 3) if FileRef(vid, br) not in self.missing)
+
+    def new_videos(
+        self, *, page: int, per_page: int, start_date: str | None = None, end_date: str | None = None
+    ) -> list[ListedVideo]:
+        """get-new-list: ``listed`` of the dates (upload day, inclusive), a page of it."""
+        self.pages_asked.append((page, start_date, end_date))
+        if self.listing_fails:
+            raise PolyvUnavailable("get-new-list: ConnectTimeout", ambiguous=False)
+        dated = [v for v in self.listed if (start_date or "") <= v.uploaded[:10] <= (end_date or "9999")]
+        return dated[(page - 1) * per_page : page * per_page]
 
     def push(self, files: Sequence[FileRef]) -> str:
         assert 1 <= len(files) <= 100
@@ -356,6 +371,25 @@ class InMemoryBacklog:
         waiting = sum(1 for d in self.items.values() if d.waiting)
         tiers = {tier: len(self._drainable(tier)) for tier in Tier}
         return BacklogFigures(len(self.items), oldest[0].deferred_at if oldest else None, waiting, tiers)
+
+
+class InMemoryMarks:
+    """One account's reconcile mark; ``fail`` makes the store unavailable."""
+
+    def __init__(self) -> None:
+        self.mark: Mark | None = None
+        self.puts = 0
+        self.fail = False
+
+    def get(self) -> Mark | None:
+        if self.fail:
+            raise StoreUnavailable("the reconcile mark: InternalServerError")
+        return self.mark
+
+    def put(self, mark: Mark) -> None:
+        if self.fail:
+            raise StoreUnavailable("the reconcile mark: InternalServerError")
+        self.mark, self.puts = mark, self.puts + 1
 
 
 class InMemoryBreaker:

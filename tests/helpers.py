@@ -18,7 +18,15 @@ from polyv_prewarm.domain.model import FileRequest, Origin
 from polyv_prewarm.domain.policy import Deadline
 from polyv_prewarm.logic.accounts import EveryAccount
 from polyv_prewarm.runtime import retry_policy, use_cases
-from tests.fakes import USERID, FakePolyv, InMemoryBacklog, InMemoryBreaker, InMemoryLedger, vid
+from tests.fakes import (
+    USERID,
+    FakePolyv,
+    InMemoryBacklog,
+    InMemoryBreaker,
+    InMemoryLedger,
+    InMemoryMarks,
+    vid,
+)
 
 if TYPE_CHECKING:
     import pytest
@@ -148,6 +156,7 @@ class World:
         self.ledger = InMemoryLedger()
         self.backlog = InMemoryBacklog()
         self.breaker = InMemoryBreaker()
+        self.marks = InMemoryMarks()
         self.clock = Clock()
         self.sleep = lambda seconds: None  # a test may make waiting move the clock
         self.backoff = None  # a test may fix the back-off; else the Polyv client's, from the settings
@@ -170,6 +179,7 @@ class World:
             polyv=self.polyv,
             ledger=self.ledger,
             backlog=self.backlog,
+            marks=self.marks,
             breaker=self.breaker,
             clock=self.clock,
             backoff=lambda n: self.backoff(n) if self.backoff else retry.backoff(n),

@@ -16,7 +16,15 @@ from polyv_prewarm.domain.ports import CredentialsError
 from polyv_prewarm.logic.accounts import by_account
 from polyv_prewarm.runtime import AccountPorts, every_account
 from polyv_prewarm.summaries import summary
-from tests.fakes import USERID, FakePolyv, InMemoryBacklog, InMemoryBreaker, InMemoryLedger, vid
+from tests.fakes import (
+    USERID,
+    FakePolyv,
+    InMemoryBacklog,
+    InMemoryBreaker,
+    InMemoryLedger,
+    InMemoryMarks,
+    vid,
+)
 from tests.helpers import BASE_ENV, DAY, Clock
 
 B, C, D, E = "1b448be323", "2c559cf434", "3d66ad0545", "4e77be1656"
@@ -40,11 +48,15 @@ class Deployment:
         self.polyv = {u: FakePolyv(userid=u) for u in userids}
         self.ledgers = {u: InMemoryLedger() for u in userids}
         self.backlogs = {u: InMemoryBacklog() for u in userids}
+        self.marks = {u: InMemoryMarks() for u in userids}
         self.every = every_account(
             self.settings,
             lambda: self.settings.account_book(self.secret),
             lambda account, home: AccountPorts(
-                self.polyv[account.userid], self.ledgers[account.userid], self.backlogs[account.userid]
+                self.polyv[account.userid],
+                self.ledgers[account.userid],
+                self.backlogs[account.userid],
+                self.marks[account.userid],
             ),
             breaker=self.breaker,
             clock=self.clock,

@@ -73,6 +73,7 @@ USE_CASES = {
     "receive_callback",
     "backfill",
     "confirm_definitions",
+    "reconcile",
 }
 
 

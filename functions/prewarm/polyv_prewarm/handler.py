@@ -33,6 +33,7 @@ from polyv_prewarm.events import (
     Parsed,
     ParseOptions,
     QuotaAction,
+    ReconcileAction,
     RecoverAction,
     Remark,
     SweepAction,
@@ -296,6 +297,21 @@ def _action(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         }
         logger.info(done[type(action)], extra={"summary": _log_summary(report)})
         return summary(report)
+    if isinstance(action, ReconcileAction):
+        run = current.accounts.reconcile(deadline=current.deadline(context.get_remaining_time_in_millis()))
+        telemetry.record_report(run.report)
+        telemetry.record_reconcile(
+            run.files_found, len(run.failed()), max(f.mark.failures for f in run.found.values())
+        )
+        logger.info(
+            "reconcile done",
+            extra={
+                "files_found": run.files_found,
+                "failed": run.failed(),
+                "summary": _log_summary(run.report),
+            },
+        )
+        return summary(run)
     if isinstance(action, QuotaAction):
         quotas = {a.userid: current.cases(a.userid).queries.quota(action.day) for a in current.book()}
         for userid, quota in quotas.items():

@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import boto3
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
@@ -28,10 +28,11 @@ from .adapters.credentials import AccountCredentials, SecretsManagerCredentials,
 from .adapters.ledger import DynamoDayLedger, LedgerTable
 from .adapters.polyv import PolyvClient, RetryPolicy, build_session
 from .adapters.queue import SqsMessages
+from .adapters.reconcile_marks import DynamoReconcileMarks
 from .config import Settings
 from .domain.accounts import Account, AccountBook
 from .domain.policy import Deadline
-from .domain.ports import Backlog, DayLedger, PolyvBreaker, PolyvGateway
+from .domain.ports import Backlog, DayLedger, PolyvBreaker, PolyvGateway, ReconcileMarks, VideoListing
 from .logic.accounts import EveryAccount, UseCases
 from .logic.backfill import Backfill
 from .logic.chunk import Ports
@@ -40,6 +41,7 @@ from .logic.drain import DrainBacklog
 from .logic.expiry import ExpireBacklog
 from .logic.prewarm import PrewarmFiles
 from .logic.queries import LedgerQueries
+from .logic.reconcile import ReconcileAccount
 from .logic.recovery import RecoverWaiting
 from .logic.slices import DrainSlices
 from .logic.submission import Submission
@@ -126,18 +128,25 @@ def build_runtime(
                 account=LedgerTable.of_account(settings.quota_table, account.userid, home=home),
             ),
             backlog=DynamoBacklog(settings.quota_table, dynamodb, pk=backlog_pk(account.userid, home=home)),
+            marks=DynamoReconcileMarks(settings.quota_table, dynamodb, account.userid),
         )
 
     accounts = every_account(settings, book, ports, breaker=breaker, clock=clock, backoff=retry.backoff)
     return Runtime(settings, accounts, clock, messages=_messages(settings, session))
 
 
-class AccountPorts(NamedTuple):
-    """What one account has of its own: its Polyv client, its part of the ledger and the backlog."""
+class PolyvOfAnAccount(PolyvGateway, VideoListing, Protocol):
+    """An account's Polyv: its prewarm calls and its list of new videos."""
 
-    polyv: PolyvGateway
+
+class AccountPorts(NamedTuple):
+    """What one account has of its own: its Polyv client, its part of the ledger and the backlog,
+    its reconcile mark."""
+
+    polyv: PolyvOfAnAccount
     ledger: DayLedger
     backlog: Backlog
+    marks: ReconcileMarks
 
 
 def every_account(
@@ -164,6 +173,7 @@ def every_account(
                 polyv=own.polyv,
                 ledger=own.ledger,
                 backlog=own.backlog,
+                marks=own.marks,
                 breaker=breaker,
                 clock=clock,
                 backoff=backoff,
@@ -187,9 +197,10 @@ def retry_policy(settings: Settings) -> RetryPolicy:
 def use_cases(
     settings: Settings,
     *,
-    polyv: PolyvGateway,
+    polyv: PolyvOfAnAccount,
     ledger: DayLedger,
     backlog: Backlog,
+    marks: ReconcileMarks,
     breaker: PolyvBreaker,
     clock: Callable[[], datetime],
     backoff: Callable[[int], float],
@@ -228,6 +239,9 @@ def use_cases(
             default_br_indexes=settings.default_br_indexes,
             clock=clock,
             min_time=policy.min_time_per_call,
+        ),
+        reconcile=ReconcileAccount(
+            listing=polyv, marks=marks, ledger=ledger, backlog=backlog, policy=policy, clock=clock
         ),
     )
 

@@ -25,6 +25,7 @@ from .domain.model import (
 )
 from .domain.preview import shown
 from .events import Remark
+from .logic.accounts import Reconciled
 from .logic.backfill import BackfillReport
 
 
@@ -205,3 +206,22 @@ def report_summary(report: Report, *, files: bool = True) -> dict[str, Any]:
 
 
 summary.register(Report, report_summary)
+
+
+@summary.register
+def _reconciled(run: Reconciled) -> dict[str, Any]:
+    """A reconcile's files (as a report's) and, per account, what Polyv listed and where the next
+    run starts."""
+    out = {**report_summary(run.report), "filesFound": run.files_found}
+    out["reconcile"] = {
+        userid: {
+            "listed": found.listed,
+            "pages": found.pages,
+            "complete": found.complete,
+            "found": len(found.requests),
+            "nextSince": found.mark.since.isoformat(),
+            **({"error": found.error, "failuresInARow": found.mark.failures} if found.error else {}),
+        }
+        for userid, found in run.found.items()
+    }
+    return out

@@ -139,6 +139,15 @@ def _record_day_closed(report: Report) -> None:
             )
 
 
+def record_reconcile(files_found: int, failed: int, failures_in_a_row: int) -> None:
+    """FilesFoundByReconcile (the files every event source missed), ReconcileListingFailed (the
+    accounts whose listing failed this run) and ReconcileFailuresInARow (the longest run of
+    failures of any account: the alarm's)."""
+    metrics.add_metric(name="FilesFoundByReconcile", unit=MetricUnit.Count, value=files_found)
+    metrics.add_metric(name="ReconcileListingFailed", unit=MetricUnit.Count, value=failed)
+    metrics.add_metric(name="ReconcileFailuresInARow", unit=MetricUnit.Count, value=failures_in_a_row)
+
+
 def record_backlog(backlog: BacklogFigures, *, account: str | None = None) -> None:
     """BacklogSize, BacklogWaiting, BacklogOldestAgeHours (the dashboard's and the alarms') and
     BacklogFiles by tier; with ``account``, its BacklogSize by account too (several accounts'

@@ -8,7 +8,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from .render import (
     render_backlog,
     render_drain,
     render_quota,
+    render_reconcile,
     render_report,
     render_status,
     render_url,
@@ -176,6 +177,27 @@ def cmd_drain(args: argparse.Namespace) -> int:
     return _outcome(report)
 
 
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    current = runtime.current()
+    _preflight(current, args)
+    since = None
+    if args.since is not None:
+        try:
+            day = date.fromisoformat(args.since)
+        except ValueError:
+            raise CliError(f"--since must be YYYY-MM-DD, got {args.since!r}", EXIT_USAGE) from None
+        since = datetime.combine(day, time(0), tzinfo=current.settings.timezone)
+    run = current.accounts.reconcile(
+        deadline=current.deadline(CLI_TIMEOUT_MS), account=args.account, since=since, dry_run=args.dry_run
+    )
+    _emit(args, run, render_reconcile)
+    if run.failed():
+        raise CliError(
+            f"Polyv's list of new videos could not be read for {', '.join(run.failed())}", EXIT_UNAVAILABLE
+        )
+    return _outcome(run.report)
+
+
 def cmd_backfill(args: argparse.Namespace) -> int:
     current = runtime.current()
     _preflight(current, args)
@@ -218,5 +240,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": cmd_status,
     "backlog": cmd_backlog,
     "drain": cmd_drain,
+    "reconcile": cmd_reconcile,
     "backfill": cmd_backfill,
 }

@@ -33,6 +33,7 @@ examples:
   polyv-prewarm status e6b23c6f513fbe025b94efdd10d7ab47_e
   polyv-prewarm backlog --limit 20
   polyv-prewarm drain
+  polyv-prewarm reconcile --since 2026-12-01 --dry-run
   polyv-prewarm backfill catalogue.csv --dry-run
   polyv-prewarm callback-url --stack polyv-prewarm
 """
@@ -173,6 +174,24 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do what the late sweeps do: every tier (held-back definitions, backfill, files in doubt), "
         "the reserve included once RESERVE_RELEASE_AT has passed",
+    )
+
+    reconcile = add(
+        "reconcile",
+        help="warm what Polyv lists as uploaded that no event brought",
+        description="Read each account's list of new videos from Polyv (get-new-list, signed with "
+        "its own secretkey; no prewarm quota) and queue the published files that no event has brought "
+        "into the ledger or the backlog, as ordinary automatic work. Without --since: from the "
+        "account's mark, which it then moves (what the function's reconcile action does); the same "
+        "bounds either way (10 pages of 100 videos an account).",
+    )
+    reconcile.add_argument(
+        "--since",
+        metavar="YYYY-MM-DD",
+        help="look at the uploads from this day (in QUOTA_TIMEZONE) on; the account's mark stays",
+    )
+    reconcile.add_argument(
+        "--dry-run", action="store_true", help="say what would be queued; queue nothing, move no mark"
     )
 
     backfill = add(

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from ..domain.catalogue import REFUSED_SHOWN
 from ..domain.model import BacklogFigures, DeferredFile, QuotaSummary, Report, VideoStatus
+from ..logic.accounts import Reconciled
 from ..logic.backfill import BackfillReport
 from ..summaries import summary
 from .terminal import row, say
@@ -135,6 +136,16 @@ def render_drain(console: Any, report: Report) -> None:
         say(console, f"stopped: {report.stopped_because}")
     if report.backlog is not None:
         say(console, f"backlog now: {report.backlog.files} files")
+
+
+def render_reconcile(console: Any, run: Reconciled) -> None:
+    for userid, found in run.found.items():
+        state = f"failed: {found.error}" if found.error else f"{found.listed} listed in {found.pages} page(s)"
+        say(console, f"account {userid}: {state}; {len(found.requests)} file(s) no event brought")
+    say(
+        console,
+        f"reconcile: {counts_line(run.report) or 'nothing to queue'}; {len(run.report.calls)} Polyv call(s)",
+    )
 
 
 def render_backfill(console: Any, report: BackfillReport) -> None:

@@ -14,8 +14,19 @@ from typing import NamedTuple, Protocol
 
 from .breaker import BreakerState
 from .claims import Decision, FileClaim
-from .model import BacklogFigures, DeferredFile, EntryState, FileRef, Lease, LedgerEntry, QuotaView, Tier
+from .model import (
+    BacklogFigures,
+    DeferredFile,
+    EntryState,
+    FileRef,
+    Lease,
+    LedgerEntry,
+    ListedVideo,
+    QuotaView,
+    Tier,
+)
 from .quota import DayOutlook
+from .reconcile import Mark
 
 
 class PrewarmError(Exception):
@@ -223,6 +234,24 @@ class PolyvGateway(Protocol):
         """The brIndexes the video has now (``get-video-msg``, no prewarm quota); raises a
         :class:`PolyvError` when Polyv cannot say."""
         ...
+
+
+class VideoListing(Protocol):
+    """Polyv's list of an account's new videos (``get-new-list``, no prewarm quota)."""
+
+    def new_videos(
+        self, *, page: int, per_page: int, start_date: str | None = None, end_date: str | None = None
+    ) -> list[ListedVideo]:
+        """One page (from 1), newest upload first; raises a :class:`PolyvError` when Polyv cannot say."""
+        ...
+
+
+class ReconcileMarks(Protocol):
+    """One account's reconcile mark (``domain/reconcile.Mark``): where its next run starts."""
+
+    def get(self) -> Mark | None: ...
+
+    def put(self, mark: Mark) -> None: ...
 
 
 class DayLedger(Protocol):

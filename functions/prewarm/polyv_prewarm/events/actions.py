@@ -1,5 +1,5 @@
 """A person's (or a schedule's) invocations: the flags of a direct invocation, and the
-operator actions ``{"action": "drain" | "sweep" | "recover" | "quota" | "status"}``."""
+operator actions ``{"action": "drain" | "sweep" | "recover" | "reconcile" | "quota" | "status"}``."""
 
 from __future__ import annotations
 
@@ -47,6 +47,10 @@ class RecoverAction(NamedTuple):
     """Send the files waiting out an outage, once Polyv answers (a schedule every few minutes)."""
 
 
+class ReconcileAction(NamedTuple):
+    """Queue what Polyv lists as uploaded that no event brought (a schedule every 15 minutes)."""
+
+
 class QuotaAction(NamedTuple):
     day: str | None = None  # YYYY-MM-DD; None: today
 
@@ -55,13 +59,14 @@ class StatusAction(NamedTuple):
     vid: str
 
 
-Action = DrainAction | SweepAction | RecoverAction | QuotaAction | StatusAction
+Action = DrainAction | SweepAction | RecoverAction | ReconcileAction | QuotaAction | StatusAction
 
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def parse_action(event: Mapping[str, Any]) -> Action:
-    """``{"action": "drain" | "sweep" | "recover" | "quota" [, "day"] | "status", "vid"}``;
+    """``{"action": "drain" | "sweep" | "recover" | "reconcile" | "quota" [, "day"] | "status",
+    "vid"}``;
     raises :class:`InvalidEvent`."""
     action = event.get("action")
     if action == "drain":
@@ -70,6 +75,8 @@ def parse_action(event: Mapping[str, Any]) -> Action:
         return SweepAction()
     if action == "recover":
         return RecoverAction()
+    if action == "reconcile":
+        return ReconcileAction()
     if action == "quota":
         day = event.get("day")
         if day is not None and not (isinstance(day, str) and _DAY.fullmatch(day)):
@@ -81,5 +88,5 @@ def parse_action(event: Mapping[str, Any]) -> Action:
             raise InvalidEvent("status needs a vid of the Polyv shape")
         return StatusAction(vid)
     raise InvalidEvent(
-        f"unknown action {preview(action, 32)!r}: expected drain, sweep, recover, status or quota"
+        f"unknown action {preview(action, 32)!r}: expected drain, sweep, recover, reconcile, status or quota"
     )

@@ -12,6 +12,7 @@ before anything is claimed or sent.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import NamedTuple, TypeVar
 
 from aws_lambda_powertools import Logger
@@ -27,6 +28,7 @@ from .confirm_definitions import ConfirmDefinitions, Confirmed
 from .drain import DrainBacklog
 from .prewarm import PrewarmFiles
 from .queries import LedgerQueries
+from .reconcile import Found, ReconcileAccount
 from .recovery import RecoverWaiting
 
 logger = Logger(service=SERVICE, child=True)
@@ -43,6 +45,7 @@ class UseCases(NamedTuple):
     queries: LedgerQueries  # quota, a video's status, the backlog
     backfill: Backfill  # an operator's catalogue, to the backlog's lowest tier
     confirm: ConfirmDefinitions  # a TranscodeComplete's definitions, from Polyv itself
+    reconcile: ReconcileAccount  # the files Polyv lists that no event brought
 
 
 def by_account(book: AccountBook, items: Iterable[T], vid: Callable[[T], object]) -> dict[Account, list[T]]:
@@ -81,6 +84,23 @@ def combined(reports: Mapping[str, Report]) -> Report:
             out.polyv_down_since = out.polyv_down_since or report.polyv_down_since
         out.breaker = out.breaker or report.breaker
     return out
+
+
+class Reconciled(NamedTuple):
+    """A reconcile of every account (or one): what each account's run found, and what the
+    prewarm did with the files (each account's report in ``report.accounts``)."""
+
+    found: dict[str, Found]
+    report: Report
+
+    @property
+    def files_found(self) -> int:
+        """The files no event had brought (``FilesFoundByReconcile``)."""
+        return sum(len(f.requests) for f in self.found.values())
+
+    def failed(self) -> list[str]:
+        """The accounts whose listing failed this run."""
+        return [userid for userid, f in self.found.items() if f.error is not None]
 
 
 class EveryAccount:
@@ -163,6 +183,34 @@ class EveryAccount:
         return combined(
             {a.userid: self._cases(a).recover.recover(deadline=deadline) for a in self._chosen(account)}
         )
+
+    def reconcile(
+        self,
+        *,
+        deadline: Deadline,
+        account: str | None = None,
+        since: datetime | None = None,
+        dry_run: bool = False,
+    ) -> Reconciled:
+        """Each account's reconcile under its own secretkey, one after the other: the files it
+        finds go through its prewarm as ordinary automatic work, and its mark moves once they are
+        placed (none handed back) or its listing failed. ``since``, a person's look from that
+        instant, and ``dry_run`` leave the marks as they are."""
+        found: dict[str, Found] = {}
+        reports: dict[str, Report] = {}
+        for a in self._chosen(account):
+            cases = self._cases(a)
+            run = cases.reconcile.find(deadline=deadline, since=since)
+            report = (
+                cases.prewarm.prewarm(run.requests, deadline=deadline, dry_run=dry_run)
+                if run.requests
+                else Report()
+            )
+            placed = not any(r.fate.needs_retry for r in report.results)
+            if since is None and not dry_run and (placed or run.error is not None):
+                cases.reconcile.commit(run)
+            found[a.userid], reports[a.userid] = run, report
+        return Reconciled(found, combined(reports))
 
     def backfill(
         self, lines: Iterable[str], *, source: str, dry_run: bool = False, account: str | None = None
