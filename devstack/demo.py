@@ -447,8 +447,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         assert stack.polyv is not None
         story_starts = stack.move_to_hour(STORY_HOUR)
-        for vid, brs in CATALOGUE.items():
-            stack.polyv.add_video(vid, brs)
+        for vid, brs in CATALOGUE.items():  # uploaded a month ago: not new to the reconcile
+            stack.polyv.add_video(vid, brs, uploaded_at=stack.now().timestamp() - 30 * 86_400)
         os.environ.update(stack.env())
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
         os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")

@@ -183,3 +183,31 @@ def test_a_dry_run_or_a_look_since_a_date_moves_no_mark():
     reconcile(w, since=now - timedelta(hours=2))
     assert w.marks.puts == 0
     assert w.polyv.pages_asked[-1][1] == (now - timedelta(hours=2) - SKEW).strftime("%Y-%m-%d")
+
+
+def test_the_table_unavailable_skips_the_run_and_stores_nothing():
+    w = World()
+    now = w.clock()
+    w.polyv.listed = [listed(1, at=now - timedelta(minutes=20))]
+    w.marks.fail = True
+    run = reconcile(w)
+    assert (run.files_found, run.failed(), w.polyv.pages_asked) == (0, [], [])  # not a listing failure
+    assert run.found["e6b23c6f51"].error == "the reconcile mark: InternalServerError"
+    w.marks.fail = False
+    w.backlog.unavailable = True  # the mark readable, the backlog not: nothing found, nothing stored
+    run = reconcile(w)
+    assert (run.files_found, w.marks.puts) == (0, 0)
+    w.backlog.unavailable = False
+    assert reconcile(w).files_found == 3  # the next run does it all
+
+
+def test_a_video_its_events_brought_is_left_to_their_choice_of_definitions():
+    w = World(DEFAULT_BR_INDEXES="2,3")
+    now = w.clock()
+    w.polyv.listed = [listed(1, at=now - timedelta(minutes=30)), listed(2, at=now - timedelta(minutes=30))]
+    w.prewarm(requests_for(1, br=1, start=1))  # the pipeline asked for brIndex 1 of video 1 only
+    run = reconcile(w)
+    assert [r.file for r in run.report.results] == [
+        FileRef(vid(2), 2),
+        FileRef(vid(2), 3),
+    ]  # DEFAULT_BR_INDEXES

@@ -241,7 +241,13 @@ def use_cases(
             min_time=policy.min_time_per_call,
         ),
         reconcile=ReconcileAccount(
-            listing=polyv, marks=marks, ledger=ledger, backlog=backlog, policy=policy, clock=clock
+            listing=polyv,
+            marks=marks,
+            ledger=ledger,
+            backlog=backlog,
+            policy=policy,
+            clock=clock,
+            default_br_indexes=settings.default_br_indexes,
         ),
     )
 

@@ -139,13 +139,14 @@ def _record_day_closed(report: Report) -> None:
             )
 
 
+#: A reconcile's figures: the files every event source missed, the accounts whose listing failed
+#: this run, and the longest run of failures of any account.
+RECONCILE_METRICS = ("FilesFoundByReconcile", "ReconcileListingFailed", "ReconcileFailuresInARow")
+
+
 def record_reconcile(files_found: int, failed: int, failures_in_a_row: int) -> None:
-    """FilesFoundByReconcile (the files every event source missed), ReconcileListingFailed (the
-    accounts whose listing failed this run) and ReconcileFailuresInARow (the longest run of
-    failures of any account: the alarm's)."""
-    metrics.add_metric(name="FilesFoundByReconcile", unit=MetricUnit.Count, value=files_found)
-    metrics.add_metric(name="ReconcileListingFailed", unit=MetricUnit.Count, value=failed)
-    metrics.add_metric(name="ReconcileFailuresInARow", unit=MetricUnit.Count, value=failures_in_a_row)
+    for name, value in zip(RECONCILE_METRICS, (files_found, failed, failures_in_a_row), strict=True):
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
 def record_backlog(backlog: BacklogFigures, *, account: str | None = None) -> None:

@@ -69,11 +69,21 @@ def uploaded(video: ListedVideo, tz: ZoneInfo) -> datetime | None:
         return None
 
 
-def files_of(video: ListedVideo, at: datetime | None, w: Window) -> list[FileRef]:
-    """The files a published video of the window has: brIndex 1 to its ``df`` (at most 3)."""
+def files_of(
+    video: ListedVideo, at: datetime | None, w: Window, br_indexes: Sequence[int] = BR_INDEXES
+) -> list[FileRef]:
+    """The files of a published video of the window: of ``br_indexes`` (DEFAULT_BR_INDEXES, the
+    bitrates warmed when nothing names one), those its ``df`` has (brIndex 1 to ``df``)."""
     if at is None or not w.holds(at) or video.status not in PUBLISHED:
         return []
-    return [FileRef(video.vid, br) for br in BR_INDEXES[: max(0, min(video.definitions, len(BR_INDEXES)))]]
+    return [FileRef(video.vid, br) for br in br_indexes if br <= video.definitions]
+
+
+def unbrought(files: Iterable[FileRef], known: Iterable[FileRef]) -> list[FileRef]:
+    """The files of the videos no event brought: a video with any file known (in a ledger day or
+    the backlog) was brought by its events, whose choice of definitions stands."""
+    brought = {f.vid for f in known}
+    return [f for f in files if f.vid not in brought]
 
 
 def holds_back(video: ListedVideo, at: datetime | None, w: Window, now: datetime) -> bool:

@@ -23,6 +23,7 @@ from ..domain.catalogue import read_catalogue
 from ..domain.claims import NO_FLAGS, ClaimRequest
 from ..domain.model import DefinitionsLookup, FileRequest, FileResult, Report
 from ..domain.policy import Deadline
+from ..domain.ports import StoreUnavailable
 from .backfill import Backfill, BackfillReport
 from .confirm_definitions import ConfirmDefinitions, Confirmed
 from .drain import DrainBacklog
@@ -99,8 +100,8 @@ class Reconciled(NamedTuple):
         return sum(len(f.requests) for f in self.found.values())
 
     def failed(self) -> list[str]:
-        """The accounts whose listing failed this run."""
-        return [userid for userid, f in self.found.items() if f.error is not None]
+        """The accounts whose listing failed this run (not those the table's outage skipped)."""
+        return [userid for userid, f in self.found.items() if f.error is not None and f.store]
 
 
 class EveryAccount:
@@ -207,8 +208,11 @@ class EveryAccount:
                 else Report()
             )
             placed = not any(r.fate.needs_retry for r in report.results)
-            if since is None and not dry_run and (placed or run.error is not None):
-                cases.reconcile.commit(run)
+            if since is None and not dry_run and run.store and (placed or run.error is not None):
+                try:
+                    cases.reconcile.commit(run)
+                except StoreUnavailable as exc:  # the mark stays: the next run reads the same window
+                    logger.warning("the reconcile mark could not be stored", extra={"error": str(exc)})
             found[a.userid], reports[a.userid] = run, report
         return Reconciled(found, combined(reports))
 

@@ -10,16 +10,16 @@ finds nothing and counts a failure: it never stands in the way of prewarming.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from aws_lambda_powertools import Logger
 
 from .. import SERVICE
-from ..domain.model import FileRef, FileRequest, ListedVideo, Origin
+from ..domain.model import BR_INDEXES, FileRef, FileRequest, ListedVideo, Origin
 from ..domain.policy import Deadline, Policy
-from ..domain.ports import Backlog, DayLedger, PolyvError, ReconcileMarks, VideoListing
+from ..domain.ports import Backlog, DayLedger, PolyvError, ReconcileMarks, StoreUnavailable, VideoListing
 from ..domain.quotaday import quota_day
 from ..domain.reconcile import (
     MAX_PAGES,
@@ -31,6 +31,7 @@ from ..domain.reconcile import (
     files_of,
     holds_back,
     reached_the_start,
+    unbrought,
     uploaded,
     window,
 )
@@ -49,6 +50,7 @@ class Found(NamedTuple):
     pages: int  # get-new-list requests made
     complete: bool  # the pass reached the window's start
     error: str | None = None  # the listing failed: nothing found, one more failure in a row
+    store: bool = True  # whether ``mark`` is to be stored (not while the table is unavailable)
 
 
 class ReconcileAccount:
@@ -61,7 +63,10 @@ class ReconcileAccount:
         backlog: Backlog,
         policy: Policy,
         clock: Callable[[], datetime],
+        default_br_indexes: Sequence[int],
     ) -> None:
+        """``default_br_indexes``: the bitrates warmed of a video no event named any of."""
+        self._br_indexes = tuple(default_br_indexes)
         self._listing = listing
         self._marks = marks
         self._ledger = ledger
@@ -71,10 +76,14 @@ class ReconcileAccount:
 
     def find(self, *, deadline: Deadline, since: datetime | None = None) -> Found:
         """This run's files. ``since``: a person's look from that instant (a new pass, the same
-        bounds), instead of the account's mark. Raises ``StoreUnavailable`` when the mark, the
-        ledger or the backlog cannot be read (the caller's, like any store outage)."""
+        bounds), instead of the account's mark. A table that cannot be read finds nothing and
+        stores nothing (``store`` False): the next run reads the same window."""
         now = self._clock()
-        mark = Mark(since=since) if since is not None else self._marks.get()
+        try:
+            mark = Mark(since=since) if since is not None else self._marks.get()
+        except StoreUnavailable as exc:  # nothing can be checked: the next run does it all
+            logger.warning("reconcile skipped: the table is unavailable", extra={"error": str(exc)})
+            return Found([], Mark(since=now), 0, 0, False, error=str(exc), store=False)
         w = window(mark, now)
         try:
             videos, pages, complete = self._read(w, deadline)
@@ -83,8 +92,12 @@ class ReconcileAccount:
             return Found([], after_a_failure(mark, now), 0, 0, False, error=str(exc))
         tz = self._policy.timezone
         at = {v.vid: uploaded(v, tz) for v in videos}
-        files = list(dict.fromkeys(f for v in videos for f in files_of(v, at[v.vid], w)))
-        unseen = self._unseen(files, w.start, now)
+        files = list(dict.fromkeys(f for v in videos for f in files_of(v, at[v.vid], w, self._br_indexes)))
+        try:
+            unseen = self._unseen(files, w.start, now)
+        except StoreUnavailable as exc:
+            logger.warning("reconcile skipped: the table is unavailable", extra={"error": str(exc)})
+            return Found([], mark or Mark(since=now), len(videos), pages, False, error=str(exc), store=False)
         held = [t for v in videos if holds_back(v, t := at[v.vid], w, now) and t is not None]
         new_mark = after_the_run(mark, w, pages_read=pages, complete=complete, held=held)
         requests = [FileRequest(f.vid, f.br_index, ORIGIN) for f in unseen]
@@ -112,13 +125,15 @@ class ReconcileAccount:
         return videos, pages, False
 
     def _unseen(self, files: list[FileRef], start: datetime, now: datetime) -> list[FileRef]:
-        """The files no day's ledger from the window's start to today holds, nor the backlog."""
+        """The files of the videos none of whose files a day's ledger from the window's start to
+        today holds, nor the backlog (``domain/reconcile.unbrought``)."""
         if not files:
             return []
         tz = self._policy.timezone
-        known: set[FileRef] = set(self._backlog.pending(files))
+        every = [FileRef(vid, br) for vid in dict.fromkeys(f.vid for f in files) for br in BR_INDEXES]
+        known: set[FileRef] = set(self._backlog.pending(every))
         day = start
         while quota_day(day, tz) <= quota_day(now, tz):
-            known |= set(self._ledger.lookup(quota_day(day, tz), files))
+            known |= set(self._ledger.lookup(quota_day(day, tz), every))
             day += timedelta(days=1)
-        return [f for f in files if f not in known]
+        return unbrought(files, known)
