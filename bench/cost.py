@@ -28,11 +28,12 @@ METRICS_PER_ACCOUNT = 7
 
 
 def observability_month(accounts: int = 1) -> float:
-    """34 custom metrics of the service (BacklogFiles counts once per tier) and each account's 7,
-    the dashboard ($3), eight alarms of eight metrics and one per account, and the alarm topic's KMS
-    key ($1: CloudWatch cannot publish under the AWS managed key)."""
-    metrics = 34 + METRICS_PER_ACCOUNT * accounts
-    return metrics * METRIC_MONTH + 3.00 + (8 + accounts) * ALARM_METRIC_MONTH + 1.00
+    """37 custom metrics of the service (BacklogFiles counts once per tier; 3 are the
+    reconcile's) and each account's 7, the dashboard ($3), eleven alarms watching 12 metrics and
+    one time series per account (QuotaNearlySpentAlarm's query), and the alarm topic's KMS key ($1:
+    CloudWatch cannot publish under the AWS managed key)."""
+    metrics = 37 + METRICS_PER_ACCOUNT * accounts
+    return metrics * METRIC_MONTH + 3.00 + (12 + accounts) * ALARM_METRIC_MONTH + 1.00
 
 
 OBSERVABILITY_MONTH = observability_month(1)
@@ -41,6 +42,12 @@ OBSERVABILITY_MONTH = observability_month(1)
 RECOVERY_RUNS_PER_MONTH = 30 * 24 * 12
 RECOVERY_SECONDS = 0.05
 RECOVERY_READS = 2
+# The reconcile (template.yaml Reconcile, every 15 minutes), one account: a signed GET of Polyv's
+# list (modelled 150 ms), the queue's counts, the mark's read and write, one BatchGetItem a day of
+# the window for the new videos (modelled: 0.3 s, 4 reads, 1 write).
+RECONCILE_RUNS_PER_MONTH = 30 * 24 * 4
+RECONCILE_SECONDS = 0.3
+RECONCILE_READS = 4
 # The late sweeps (template.yaml LateSweep, every 10 minutes of the reserve's last hour): with an
 # empty backlog, a read of the counter and one query per tier (modelled: 100 ms)
 SWEEP_RUNS_PER_MONTH = 30 * 6
@@ -99,14 +106,17 @@ class Traffic:
             "Lambda": invocations
             * (LAMBDA_REQUEST + self.seconds_per_invocation * MEMORY_GB * LAMBDA_GB_SECOND)
             + recovery * (LAMBDA_REQUEST + RECOVERY_SECONDS * MEMORY_GB * LAMBDA_GB_SECOND)
-            + SWEEP_RUNS_PER_MONTH * (LAMBDA_REQUEST + SWEEP_SECONDS * MEMORY_GB * LAMBDA_GB_SECOND),
+            + SWEEP_RUNS_PER_MONTH * (LAMBDA_REQUEST + SWEEP_SECONDS * MEMORY_GB * LAMBDA_GB_SECOND)
+            + RECONCILE_RUNS_PER_MONTH * (LAMBDA_REQUEST + RECONCILE_SECONDS * MEMORY_GB * LAMBDA_GB_SECOND),
             "DynamoDB": 30 * self.files_per_day / 100 * self.write_units_per_100_files * DYNAMODB_WRITE_UNIT
             + (
                 invocations * self.reads_per_invocation
                 + recovery * RECOVERY_READS
                 + SWEEP_RUNS_PER_MONTH * SWEEP_READS
+                + RECONCILE_RUNS_PER_MONTH * RECONCILE_READS
             )
-            * DYNAMODB_READ_UNIT,
+            * DYNAMODB_READ_UNIT
+            + RECONCILE_RUNS_PER_MONTH * DYNAMODB_WRITE_UNIT,  # the mark
             "SQS": 3 * messages * SQS_REQUEST,  # send, receive, delete
             # an account on Polyv's callbacks: the HTTP API and the callback function per notification
             "callbacks": messages

@@ -327,6 +327,30 @@ def show_callbacks(stack: DevStack, app: Any, buffer: io.StringIO, *, verbose: b
         api.stop()
 
 
+LOST_VID = f"{USERID}1057500000000000000000_e"  # uploaded during the demo; its callbacks never arrive
+
+
+def show_reconcile(stack: DevStack, app: Any, buffer: io.StringIO) -> None:
+    """A video whose callbacks were lost (the endpoint never called), found in Polyv's own list of
+    new videos by the next reconcile and warmed; the run after it finds nothing more."""
+    assert stack.polyv is not None
+    stack.move_to_hour(STORY_HOUR, next_day=True)  # a quota day of its own
+    app.lambda_handler({"action": "reconcile"}, LocalLambdaContext())  # the account's first look
+    stack.polyv.add_video(LOST_VID, (1, 2))
+    print(f"\n── a lost callback: {LOST_VID} uploaded and transcoded (流畅, 高清), no callback arrives")
+    before = len(stack.polyv.tasks())
+    for minutes in (15, 30):
+        stack.seconds_offset += 15 * 60
+        answer = app.lambda_handler({"action": "reconcile"}, LocalLambdaContext())
+        log_records(buffer)
+        listed = sum(r["listed"] for r in answer["reconcile"].values())
+        found = answer["filesFound"]
+        print(f"   reconcile {minutes} min later: {listed} video(s) listed, {found} file(s) no event brought")
+    for task in stack.polyv.tasks()[before:]:
+        brs = sorted(br for _, br in task.files)
+        print(f"   Polyv call: {len(task.files)} files, brIndex {brs} -> taskId {task.task_id}")
+
+
 OTHER_ACCOUNT = "b7c41a09d2"  # a group's 分帐号: a userid, a secretkey and a quota of its own
 
 
@@ -494,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         show_callbacks(stack, app, buffer, verbose=args.verbose)
         show_outage(stack, app, buffer)
+        show_reconcile(stack, app, buffer)
         show_accounts(stack, app, buffer)
         print()
         tasks = stack.polyv.tasks()

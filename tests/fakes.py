@@ -28,6 +28,7 @@ from polyv_prewarm.domain.ports import (
     PolyvFilesRefused,
     PolyvQuotaSpent,
     PolyvUnavailable,
+    QueueUnavailable,
     Settled,
     Settlement,
     StoreUnavailable,
@@ -371,6 +372,19 @@ class InMemoryBacklog:
         waiting = sum(1 for d in self.items.values() if d.waiting)
         tiers = {tier: len(self._drainable(tier)) for tier in Tier}
         return BacklogFigures(len(self.items), oldest[0].deferred_at if oldest else None, waiting, tiers)
+
+
+class FakeQueue:
+    """The prewarm queue as the reconcile asks it: ``busy`` holds messages; ``fail``: unreadable."""
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.fail = False
+
+    def in_flight(self) -> bool:
+        if self.fail:
+            raise QueueUnavailable("prewarm queue: AWS.SimpleQueueService.NonExistentQueue")
+        return self.busy
 
 
 class InMemoryMarks:

@@ -21,6 +21,7 @@ from polyv_prewarm.runtime import retry_policy, use_cases
 from tests.fakes import (
     USERID,
     FakePolyv,
+    FakeQueue,
     InMemoryBacklog,
     InMemoryBreaker,
     InMemoryLedger,
@@ -157,6 +158,7 @@ class World:
         self.backlog = InMemoryBacklog()
         self.breaker = InMemoryBreaker()
         self.marks = InMemoryMarks()
+        self.queue = FakeQueue()  # the prewarm queue: empty unless a test says otherwise
         self.clock = Clock()
         self.sleep = lambda seconds: None  # a test may make waiting move the clock
         self.backoff = None  # a test may fix the back-off; else the Polyv client's, from the settings
@@ -184,6 +186,7 @@ class World:
             clock=self.clock,
             backoff=lambda n: self.backoff(n) if self.backoff else retry.backoff(n),
             sleep=lambda seconds: self.sleep(seconds),
+            events=self.queue,
         )
         self.queries, self.backfill, self.confirm = (
             self.cases.queries,

@@ -212,6 +212,7 @@ def test_alarms_notify_the_topic_and_watch_metrics_the_code_emits(template):
     emitted = (
         set(telemetry.FATE_METRICS.values())
         | set(telemetry.CALLBACK_METRICS.values())
+        | set(telemetry.RECONCILE_METRICS)
         | {"QuotaUsedPercent", "BacklogOldestAgeHours", "PolyvDownMinutes"}
     )
     alarms = resources(template, "AWS::CloudWatch::Alarm")
@@ -226,6 +227,8 @@ def test_alarms_notify_the_topic_and_watch_metrics_the_code_emits(template):
     assert ("PolyvPrewarm", "CallbacksForged") in watched
     assert ("PolyvPrewarm", "CallbacksUnavailable") in watched
     assert ("PolyvPrewarm", "PolyvDownMinutes") in watched
+    assert ("PolyvPrewarm", "FilesFoundByReconcile") in watched
+    assert ("PolyvPrewarm", "ReconcileFailuresInARow") in watched
     for namespace, name in watched:
         if namespace == "PolyvPrewarm":
             assert name in emitted
@@ -291,6 +294,12 @@ def test_the_drain_is_scheduled_in_the_quota_time_zone(template):
     assert props["ScheduleExpressionTimezone"] == {"Ref": "QuotaTimezone"}
     assert props["ScheduleExpression"] == "cron(5 0 * * ? *)"
     assert json.loads(props["Input"])["action"] == "drain"
+
+
+def test_the_reconcile_runs_every_15_minutes(template):
+    props = template["Resources"]["PrewarmFunction"]["Properties"]["Events"]["Reconcile"]["Properties"]
+    assert props["ScheduleExpression"] == "rate(15 minutes)"
+    assert json.loads(props["Input"])["action"] == "reconcile"
 
 
 def test_the_queue_event_source_bounds_concurrency(template):

@@ -42,7 +42,11 @@ def test_the_demo_runs_every_event_the_next_days_drain_and_the_faults():
     assert "Polyv call: 2 files, brIndex [1, 2]" in callbacks
     assert "from Polyv's get-video-msg: ['" in callbacks
     assert "replayed: HTTP 200, already received: nothing queued (Polyv calls since: 0)" in callbacks
-    outage = out.split("── Polyv answers 503")[1].split("── two Polyv accounts")[0]
+    outage = out.split("── Polyv answers 503")[1].split("── a lost callback")[0]
+    lost = out.split("── a lost callback")[1].split("── two Polyv accounts")[0]
+    assert "reconcile 15 min later: 1 video(s) listed, 2 file(s) no event brought" in lost
+    assert "reconcile 30 min later: 1 video(s) listed, 0 file(s) no event brought" in lost  # once
+    assert lost.count("Polyv call: 2 files, brIndex [1, 2]") == 1
     assert "handed back: 0" in outage
     assert "Polyv call: 4 files" in outage  # the 4 files of its 2 messages (one repeats a file), once
     assert "dead-lettered by the outage: 0" in outage

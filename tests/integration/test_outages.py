@@ -55,6 +55,7 @@ def test_the_timeline_reads_the_templates_schedules():
         "DailyDrain": "cron(5 0 * * ? *)",
         "LateSweep": "cron(0/10 23 * * ? *)",  # ReserveReleaseHour at its default, 23
         "RecoveryDrain": "rate(5 minutes)",
+        "Reconcile": "rate(15 minutes)",
     }
 
 

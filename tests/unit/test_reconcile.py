@@ -211,3 +211,32 @@ def test_a_video_its_events_brought_is_left_to_their_choice_of_definitions():
         FileRef(vid(2), 2),
         FileRef(vid(2), 3),
     ]  # DEFAULT_BR_INDEXES
+
+
+def test_while_events_are_in_flight_a_video_is_queued_only_when_a_second_run_finds_it_unbrought():
+    w = World()
+    now = w.clock()
+    w.polyv.listed = [listed(1, at=now - timedelta(minutes=20)), listed(2, at=now - timedelta(minutes=20))]
+    w.queue.busy = True  # messages in the queue: one may be video 1's, waiting out a back-off
+    first = reconcile(w)
+    assert first.files_found == 0
+    assert w.marks.mark is not None
+    assert w.marks.mark.candidates == {vid(1), vid(2)}
+    w.clock.advance(minutes=15)
+    w.prewarm(requests_for(1, br=1, start=1))  # video 1's message arrives: its events' choice stands
+    second = reconcile(w)
+    assert sorted(r.file for r in second.report.results) == [FileRef(vid(2), br) for br in (1, 2, 3)]
+    assert w.marks.mark.candidates == frozenset()
+    w.clock.advance(minutes=15)
+    assert reconcile(w).files_found == 0  # nothing twice
+
+
+def test_an_unreadable_queue_counts_as_events_in_flight_and_an_empty_one_as_none():
+    w = World()
+    now = w.clock()
+    w.polyv.listed = [listed(1, at=now - timedelta(minutes=20))]
+    w.queue.fail = True
+    assert reconcile(w).files_found == 0
+    w.queue.fail = False
+    w.clock.advance(minutes=15)
+    assert reconcile(w).files_found == 3  # the candidate, still unbrought: queued

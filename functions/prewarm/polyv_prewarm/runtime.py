@@ -32,7 +32,15 @@ from .adapters.reconcile_marks import DynamoReconcileMarks
 from .config import Settings
 from .domain.accounts import Account, AccountBook
 from .domain.policy import Deadline
-from .domain.ports import Backlog, DayLedger, PolyvBreaker, PolyvGateway, ReconcileMarks, VideoListing
+from .domain.ports import (
+    Backlog,
+    DayLedger,
+    EventsInFlight,
+    PolyvBreaker,
+    PolyvGateway,
+    ReconcileMarks,
+    VideoListing,
+)
 from .logic.accounts import EveryAccount, UseCases
 from .logic.backfill import Backfill
 from .logic.chunk import Ports
@@ -131,8 +139,11 @@ def build_runtime(
             marks=DynamoReconcileMarks(settings.quota_table, dynamodb, account.userid),
         )
 
-    accounts = every_account(settings, book, ports, breaker=breaker, clock=clock, backoff=retry.backoff)
-    return Runtime(settings, accounts, clock, messages=_messages(settings, session))
+    messages = _messages(settings, session)
+    accounts = every_account(
+        settings, book, ports, breaker=breaker, clock=clock, backoff=retry.backoff, events=messages
+    )
+    return Runtime(settings, accounts, clock, messages=messages)
 
 
 class PolyvOfAnAccount(PolyvGateway, VideoListing, Protocol):
@@ -158,6 +169,7 @@ def every_account(
     clock: Callable[[], datetime],
     backoff: Callable[[int], float],
     sleep: Callable[[float], None] = time.sleep,
+    events: EventsInFlight | None = None,
 ) -> EveryAccount:
     """Every account's use cases, each built on its first use over its own ports (``ports(account,
     home)``: the home account keeps the one-account keys), its own limit and reserve
@@ -178,6 +190,7 @@ def every_account(
                 clock=clock,
                 backoff=backoff,
                 sleep=sleep,
+                events=events,
             )
         return built[account]
 
@@ -205,6 +218,7 @@ def use_cases(
     clock: Callable[[], datetime],
     backoff: Callable[[int], float],
     sleep: Callable[[float], None] = time.sleep,
+    events: EventsInFlight | None = None,
 ) -> UseCases:
     """The use cases over their ports: the function's, and (over fakes) the unit tests' world."""
     policy = settings.policy()
@@ -248,6 +262,7 @@ def use_cases(
             policy=policy,
             clock=clock,
             default_br_indexes=settings.default_br_indexes,
+            events=events,
         ),
     )
 

@@ -139,8 +139,9 @@ def _record_day_closed(report: Report) -> None:
             )
 
 
-#: A reconcile's figures: the files every event source missed, the accounts whose listing failed
-#: this run, and the longest run of failures of any account.
+#: A reconcile's figures: the files every event source missed (EventsMissedAlarm), the accounts
+#: whose listing failed this run, and the longest run of failures of any account
+#: (ReconcileFailingAlarm).
 RECONCILE_METRICS = ("FilesFoundByReconcile", "ReconcileListingFailed", "ReconcileFailuresInARow")
 
 

@@ -54,6 +54,20 @@ class SqsMessages:
         except (ClientError, BotoCoreError) as exc:
             raise QueueUnavailable(f"dead-letter queue: {describe_aws_error(exc)}") from None
 
+    def in_flight(self) -> bool:
+        """Whether the queue holds messages: visible, in flight or waiting out a back-off, or
+        delayed (SQS's approximate counts, enough to say "none")."""
+        names: Any = [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ]
+        try:
+            counts = self._client.get_queue_attributes(QueueUrl=self._queue_url, AttributeNames=names)
+        except (ClientError, BotoCoreError) as exc:
+            raise QueueUnavailable(f"prewarm queue: {describe_aws_error(exc)}") from None
+        return any(int(value) > 0 for value in counts.get("Attributes", {}).values())
+
     def delay(self, receipt_handle: str, seconds: int) -> None:
         """Make a handed-back message visible again in ``seconds``, not the queue's visibility timeout."""
         try:

@@ -1,9 +1,10 @@
 """An account's reconcile mark as one DynamoDB item: ``pk = "RECONCILE"``, ``sk = <userid>``, with
 ``since`` (ISO instant: the uploads still to look at start there), ``page`` and ``passEnd`` (a pass
-in progress), ``failures`` (runs in a row whose listing failed). No item: the account was never
-reconciled. Written whole after each run (docs/ledger.md, "The reconcile"); two runs at once (the
-schedule's and a person's) both write a mark that is safe to resume from: the last one wins, and a
-window read twice finds its files in the ledger."""
+in progress), ``failures`` (runs in a row whose listing failed), ``candidates`` (the vids found
+unbrought while events were in flight: at most a run's listing, 1,000 vids, ~35 KB). No item: the
+account was never reconciled. Written whole after each run (docs/ledger.md, "The reconcile"); two
+runs at once (the schedule's and a person's) both write a mark that is safe to resume from: the
+last one wins, and a window read twice finds its files in the ledger."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ class DynamoReconcileMarks:
                 page=int(item.get("page", 1)),
                 pass_end=datetime.fromisoformat(str(item["passEnd"])) if item.get("passEnd") else None,
                 failures=int(item.get("failures", 0)),
+                candidates=frozenset(str(v) for v in item.get("candidates", ())),
             )
         except (KeyError, ValueError, TypeError):
             return None  # a mark written by hand without its fields: a first run again (safe: reads more)
@@ -48,6 +50,7 @@ class DynamoReconcileMarks:
             "page": mark.page,
             "failures": mark.failures,
             **({"passEnd": mark.pass_end.isoformat()} if mark.pass_end is not None else {}),
+            **({"candidates": set(mark.candidates)} if mark.candidates else {}),  # a string set
         }
         with store_errors(STORE):
             self._client.put_item(TableName=self._table, Item={**self._key, **typed(item)})

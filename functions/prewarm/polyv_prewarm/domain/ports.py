@@ -246,6 +246,14 @@ class VideoListing(Protocol):
         ...
 
 
+class EventsInFlight(Protocol):
+    """Whether the prewarm queue holds messages (visible, in flight, or waiting out a back-off)."""
+
+    def in_flight(self) -> bool:
+        """Raises :class:`QueueUnavailable` when the queue cannot say."""
+        ...
+
+
 class ReconcileMarks(Protocol):
     """One account's reconcile mark (``domain/reconcile.Mark``): where its next run starts."""
 

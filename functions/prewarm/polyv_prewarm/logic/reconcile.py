@@ -19,7 +19,16 @@ from aws_lambda_powertools import Logger
 from .. import SERVICE
 from ..domain.model import BR_INDEXES, FileRef, FileRequest, ListedVideo, Origin
 from ..domain.policy import Deadline, Policy
-from ..domain.ports import Backlog, DayLedger, PolyvError, ReconcileMarks, StoreUnavailable, VideoListing
+from ..domain.ports import (
+    Backlog,
+    DayLedger,
+    EventsInFlight,
+    PolyvError,
+    QueueUnavailable,
+    ReconcileMarks,
+    StoreUnavailable,
+    VideoListing,
+)
 from ..domain.quotaday import quota_day
 from ..domain.reconcile import (
     MAX_PAGES,
@@ -29,7 +38,9 @@ from ..domain.reconcile import (
     after_a_failure,
     after_the_run,
     files_of,
+    held_for,
     holds_back,
+    in_flight_rule,
     reached_the_start,
     unbrought,
     uploaded,
@@ -64,9 +75,13 @@ class ReconcileAccount:
         policy: Policy,
         clock: Callable[[], datetime],
         default_br_indexes: Sequence[int],
+        events: EventsInFlight | None = None,
     ) -> None:
-        """``default_br_indexes``: the bitrates warmed of a video no event named any of."""
+        """``default_br_indexes``: the bitrates warmed of a video no event named any of;
+        ``events``: whether the prewarm queue holds messages (None: no queue known, as for a
+        person's look)."""
         self._br_indexes = tuple(default_br_indexes)
+        self._events = events
         self._listing = listing
         self._marks = marks
         self._ledger = ledger
@@ -82,26 +97,52 @@ class ReconcileAccount:
         try:
             mark = Mark(since=since) if since is not None else self._marks.get()
         except StoreUnavailable as exc:  # nothing can be checked: the next run does it all
-            logger.warning("reconcile skipped: the table is unavailable", extra={"error": str(exc)})
-            return Found([], Mark(since=now), 0, 0, False, error=str(exc), store=False)
+            return _skipped(exc, Mark(since=now))
         w = window(mark, now)
         try:
             videos, pages, complete = self._read(w, deadline)
         except PolyvError as exc:
             logger.warning("Polyv's list of new videos could not be read", extra={"error": str(exc)})
             return Found([], after_a_failure(mark, now), 0, 0, False, error=str(exc))
+        try:
+            return self._found(videos, mark, w, now, pages=pages, complete=complete, person=since is not None)
+        except StoreUnavailable as exc:
+            return _skipped(exc, mark or Mark(since=now), listed=len(videos), pages=pages)
+
+    def _found(
+        self,
+        videos: list[ListedVideo],
+        mark: Mark | None,
+        w: Window,
+        now: datetime,
+        *,
+        pages: int,
+        complete: bool,
+        person: bool,
+    ) -> Found:
+        """The listed videos' files no event brought, and the mark after them (a person's look
+        applies no in-flight rule: the person decides)."""
         tz = self._policy.timezone
         at = {v.vid: uploaded(v, tz) for v in videos}
         files = list(dict.fromkeys(f for v in videos for f in files_of(v, at[v.vid], w, self._br_indexes)))
-        try:
-            unseen = self._unseen(files, w.start, now)
-        except StoreUnavailable as exc:
-            logger.warning("reconcile skipped: the table is unavailable", extra={"error": str(exc)})
-            return Found([], mark or Mark(since=now), len(videos), pages, False, error=str(exc), store=False)
+        unseen = self._unseen(files, w.start, now)
         held = [t for v in videos if holds_back(v, t := at[v.vid], w, now) and t is not None]
         new_mark = after_the_run(mark, w, pages_read=pages, complete=complete, held=held)
+        if not person and unseen and self._in_flight():
+            unseen, candidates = in_flight_rule(unseen, mark)
+            if candidates:
+                new_mark = held_for(mark, w, candidates)
         requests = [FileRequest(f.vid, f.br_index, ORIGIN) for f in unseen]
         return Found(requests, new_mark, len(videos), pages, complete)
+
+    def _in_flight(self) -> bool:
+        """Whether events may be on their way (the queue unreadable: taken as so)."""
+        if self._events is None:
+            return False
+        try:
+            return self._events.in_flight()
+        except QueueUnavailable:
+            return True
 
     def commit(self, found: Found) -> None:
         """Store the run's mark: once its files are claimed or deferred (or its listing failed)."""
@@ -137,3 +178,9 @@ class ReconcileAccount:
             known |= set(self._ledger.lookup(quota_day(day, tz), every))
             day += timedelta(days=1)
         return unbrought(files, known)
+
+
+def _skipped(exc: StoreUnavailable, mark: Mark, *, listed: int = 0, pages: int = 0) -> Found:
+    """A run the table's outage skipped: nothing found, nothing to store."""
+    logger.warning("reconcile skipped: the table is unavailable", extra={"error": str(exc)})
+    return Found([], mark, listed, pages, False, error=str(exc), store=False)
