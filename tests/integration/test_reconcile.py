@@ -116,3 +116,26 @@ def test_the_cli_looks_since_a_day_dry_run_then_for_real_and_moves_no_mark(stack
     code, _, err = run_cli("reconcile", "--since", "yesterday")
     assert code == 2
     assert "--since must be YYYY-MM-DD" in err
+
+
+def test_the_mark_is_one_item_read_back_as_written(stack):
+    from datetime import timedelta
+
+    from polyv_prewarm.adapters.reconcile_marks import DynamoReconcileMarks
+    from polyv_prewarm.domain.model import FileRef
+    from polyv_prewarm.domain.reconcile import Mark
+
+    marks = DynamoReconcileMarks(stack.tables["QuotaTable"], stack.client("dynamodb"), stack.userid)
+    assert marks.get() is None
+    now = stack.now()
+    mark = Mark(
+        since=now,
+        page=10,
+        pass_end=now + timedelta(minutes=5),
+        failures=2,
+        candidates=frozenset({FileRef(vid(1), 1), FileRef(vid(2), 3)}),
+    )
+    marks.put(mark)
+    assert marks.get() == mark
+    marks.put(Mark(since=now))
+    assert marks.get() == Mark(since=now)  # written whole: no candidate left behind

@@ -221,7 +221,8 @@ def test_while_events_are_in_flight_a_video_is_queued_only_when_a_second_run_fin
     first = reconcile(w)
     assert first.files_found == 0
     assert w.marks.mark is not None
-    assert w.marks.mark.candidates == {vid(1), vid(2)}
+    assert w.marks.mark.candidates == {FileRef(v, br) for v in (vid(1), vid(2)) for br in (1, 2, 3)}
+    assert w.marks.mark.page == 1  # the mark moves on: the candidates are checked without a listing
     w.clock.advance(minutes=15)
     w.prewarm(requests_for(1, br=1, start=1))  # video 1's message arrives: its events' choice stands
     second = reconcile(w)
@@ -240,3 +241,14 @@ def test_an_unreadable_queue_counts_as_events_in_flight_and_an_empty_one_as_none
     w.queue.fail = False
     w.clock.advance(minutes=15)
     assert reconcile(w).files_found == 3  # the candidate, still unbrought: queued
+
+
+def test_a_candidate_is_checked_again_even_once_the_window_has_moved_past_it():
+    w = World()
+    now = w.clock()
+    w.polyv.listed = [listed(1, at=now - timedelta(minutes=20))]
+    w.queue.busy = True
+    assert reconcile(w).files_found == 0
+    w.polyv.listed = []  # the next run lists nothing of it (a busy day's later pages, say)
+    w.clock.advance(minutes=15)
+    assert sorted(r.file for r in reconcile(w).report.results) == [FileRef(vid(1), br) for br in (1, 2, 3)]

@@ -1,7 +1,7 @@
 """An account's reconcile mark as one DynamoDB item: ``pk = "RECONCILE"``, ``sk = <userid>``, with
 ``since`` (ISO instant: the uploads still to look at start there), ``page`` and ``passEnd`` (a pass
 in progress), ``failures`` (runs in a row whose listing failed), ``candidates`` (the vids found
-unbrought while events were in flight: at most a run's listing, 1,000 vids, ~35 KB). No item: the
+unbrought while events were in flight, ``vid#brIndex``: at most a run's, 3,000, ~110 KB). No item: the
 account was never reconciled. Written whole after each run (docs/ledger.md, "The reconcile"); two
 runs at once (the schedule's and a person's) both write a mark that is safe to resume from: the
 last one wins, and a window read twice finds its files in the ledger."""
@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from ..domain.model import FileRef
 from ..domain.reconcile import Mark
 from .dynamo import plain, store_errors, typed
 
@@ -39,7 +40,7 @@ class DynamoReconcileMarks:
                 page=int(item.get("page", 1)),
                 pass_end=datetime.fromisoformat(str(item["passEnd"])) if item.get("passEnd") else None,
                 failures=int(item.get("failures", 0)),
-                candidates=frozenset(str(v) for v in item.get("candidates", ())),
+                candidates=frozenset(_file(str(key)) for key in item.get("candidates", ())),
             )
         except (KeyError, ValueError, TypeError):
             return None  # a mark written by hand without its fields: a first run again (safe: reads more)
@@ -50,7 +51,13 @@ class DynamoReconcileMarks:
             "page": mark.page,
             "failures": mark.failures,
             **({"passEnd": mark.pass_end.isoformat()} if mark.pass_end is not None else {}),
-            **({"candidates": set(mark.candidates)} if mark.candidates else {}),  # a string set
+            # a string set of "vid#brIndex"
+            **({"candidates": {f"{f.vid}#{f.br_index}" for f in mark.candidates}} if mark.candidates else {}),
         }
         with store_errors(STORE):
             self._client.put_item(TableName=self._table, Item={**self._key, **typed(item)})
+
+
+def _file(key: str) -> FileRef:
+    vid, _, br = key.rpartition("#")
+    return FileRef(vid, int(br))

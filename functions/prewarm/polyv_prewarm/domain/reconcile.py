@@ -41,8 +41,8 @@ class Mark(NamedTuple):
     page: int = 1  # the page a pass in progress resumes at (1: a new pass)
     pass_end: datetime | None = None  # the window's end of the pass in progress
     failures: int = 0  # runs in a row whose listing failed
-    #: videos found unbrought while events were in flight: queued if still unbrought next run
-    candidates: frozenset[str] = frozenset()
+    #: files found unbrought while events were in flight: queued if still unbrought next run
+    candidates: frozenset[FileRef] = frozenset()
 
 
 class Window(NamedTuple):
@@ -122,22 +122,17 @@ def after_the_run(
 
 
 def in_flight_rule(
-    unbrought_files: Sequence[FileRef], mark: Mark | None
-) -> tuple[list[FileRef], frozenset[str]]:
-    """While events are in flight (the prewarm queue holds messages: a handed-back message waits
-    out a back-off of up to 15 minutes), a video found unbrought may be one whose event is on its
-    way: it is queued only when a second run finds it unbrought still. The files to queue now (the
-    earlier run's candidates), and this run's new candidates."""
-    earlier = mark.candidates if mark is not None else frozenset()
-    now = [f for f in unbrought_files if f.vid in earlier]
-    return now, frozenset(f.vid for f in unbrought_files if f.vid not in earlier)
-
-
-def held_for(mark: Mark | None, w: Window, candidates: frozenset[str]) -> Mark:
-    """The mark of a run that left candidates: the same window again next run (its pass, its
-    page), with them."""
-    base = mark if mark is not None else Mark(since=w.start + SKEW)
-    return base._replace(candidates=candidates, failures=0)
+    confirmed: Sequence[FileRef], found: Sequence[FileRef], *, in_flight: bool
+) -> tuple[list[FileRef], frozenset[FileRef]]:
+    """The files to queue now, and the candidates the next run checks again. While events are in
+    flight (the prewarm queue holds messages: a handed-back message waits out a back-off of up to
+    15 minutes), a file found unbrought may be one whose event is on its way: it becomes a
+    candidate, queued only if the next run finds it unbrought still (``confirmed``: the last
+    run's candidates still unbrought). With no event in flight, what is found is queued at once."""
+    now = list(dict.fromkeys(confirmed))
+    if not in_flight:
+        return list(dict.fromkeys([*now, *found])), frozenset()
+    return now, frozenset(found) - set(now)
 
 
 def after_a_failure(mark: Mark | None, now: datetime) -> Mark:

@@ -38,7 +38,6 @@ from ..domain.reconcile import (
     after_a_failure,
     after_the_run,
     files_of,
-    held_for,
     holds_back,
     in_flight_rule,
     reached_the_start,
@@ -128,11 +127,17 @@ class ReconcileAccount:
         unseen = self._unseen(files, w.start, now)
         held = [t for v in videos if holds_back(v, t := at[v.vid], w, now) and t is not None]
         new_mark = after_the_run(mark, w, pages_read=pages, complete=complete, held=held)
-        if not person and unseen and self._in_flight():
-            unseen, candidates = in_flight_rule(unseen, mark)
-            if candidates:
-                new_mark = held_for(mark, w, candidates)
-        requests = [FileRequest(f.vid, f.br_index, ORIGIN) for f in unseen]
+        if person:  # a person's look: no candidates (the person decides)
+            queue = unseen
+        else:
+            earlier = sorted(mark.candidates) if mark is not None else []
+            # the last run's candidates, checked again without listing them (their events, if any,
+            # arrived since: within a day at most)
+            confirmed = self._unseen(earlier, now - timedelta(days=1), now)
+            in_flight = bool(unseen) and self._in_flight()
+            queue, candidates = in_flight_rule(confirmed, unseen, in_flight=in_flight)
+            new_mark = new_mark._replace(candidates=candidates)
+        requests = [FileRequest(f.vid, f.br_index, ORIGIN) for f in queue]
         return Found(requests, new_mark, len(videos), pages, complete)
 
     def _in_flight(self) -> bool:
